@@ -1,0 +1,1 @@
+"""Search spaces: dimensions, validation and the built-in presets (YAML)."""
