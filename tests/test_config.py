@@ -1,0 +1,78 @@
+import pytest
+
+from prunetune import config as C
+from prunetune.errors import ConfigError
+
+
+def test_quickstart_preset_loads():
+    config = C.load("quickstart")
+    assert config.trial.method == "movement"
+    assert config.teacher.model == "minilm-l6"
+
+
+def test_set_overrides_parse_values_as_yaml():
+    config = C.load("quickstart", ["trial.sparsity=0.7", "trial.precision=bf16", "trial.latency.batch_size=8"])
+    assert config.trial.sparsity == 0.7
+    assert config.trial.precision == "bf16"
+    assert config.trial.latency.batch_size == 8
+
+
+def test_every_problem_is_listed_at_once_with_key_and_value():
+    with pytest.raises(ConfigError) as info:
+        C.load("quickstart", [
+            "trial.sparsity=1.0", "trial.temperature=0", "trial.alpha=1.5", "trial.precision=fp8",
+            "trial.inference_precision=int4", "trial.method=random", "trial.block_size=24", "trial.colour=red",
+            "trial.max_steps=abc",
+        ])
+    problems = info.value.problems
+    text = "\n".join(problems)
+    assert len(problems) == 9, text
+    assert "trial.sparsity = 1.0" in text
+    assert "trial.temperature = 0" in text
+    assert "trial.alpha = 1.5" in text
+    assert "trial.precision = 'fp8'" in text and "'fp32', 'fp16' or 'bf16'" in text
+    assert "trial.inference_precision = 'int4'" in text
+    assert "trial.method = 'random'" in text
+    assert "trial.colour: unknown key; known keys:" in text
+    assert "trial.max_steps = 'abc'" in text
+    assert "trial.block_size = 24" in text and "hidden 384, 12 heads of 32" in text
+
+
+def test_block_size_is_checked_against_the_model(tiny_model_dir, tiny_dataset_csv, tmp_path):
+    from tests.conftest import tiny_config_dict
+
+    raw = tiny_config_dict(tiny_model_dir, tiny_dataset_csv, tmp_path, block_size=64)
+    with pytest.raises(ConfigError, match=r"trial.block_size = 64: .*hidden 32, 4 heads of 8.*valid: \[1, 2, 4, 8, 16, 32\]"):
+        C.validate(raw, check_model=True)
+    raw["trial"]["block_size"] = 16  # two whole heads per block: accepted
+    assert C.validate(raw, check_model=True).trial.block_size == 16
+
+
+def test_unknown_section_and_bad_schedule():
+    with pytest.raises(ConfigError) as info:
+        C.validate({"trail": {}, "trial": {"warmup_fraction": 0.6, "cooldown_fraction": 0.5}})
+    text = str(info.value)
+    assert "trail: unknown key; known keys: task, teacher, trial" in text
+    assert "warmup_fraction + trial.cooldown_fraction must be < 1" in text
+
+
+def test_missing_config_file_names_the_presets():
+    with pytest.raises(ConfigError, match="no such file and no such preset; presets: .*quickstart"):
+        C.load("does-not-exist.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        C.load("quickstart", ["trial.sparsity"])
+
+
+def test_missing_dataset_file():
+    with pytest.raises(ConfigError, match="task.dataset = 'nowhere.csv': file not found"):
+        C.load("quickstart", ["task.dataset=nowhere.csv"])
+
+
+def test_with_values_validates():
+    config = C.load("quickstart")
+    assert config.with_values({"trial.sparsity": 0.25}).trial.sparsity == 0.25
+    with pytest.raises(ConfigError, match="trial.sparsity"):
+        config.with_values({"trial.sparsity": -0.1})

@@ -1,0 +1,94 @@
+"""One full trial on a tiny random BERT and a tiny dataset made in the test."""
+
+import json
+
+import pytest
+import yaml
+
+from prunetune import metrics as M
+from prunetune.cli import main
+from prunetune.errors import DeviceError, TrialError
+from prunetune.trainables.compaction import load_compacted
+from prunetune.trainables.trial import run_trial
+
+
+class StopAfterFirstCheckpoint(Exception):
+    pass
+
+
+def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
+    reports = []
+    metrics = run_trial(tiny_config(), output_dir=tmp_path / "trial", report=lambda m, c: reports.append((m, c)))
+    assert M.missing_final_keys(metrics) == []
+    assert 0.0 <= metrics[M.ACCURACY] <= 1.0
+    assert metrics[M.SPARSITY] == pytest.approx(0.5, abs=0.05)
+    assert metrics[M.LATENCY_MS] > 0 and metrics[M.LATENCY_P95_MS] >= metrics[M.LATENCY_MS]
+    assert metrics[M.EMISSIONS_KG] > 0 and metrics[M.ENERGY_KWH] > 0
+    assert metrics[M.FFN_KEPT] == pytest.approx(0.5, abs=0.05)
+    intermediate, final = reports[0], reports[-1]
+    assert intermediate[0][M.STEP] == 6 and intermediate[0][M.DONE] is False
+    assert (intermediate[1] / "student.safetensors").is_file()
+    assert final[0][M.DONE] is True and final[0] == metrics
+    saved = json.loads((tmp_path / "trial" / "result.json").read_text())
+    assert saved["metrics"][M.ACCURACY] == metrics[M.ACCURACY]
+    assert saved["config"]["trial"]["sparsity"] == 0.5
+    model = load_compacted(tmp_path / "trial" / "model")
+    assert sum(p.numel() for p in model.parameters()) == metrics[M.PARAMS]
+
+
+def test_trial_resumes_from_its_last_checkpoint(tiny_config, tmp_path):
+    config = tiny_config(method="magnitude")
+
+    def crash(metrics, checkpoint):
+        raise StopAfterFirstCheckpoint
+
+    with pytest.raises(StopAfterFirstCheckpoint):
+        run_trial(config, output_dir=tmp_path, report=crash)
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 6
+    steps = []
+    metrics = run_trial(config, output_dir=tmp_path, report=lambda m, c: steps.append(m[M.STEP]))
+    assert steps == [12]  # no intermediate report before step 12: steps 0-5 were not re-run
+    assert metrics[M.TRAIN_SECONDS] > 0
+
+
+def test_nan_loss_fails_the_trial_with_its_reason(tiny_config, tmp_path, monkeypatch):
+    import torch
+
+    from prunetune.trainables import trial as trial_module
+
+    monkeypatch.setattr(trial_module, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(TrialError, match="loss is nan at step 0"):
+        run_trial(tiny_config(), output_dir=tmp_path)
+
+
+def test_fp16_training_on_cpu_fails_before_loading_anything(tiny_config, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine can train in fp16")
+    with pytest.raises(DeviceError, match="fp16"):
+        run_trial(tiny_config(precision="fp16"), output_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_int8_trial(tiny_config, tmp_path):
+    metrics = run_trial(tiny_config(inference_precision="int8", method="magnitude", max_steps=6), output_dir=tmp_path)
+    assert M.missing_final_keys(metrics) == []
+
+
+def test_cli_trial_writes_result_and_prints_metrics(tiny_config, tmp_path, capsys):
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config().to_dict()))
+    code = main(["trial", str(config_file), "--set", "trial.sparsity=0.25", "--output", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["config"]["trial"]["sparsity"] == 0.25
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "latency_ms" in printed
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
+    code = main(["trial", "quickstart", "--set", "trial.sparsity=2"])
+    assert code == 2
+    assert "trial.sparsity = 2" in capsys.readouterr().err
