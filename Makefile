@@ -18,8 +18,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+DEMO_RUN := runs/quickstart
+
+# A second `make demo` continues (or just reports) the first run instead of refusing to overwrite it.
 demo: install
-	$(BIN)/prunetune search quickstart --output runs/quickstart
+	@if [ -f $(DEMO_RUN)/study.db ]; then \
+		$(BIN)/prunetune search --resume $(DEMO_RUN); \
+	else \
+		$(BIN)/prunetune search quickstart --output $(DEMO_RUN); \
+	fi
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -50,6 +50,74 @@ def _run_trial(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- search
+
+
+def _add_search(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search", help="search for the Pareto front of accuracy, latency and emissions (Ray Tune + Optuna)"
+    )
+    parser.add_argument("config", nargs="?", help="a YAML file or a built-in preset name (see `prunetune presets`)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override any config key, e.g. --set search.num_trials=40 (repeatable)")
+    parser.add_argument("--output", default=None, metavar="RUN_DIR",
+                        help="run directory: a path or s3:// / gs:// URI (default: output.dir, else runs/<config name>)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue the search in RUN_DIR after its driver stopped (same study and experiment)")
+    parser.add_argument("--address", default=None, metavar="ADDRESS",
+                        help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: cluster.address, "
+                        "else Ray in-process on this machine)")
+    parser.add_argument("--verbosity", type=int, choices=[0, 1, 2, 3], default=None,
+                        help="0 quiet, 1 progress lines (default), 2 + Ray's status, 3 + Ray's full trial table")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    parser.set_defaults(run=_run_search)
+
+
+def _run_search(args) -> int:
+    from prunetune.analysis import summarize_run
+    from prunetune.errors import ConfigError
+    from prunetune.search import resume_search, run_search
+
+    if args.resume and (args.config or args.overrides or args.output):
+        raise ConfigError("--resume continues the saved configuration: give no CONFIG, --set or --output with it")
+    if args.resume:
+        outcome = resume_search(args.resume, address=args.address, verbosity=args.verbosity,
+                                callbacks=_search_callbacks(None, args.resume, args))
+    elif args.config:
+        config = _search_config(args)
+        run_dir = args.output or config.output.dir or str(Path("runs") / Path(str(args.config)).stem)
+        outcome = run_search(config, run_dir=run_dir, address=args.address,
+                             callbacks=_search_callbacks(config, run_dir, args))
+    else:
+        raise ConfigError("search: give a CONFIG (file or preset) or --resume RUN_DIR")
+    print(f"\n{outcome.num_trials} trials ({outcome.num_failed} failed) in {outcome.wall_seconds / 60:.1f} min; "
+          f"front: {outcome.front_size} trials; run directory: {outcome.run_dir.location}")
+    summarize_run(outcome.run_dir.local, wandb=not args.no_wandb)
+    print(f"study: optuna-dashboard {outcome.storage_url}")
+    return 0
+
+
+def _search_config(args):
+    from prunetune import config as config_module
+
+    overrides = list(args.overrides)
+    if args.verbosity is not None:
+        overrides.append(f"search.verbosity={args.verbosity}")
+    return config_module.load(args.config, overrides)
+
+
+def _search_callbacks(config, run_dir: str, args) -> list:
+    """W&B logging of every trial, unless turned off (``--no-wandb`` or the config)."""
+    if args.no_wandb:
+        return []
+    from prunetune.cluster import RunDir
+    from prunetune.search import saved_config
+    from prunetune.search.wandb_callback import wandb_callbacks
+
+    run = RunDir(run_dir)
+    return wandb_callbacks(config or saved_config(run), run.local)
+
+
 # --------------------------------------------------------------------------- presets
 
 
@@ -72,9 +140,107 @@ def _run_presets(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- report, pick, export
+
+
+def _add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="the run directory a search wrote (e.g. runs/quickstart)")
+
+
+def _add_pick_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "constraints and preference",
+        "constraints given here replace the search's search.constraints; without any, those apply",
+    )
+    group.add_argument("--max-accuracy-drop", type=float, metavar="X", help="teacher accuracy minus accuracy <= X")
+    group.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy >= X")
+    group.add_argument("--max-latency-ms", type=float, metavar="Y", help="latency_ms <= Y")
+    group.add_argument("--max-emissions-kg", type=float, metavar="Z", help="emissions_kg <= Z")
+    group.add_argument("--prefer", choices=["knee", "accuracy", "latency", "emissions"], default="knee",
+                       help="how to choose among the feasible non-dominated trials (default: knee)")
+
+
+_PICK_OPTIONS = ("max_accuracy_drop", "min_accuracy", "max_latency_ms", "max_emissions_kg")
+
+
+def _constraints_from(args) -> dict[str, float] | None:
+    given = {name: getattr(args, name) for name in _PICK_OPTIONS if getattr(args, name) is not None}
+    return given or None
+
+
+def _add_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="the Pareto front of a search as a table, with plots and where the W&B runs are"
+    )
+    _add_run_dir_argument(parser)
+    parser.add_argument("--wandb", action="store_true", help="also log the W&B summary run (the search logs one itself)")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from prunetune.analysis import summarize_run
+
+    summarize_run(args.run_dir, wandb=args.wandb)
+    return 0
+
+
+def _add_pick(subparsers) -> None:
+    parser = subparsers.add_parser("pick", help="the best trial that satisfies constraints, and why")
+    _add_run_dir_argument(parser)
+    _add_pick_options(parser)
+    parser.set_defaults(run=_run_pick)
+
+
+def _run_pick(args) -> int:
+    from prunetune.analysis import analyse, load_run, pick_trial
+    from prunetune.analysis.report import print_pick
+
+    run = load_run(args.run_dir)
+    analysis = analyse(run)
+    pick = pick_trial(run, analysis, constraints=_constraints_from(args), prefer=args.prefer)
+    print_pick(pick, run, analysis)
+    return 0 if pick.found else 1
+
+
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write a trial's model as a Hugging Face model directory (and ONNX) with a model card"
+    )
+    _add_run_dir_argument(parser)
+    parser.add_argument("--trial", metavar="ID", help="the trial to export (else: the one `pick` chooses)")
+    _add_pick_options(parser)
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default RUN_DIR/exports/<trial>)")
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx, checked against PyTorch")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the export as a W&B artifact")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from prunetune.analysis import analyse, explain, export_trial, load_run, pick_trial
+    from prunetune.analysis.report import print_export, print_pick
+    from prunetune.errors import ConfigError
+
+    run = load_run(args.run_dir)
+    analysis = analyse(run)
+    why = None
+    trial_id = args.trial
+    if trial_id is None:
+        pick = pick_trial(run, analysis, constraints=_constraints_from(args), prefer=args.prefer)
+        print_pick(pick, run, analysis)
+        if not pick.found:
+            return 1
+        trial_id, why = pick.trial_id, explain(pick, analysis.objectives)
+    elif _constraints_from(args) or args.prefer != "knee":
+        raise ConfigError("--trial names the trial: it cannot be combined with the pick options (--max-*, --min-*, --prefer)")
+    out = args.out or args.run_dir / "exports" / str(trial_id)
+    result = export_trial(run, analysis, trial_id, out, onnx=args.onnx, wandb=not args.no_wandb, why=why)
+    print_export(result)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
-COMMANDS = [_add_trial, _add_presets]
+COMMANDS = [_add_search, _add_trial, _add_presets, _add_report, _add_pick, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,20 +9,25 @@ listing every problem before any model is loaded.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunetune.builtins import BUILTIN_DATASETS, ModelDims, read_model_dims
 from prunetune.errors import ConfigError, PrunetuneError
+from prunetune.metrics import DEFAULT_OBJECTIVES, METRIC_DIRECTIONS, Direction
+from prunetune.spaces import Dimension, config_space_problems, offered_values, parse_space
 
 PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
 
-Method = Literal["movement", "magnitude"]
+Method = Literal["movement", "magnitude", "group_lasso", "test_time"]
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
-InferencePrecision = Literal["fp32", "fp16", "bf16", "int8"]
+InferencePrecision = Literal["fp32", "fp16", "bf16", "int8", "sparse24"]
+FillInit = Literal["teacher", "random"]
+RankingProxy = Literal["taylor", "masked"]
 
 METHODS: tuple[str, ...] = Method.__args__
 TRAIN_PRECISIONS: tuple[str, ...] = TrainPrecision.__args__
@@ -74,6 +79,9 @@ class TrialConfig(_Section):
     method: Method = "movement"
     sparsity: float = Field(0.5, ge=0, lt=1)
     block_size: int = Field(32, ge=1)
+    min_head_density: float = Field(
+        0.0, ge=0, lt=1, description="a head keeping less than this fraction of its Q, K or V blocks is removed whole"
+    )
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of distillation vs task loss")
     precision: TrainPrecision = "fp32"
@@ -87,6 +95,23 @@ class TrialConfig(_Section):
     eval_every: int = Field(50, ge=1)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    # group_lasso: penalty phase after the warm-up, hard prune, then cooldown_fraction of the
+    # steps retraining with the mask fixed. Groups are block_rows x block_cols tiles.
+    group_lasso_penalty: float = Field(1e-4, ge=0, lt=1, description="group_lasso: weight p of the reweighted group penalty, per layer")
+    reweight_every: int = Field(25, ge=1, description="group_lasso: steps between recomputations of the group weights 1/(|W_g| + eps)")
+    block_rows: int | None = Field(None, ge=1, description="group_lasso: group extent along the head dimension (default: block_size)")
+    block_cols: int | None = Field(None, ge=1, description="group_lasso: group extent along the hidden dimension (default: block_size)")
+    # hybrid filled: after compaction, the zeros left inside live heads are re-initialised and
+    # the compacted student distils again for fill_steps steps.
+    filled: bool = Field(False, description="re-initialise the zeros inside live heads after compaction and fine-tune again")
+    fill_steps: int = Field(100, ge=1, description="distillation steps after filling (on top of max_steps)")
+    fill_init: FillInit = Field("teacher", description="filled zeros take the dense teacher's values, or a fresh random init")
+    # test_time: no training labels; pseudo-labels are the teacher's cached logits on a sample.
+    pseudo_label_samples: int = Field(256, ge=8, description="test_time: unlabelled samples labelled once by the teacher")
+    ranking_samples: int = Field(32, ge=4, description="test_time: held-out slice of those samples that ranks candidates")
+    prune_rounds: int = Field(3, ge=1, le=100, description="test_time: rank-prune-compact rounds during the pruning ramp")
+    ffn_group_size: int = Field(64, ge=1, description="test_time: FFN neurons removed together as one candidate")
+    ranking_proxy: RankingProxy = Field("taylor", description="test_time: first-order gate estimate, or masking each candidate")
     latency: LatencyConfig = LatencyConfig()
     emissions: EmissionsConfig = EmissionsConfig()
 
@@ -99,13 +124,109 @@ class TrialConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _ranking_slice_fits(self) -> "TrialConfig":
+        if self.ranking_samples >= self.pseudo_label_samples:
+            raise ValueError(
+                "trial.ranking_samples must be < trial.pseudo_label_samples (the rest are distilled on), got "
+                f"{self.ranking_samples} >= {self.pseudo_label_samples}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- search sections
+
+Sampler = Literal["nsga2", "tpe", "gp", "random"]
+SAMPLERS: tuple[str, ...] = Sampler.__args__
+
+
+class ConstraintsConfig(_Section):
+    """Limits told to the sampler as constraints: it prefers trials that meet them."""
+
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="teacher accuracy minus student accuracy")
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_emissions_kg: float | None = Field(None, gt=0)
+
+
+class SearchConfig(_Section):
+    sampler: Sampler = "nsga2"
+    seed: int | None = Field(0, description="seeds the sampler; null for a different search each run")
+    num_trials: int = Field(24, ge=1)
+    max_concurrent: int = Field(2, ge=1, description="trials running at once (resources permitting)")
+    objectives: dict[str, Direction] = Field(
+        default_factory=lambda: dict(DEFAULT_OBJECTIVES),
+        description="2 or 3 metric keys -> max|min; a list of keys takes each metric's own direction",
+    )
+    constraints: ConstraintsConfig = ConstraintsConfig()
+    storage: str | None = Field(None, description="SQLAlchemy URL of the Optuna study; default sqlite in the run dir")
+    study_name: str = Field("prunetune", min_length=1)
+    population_size: int | None = Field(None, ge=2, description="NSGA-II population; default scales with num_trials")
+    n_startup_trials: int | None = Field(None, ge=1, description="random trials before TPE/GP model; default scales")
+    starting_points: list[dict[str, Any]] = Field(default_factory=list, description="points evaluated first")
+    known_good_points: bool = Field(True, description="also start from the published configurations")
+    max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+    reuse_actors: bool = Field(False, description="run trials in reused worker processes (faster start, shared state)")
+    verbosity: int = Field(1, ge=0, le=3, description="0 quiet, 1 progress lines, 2 + Ray status, 3 + Ray's full table")
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objective_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return {key: METRIC_DIRECTIONS.get(key, "max") for key in value}
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, value: dict[str, str]) -> dict[str, str]:
+        if not 2 <= len(value) <= 3:
+            raise ValueError(f"expected 2 or 3 objectives, got {len(value)}: {list(value)}")
+        for key, direction in value.items():
+            if key not in METRIC_DIRECTIONS:
+                raise ValueError(f"{key!r} is not a metric key; metric keys: {', '.join(METRIC_DIRECTIONS)}")
+            if direction != METRIC_DIRECTIONS[key]:
+                raise ValueError(f"{key} = {direction!r}: {key} improves when {METRIC_DIRECTIONS[key]}imised")
+        return value
+
+
+class ClusterConfig(_Section):
+    address: str | None = Field(None, description="null: local Ray in-process; auto | HOST:PORT | ray://HOST:PORT")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="fractions such as 0.25 pack trials on one GPU")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local in-process Ray (default: all)")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of the local in-process Ray (default: all)")
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_gpus_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"above 1, GPUs per trial must be a whole number, got {value}")
+        return value
+
+
+class WandbConfig(_Section):
+    enabled: bool = True
+    project: str = "prunetune"
+    entity: str | None = None
+    mode: Literal["auto", "offline", "online", "disabled"] = Field(
+        "auto", description="auto: online when WANDB_API_KEY is set, else offline"
+    )
+
+
+class OutputConfig(_Section):
+    dir: str | None = Field(None, description="run directory: a path or s3:// / gs:// URI; default runs/<config name>")
+    wandb: WandbConfig = WandbConfig()
+
 
 class Config(_Section):
-    """The whole configuration of a trial (and, with later sections, of a search)."""
+    """The whole configuration of a trial and of a search."""
 
     task: TaskConfig = TaskConfig()
     teacher: TeacherConfig = TeacherConfig()
     trial: TrialConfig = TrialConfig()
+    space: dict[str, Dimension] = Field(default_factory=dict, description="trial.* key -> dimension")
+    search: SearchConfig = SearchConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    output: OutputConfig = OutputConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -182,11 +303,15 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
         problems += pydantic_problems(exc)
     section = lambda name: raw.get(name) if isinstance(raw.get(name), dict) else {}  # noqa: E731
     problems += check_dataset(str(section("task").get("dataset", TaskConfig().dataset)))
+    problems += config_space_problems(raw, trial_model=TrialConfig)
     if check_model:
-        problems += check_against_model(
+        model_problems = check_against_model(
             str(section("teacher").get("model", TeacherConfig().model)),
             _block_sizes_in(raw),
         )
+        if _space_searches(raw, "trial.block_size"):
+            model_problems = [p.replace("trial.block_size = ", "space.trial.block_size offers ", 1) for p in model_problems]
+        problems += model_problems
     if problems:
         raise ConfigError(_unique(problems), source=source)
     assert config is not None  # no problems means pydantic accepted it
@@ -194,10 +319,17 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
 
 
 def _block_sizes_in(raw: dict[str, Any]) -> list[int]:
-    """Integer block sizes named anywhere a trial may take them (fixed value or search space)."""
+    """Integer block sizes a trial may take: the space's when it searches the key, else the trial's."""
     trial = raw.get("trial") if isinstance(raw.get("trial"), dict) else {}
-    value = trial.get("block_size", TrialConfig().block_size)
-    return [value] if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else []
+    values = [trial.get("block_size", TrialConfig().block_size)]
+    if _space_searches(raw, "trial.block_size"):
+        dimensions = parse_space({"trial.block_size": raw["space"]["trial.block_size"]})
+        values = offered_values("trial.block_size", dimensions, values[0]) or []
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 1]
+
+
+def _space_searches(raw: dict[str, Any], key: str) -> bool:
+    return isinstance(raw.get("space"), dict) and key in raw["space"]
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -243,20 +375,20 @@ def check_dataset(dataset: str) -> list[str]:
 
 
 def valid_block_sizes(dims: ModelDims, candidates=(1, 2, 4, 8, 16, 32, 64, 128)) -> list[int]:
-    return [b for b in candidates if block_size_problem(b, dims) is None]
+    return [b for b in candidates if block_size_fits(b, dims)]
+
+
+def block_size_fits(block_size: int, dims: ModelDims) -> bool:
+    """A block must tile the hidden size and must not straddle a head boundary: it either
+    divides the head size or covers whole heads, so that a dead head stays a set of whole
+    blocks."""
+    head = dims.head_size
+    return dims.hidden_size % block_size == 0 and (head % block_size == 0 or block_size % head == 0)
 
 
 def block_size_problem(block_size: int, dims: ModelDims) -> str | None:
-    """Why ``block_size`` cannot tile the attention matrices of ``dims`` (None when it can).
-
-    A block must tile the hidden size and must not straddle a head boundary: it either
-    divides the head size or covers whole heads, so that a dead head stays a set of
-    whole blocks.
-    """
-    head = dims.head_size
-    tiles_hidden = dims.hidden_size % block_size == 0
-    aligned = head % block_size == 0 or block_size % head == 0
-    if tiles_hidden and aligned:
+    """Why ``block_size`` cannot tile the attention matrices of ``dims`` (None when it can)."""
+    if block_size_fits(block_size, dims):
         return None
     return (
         f"trial.block_size = {block_size}: must divide the hidden size and either divide "
@@ -288,6 +420,17 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"{dotted}: {part!r} holds {child!r}, not a section")
         node = child
     node[parts[-1]] = value
+
+
+def flatten_dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trial": {"latency": {"batch_size": 1}}}`` -> ``{"trial.latency.batch_size": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def get_dotted(raw: dict[str, Any], dotted: str) -> Any:

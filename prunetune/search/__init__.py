@@ -1,1 +1,29 @@
-"""prunetune.search"""
+"""The search: Ray Tune trials, Optuna's multi-objective samplers, results as they finish.
+
+- :func:`run_search` / :func:`resume_search`: the driver (``prunetune search``);
+- :class:`ParetoOptunaSearch` and :func:`make_sampler`: Optuna under Tune, with failures
+  and limits told to the sampler as constraints;
+- :class:`ResultsCallback`: ``results.parquet``, one row per finished trial;
+- :class:`ProgressCallback`: the terminal view;
+- :mod:`prunetune.search.synthetic`: a model-free trial for tests and benchmarks.
+"""
+
+from prunetune.search._driver import SearchOutcome, resume_search, run_search, saved_config, search_problems
+from prunetune.search._optuna import ParetoOptunaSearch, constraint_values, make_sampler
+from prunetune.search._progress import ProgressCallback
+from prunetune.search._results import RESULTS_FILE, ResultsCallback, results_schema
+
+__all__ = [
+    "RESULTS_FILE",
+    "ParetoOptunaSearch",
+    "ProgressCallback",
+    "ResultsCallback",
+    "SearchOutcome",
+    "constraint_values",
+    "make_sampler",
+    "resume_search",
+    "results_schema",
+    "run_search",
+    "saved_config",
+    "search_problems",
+]

@@ -1,7 +1,8 @@
 """Compaction: turn pruned zeros into a physically smaller model, which is where speed comes from.
 
-A head is removed when its query, key or value slice is all zero (weights and bias); an
-FFN neuron when its intermediate row (weights and bias) or its output column is all zero.
+A head is removed when its value slice (weights and bias) or its output columns are all
+zero; an FFN neuron when its intermediate row (weights and bias) or its output column is
+all zero. Both removals are exact, and ``compact_and_verify`` checks it.
 The result is a :class:`PrunedBertForSequenceClassification` that saves and loads with
 ``save_pretrained`` / ``from_pretrained`` and its per-layer widths.
 """
@@ -44,18 +45,21 @@ class CompactionReport:
 
 
 def live_heads(layer: nn.Module) -> list[int]:
-    """Indices of the heads whose Q, K and V slices each hold a non-zero (may be empty)."""
+    """Indices of the heads that contribute to the layer's output (may be empty).
+
+    A head whose value slice (weights and bias) or output columns are all zero contributes
+    exactly nothing and is removed. A head with a zero query or key slice still adds the
+    mean of its values, so it is only removable once the pruner has masked its values too
+    (which it does for every head whose Q, K or V slice it prunes fully).
+    """
     attention = layer.attention.self
     size = attention.attention_head_size
-    count = attention.query.out_features // size
-
-    def nonzero_per_head(linear: nn.Linear) -> torch.Tensor:
-        rows = linear.weight.detach().ne(0).any(dim=1)
-        if linear.bias is not None:
-            rows |= linear.bias.detach().ne(0)
-        return rows.view(count, size).any(dim=1)
-
-    alive = nonzero_per_head(attention.query) & nonzero_per_head(attention.key) & nonzero_per_head(attention.value)
+    count = attention.value.out_features // size
+    values = attention.value.weight.detach().ne(0).any(dim=1)
+    if attention.value.bias is not None:
+        values |= attention.value.bias.detach().ne(0)
+    outputs = layer.attention.output.dense.weight.detach().ne(0).any(dim=0)
+    alive = values.view(count, size).any(dim=1) & outputs.view(count, size).any(dim=1)
     return alive.nonzero().flatten().tolist()
 
 

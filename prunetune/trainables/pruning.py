@@ -111,11 +111,15 @@ def prunable_linears(model: nn.Module) -> list[nn.Linear]:
     return linears
 
 
+def count_prunable_weights(model: nn.Module) -> int:
+    return sum(_weight_of(linear).numel() for linear in prunable_linears(model))
+
+
 def weight_sparsity(model: nn.Module, *, dense_total: int | None = None) -> float:
     """Fraction of the prunable weights that are zero, or removed relative to ``dense_total``."""
     linears = prunable_linears(model)
     nonzero = sum(int(torch.count_nonzero(_weight_of(linear)).item()) for linear in linears)
-    total = dense_total if dense_total is not None else sum(_weight_of(linear).numel() for linear in linears)
+    total = dense_total if dense_total is not None else count_prunable_weights(model)
     return 1.0 - nonzero / total
 
 
@@ -127,13 +131,13 @@ def _weight_of(linear: nn.Module) -> torch.Tensor:
 class BlockPruner(nn.Module):
     """Owns the mask scores of a BERT model and applies masks to it at each step."""
 
-    def __init__(self, model: nn.Module, *, method: str, block_size: int):
+    def __init__(self, model: nn.Module, *, method: str, block_size: int, min_head_density: float = 0.0):
         super().__init__()
         if method not in ("movement", "magnitude"):
             raise ValueError(f"BlockPruner supports movement and magnitude, got {method!r}")
         self.method = method
         self.block_size = block_size
-        self.layers = [self._wrap_layer(layer) for layer in bert_layers(model)]
+        self.layers = [wrap_layer(layer) for layer in bert_layers(model)]
         self.scores = nn.ParameterDict()
         if method == "movement":
             for index, layer in enumerate(self.layers):
@@ -144,22 +148,9 @@ class BlockPruner(nn.Module):
                     torch.zeros(layer.intermediate.out_features, device=layer.query.weight.device)
                 )
         self.current_sparsity = 0.0
+        self.min_head_density = min_head_density
 
     # ------------------------------------------------------------------ setup
-
-    @staticmethod
-    def _wrap_layer(layer: nn.Module) -> _LayerModules:
-        self_attention = layer.attention.self
-        for owner, attribute in [(self_attention, "query"), (self_attention, "key"), (self_attention, "value"),
-                                 (layer.attention.output, "dense"), (layer.intermediate, "dense"), (layer.output, "dense")]:
-            module = getattr(owner, attribute)
-            if not isinstance(module, MaskedLinear):
-                setattr(owner, attribute, MaskedLinear.wrap(module))
-        return _LayerModules(
-            query=self_attention.query, key=self_attention.key, value=self_attention.value,
-            output=layer.attention.output.dense, intermediate=layer.intermediate.dense,
-            ffn_output=layer.output.dense, head_size=self_attention.attention_head_size,
-        )
 
     def _block_grid(self, linear: nn.Linear) -> tuple[int, int]:
         b = self.block_size
@@ -191,23 +182,27 @@ class BlockPruner(nn.Module):
         """Compute every mask for the given sparsity and install it on the wrapped layers."""
         self.current_sparsity = sparsity
         for index, layer in enumerate(self.layers):
-            self._install_attention_masks(index, layer, sparsity)
-            self._install_ffn_mask(index, layer, sparsity)
+            unplaced_weights = self._install_attention_masks(index, layer, sparsity)
+            self._install_ffn_mask(index, layer, sparsity, extra_weights=unplaced_weights)
 
-    def _install_ffn_mask(self, index: int, layer: _LayerModules, sparsity: float) -> None:
+    def _install_ffn_mask(self, index: int, layer: _LayerModules, sparsity: float, *, extra_weights: int = 0) -> None:
+        """Top-k FFN neurons; ``extra_weights`` the attention could not keep go to more neurons."""
         scores = self._ffn_scores(index)
-        mask = _with_straight_through(top_k_mask(scores.detach(), keep_count(scores.numel(), sparsity)), scores)
+        weights_per_neuron = layer.intermediate.in_features + layer.ffn_output.out_features
+        keep = min(scores.numel(), keep_count(scores.numel(), sparsity) + extra_weights // weights_per_neuron)
+        mask = _with_straight_through(top_k_mask(scores.detach(), keep), scores)
         layer.intermediate.weight_mask = mask[:, None]
         layer.intermediate.bias_mask = mask.detach()
         layer.ffn_output.weight_mask = mask[None, :]
         layer.ffn_output.bias_mask = None  # the FFN output bias feeds the residual stream: keep it
 
-    def _install_attention_masks(self, index: int, layer: _LayerModules, sparsity: float) -> None:
+    def _install_attention_masks(self, index: int, layer: _LayerModules, sparsity: float) -> int:
+        """Install the block masks; return how many kept weights found no place in live heads."""
         scores = {name: self._attention_scores(index, name) for name in ATTENTION_MATRICES}
         hard = {name: top_k_mask(s.detach(), keep_count(s.numel(), sparsity)) for name, s in scores.items()}
         target_kept = sum(int(h.sum().item()) for h in hard.values())
         alive_rows = self._kill_dead_heads(hard, layer.head_size)
-        _give_back_blocks(hard, {n: s.detach() for n, s in scores.items()}, alive_rows, target_kept)
+        unplaced_blocks = give_back_blocks(hard, {n: s.detach() for n, s in scores.items()}, alive_rows, target_kept)
         b = self.block_size
         for name in ATTENTION_MATRICES:
             block_mask = _with_straight_through(hard[name], scores[name])
@@ -216,36 +211,76 @@ class BlockPruner(nn.Module):
             # Q, K, V rows that are fully masked lose their bias too (they are removed by compaction);
             # the output projection's bias feeds the residual stream and stays.
             module.bias_mask = None if name == "output" else hard[name].any(dim=1).float().repeat_interleave(b)
+        return unplaced_blocks * b * b
 
     def _kill_dead_heads(self, hard: dict[str, torch.Tensor], head_size: int) -> torch.Tensor:
-        """Mask value rows / output columns of heads whose Q, K or V is fully pruned.
-
-        Returns a boolean per block row (of Q/K/V; equally per block column of the output).
-        """
-        b = self.block_size
-        rows_alive = [_element_rows_alive(hard[name], b) for name in ("query", "key", "value")]
-        heads_alive = torch.stack([r.view(-1, head_size).any(dim=1) for r in rows_alive]).all(dim=0)
-        element_alive = heads_alive.repeat_interleave(head_size)
-        block_alive = element_alive.view(-1, b).all(dim=1)
-        hard["value"] *= block_alive[:, None]
-        hard["output"] *= block_alive[None, :]
-        return block_alive
+        return kill_dead_heads(hard, head_size=head_size, block_rows=self.block_size,
+                               min_head_density=self.min_head_density)
 
     # ------------------------------------------------------------------ results
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return list(self.scores.values())
 
-    @torch.no_grad()
+    def penalty(self, step: int) -> torch.Tensor | None:
+        """Regulariser added to the task loss at ``step``: none, the top-k binarizer sets the sparsity itself."""
+        return None
+
     def bake(self, model: nn.Module) -> None:
-        """Write the masks into the weights and turn every wrapped layer back into nn.Linear."""
-        for layer in bert_layers(model):
-            self_attention = layer.attention.self
-            for owner, attribute in [(self_attention, "query"), (self_attention, "key"), (self_attention, "value"),
-                                     (layer.attention.output, "dense"), (layer.intermediate, "dense"), (layer.output, "dense")]:
-                module = getattr(owner, attribute)
-                if isinstance(module, MaskedLinear):
-                    setattr(owner, attribute, module.unwrap())
+        bake_masks(model)
+
+
+def wrap_layer(layer: nn.Module) -> _LayerModules:
+    """Replace the layer's prunable linears by MaskedLinear (sharing their parameters)."""
+    self_attention = layer.attention.self
+    for owner, attribute in [(self_attention, "query"), (self_attention, "key"), (self_attention, "value"),
+                             (layer.attention.output, "dense"), (layer.intermediate, "dense"), (layer.output, "dense")]:
+        module = getattr(owner, attribute)
+        if not isinstance(module, MaskedLinear):
+            setattr(owner, attribute, MaskedLinear.wrap(module))
+    return _LayerModules(
+        query=self_attention.query, key=self_attention.key, value=self_attention.value,
+        output=layer.attention.output.dense, intermediate=layer.intermediate.dense,
+        ffn_output=layer.output.dense, head_size=self_attention.attention_head_size,
+    )
+
+
+def kill_dead_heads(hard: dict[str, torch.Tensor], *, head_size: int, block_rows: int,
+                    min_head_density: float = 0.0) -> torch.Tensor:
+    """Mask every slice (Q, K, V rows, output columns) of heads whose Q, K or V is fully
+    pruned, or keeps less than ``min_head_density`` of its blocks.
+
+    A head costs the same compute however few of its blocks survive: only removing it makes
+    the model faster. ``min_head_density`` trades a sparse head's last blocks (given back to
+    live heads, so the sparsity is unchanged) for speed.
+
+    ``hard`` holds the block masks of query, key, value and output; blocks span ``block_rows``
+    along the head dimension (rows of Q/K/V, columns of the output). Returns a boolean per
+    block row of Q/K/V (equally per block column of the output).
+    """
+    b = block_rows  # extent of a block along the head dimension
+    densities = [_head_density(hard[name], b, head_size) for name in ("query", "key", "value")]
+    heads_alive = torch.stack([(d > 0) & (d >= min_head_density) for d in densities]).all(dim=0)
+    element_alive = heads_alive.repeat_interleave(head_size)
+    block_alive = element_alive.view(-1, b).all(dim=1)
+    # Compaction removes a dead head's every slice, so mask them all: the masked model then
+    # holds exactly the weights the compacted one keeps, and the freed blocks are counted.
+    for name in ("query", "key", "value"):
+        hard[name] *= block_alive[:, None]
+    hard["output"] *= block_alive[None, :]
+    return block_alive
+
+
+@torch.no_grad()
+def bake_masks(model: nn.Module) -> None:
+    """Write the masks into the weights and turn every wrapped layer back into nn.Linear."""
+    for layer in bert_layers(model):
+        self_attention = layer.attention.self
+        for owner, attribute in [(self_attention, "query"), (self_attention, "key"), (self_attention, "value"),
+                                 (layer.attention.output, "dense"), (layer.intermediate, "dense"), (layer.output, "dense")]:
+            module = getattr(owner, attribute)
+            if isinstance(module, MaskedLinear):
+                setattr(owner, attribute, module.unwrap())
 
 
 def keep_count(total: int, sparsity: float) -> int:
@@ -268,16 +303,21 @@ def _with_straight_through(hard: torch.Tensor, scores: torch.Tensor) -> torch.Te
     return hard + scores - scores.detach()
 
 
-def _element_rows_alive(block_mask: torch.Tensor, block_size: int) -> torch.Tensor:
-    return block_mask.any(dim=1).repeat_interleave(block_size)
+def _head_density(block_mask: torch.Tensor, block_size: int, head_size: int) -> torch.Tensor:
+    """Fraction of each head's slice (its rows of a Q/K/V matrix) that the mask keeps."""
+    row_density = block_mask.float().mean(dim=1).repeat_interleave(block_size)
+    return row_density.view(-1, head_size).mean(dim=1)
 
 
-def _give_back_blocks(hard: dict[str, torch.Tensor], scores: dict[str, torch.Tensor],
-                      alive_rows: torch.Tensor, target_kept: int) -> None:
-    """Re-admit the best pruned blocks of live heads until ``target_kept`` blocks are kept."""
+def give_back_blocks(hard: dict[str, torch.Tensor], scores: dict[str, torch.Tensor],
+                     alive_rows: torch.Tensor, target_kept: int) -> int:
+    """Re-admit the best pruned blocks of live heads until ``target_kept`` blocks are kept.
+
+    Returns how many blocks could not be re-admitted (live heads were already full).
+    """
     deficit = target_kept - sum(int(h.sum().item()) for h in hard.values())
     if deficit <= 0:
-        return
+        return 0
     candidates = []
     for name in ATTENTION_MATRICES:
         alive = alive_rows[None, :] if name == "output" else alive_rows[:, None]
@@ -292,3 +332,4 @@ def _give_back_blocks(hard: dict[str, torch.Tensor], scores: dict[str, torch.Ten
     for name, start, end in zip(ATTENTION_MATRICES, offsets, offsets[1:]):
         local = chosen[(chosen >= start) & (chosen < end)] - start
         hard[name].view(-1)[local] = 1.0
+    return deficit - len(chosen)

@@ -29,6 +29,9 @@ from prunetune.trainables.measure import EmissionsMeter, count_params, evaluate,
 from prunetune.trainables.precision import resolve_device
 
 BASELINE_FILE = "baseline.json"
+
+# transformers draws a progress bar for every small save and load; trials do many of them.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 LOGITS_FILE = "train_logits.pt"
 
 
@@ -61,7 +64,6 @@ def teacher_key(config: Config, data: TaskData) -> str:
         "data": data.fingerprint,
         "max_length": config.task.max_length,
         "seed": config.task.seed,
-        "latency": config.trial.latency.model_dump(),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return digest[:16]
@@ -84,6 +86,7 @@ def load_pretrained(model: str, data: TaskData):
 
     source = resolve_model(model)
     labels = dict(enumerate(data.label_names))
+    hf_logging.disable_progress_bar()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new classification head is expected to be untrained
     try:

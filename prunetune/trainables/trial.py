@@ -19,8 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prunetune import metrics as M
+from prunetune.builtins import read_model_dims
 from prunetune.config import Config
-from prunetune.errors import TrialError
+from prunetune.errors import ConfigError, TrialError
+from prunetune.trainables import filling, group_lasso, test_time
 from prunetune.trainables.batches import BatchPlan, encode, take
 from prunetune.trainables.compaction import compact_and_verify, save_compacted
 from prunetune.trainables.data import TaskData, load_task_data
@@ -31,11 +33,14 @@ from prunetune.trainables.precision import (
     check_inference_precision,
     check_training_precision,
     grad_scaler,
+    prepare_for_inference_precision,
     resolve_device,
     to_inference_precision,
 )
-from prunetune.trainables.pruning import BlockPruner, cubic_sparsity, weight_sparsity
+from prunetune.trainables.pruning import BlockPruner, count_prunable_weights, cubic_sparsity, weight_sparsity
+from prunetune.trainables.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
 from prunetune.trainables.teacher import TeacherArtifacts, load_pretrained, prepare_teacher
+from prunetune.trainables.training_set import DistillationSet, labelled_set
 
 #: ``report(metrics, checkpoint_dir)``: Ray Tune's report inside Tune, any callable otherwise.
 Reporter = Callable[[dict[str, Any], Path | None], None]
@@ -52,6 +57,7 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     # Precision problems surface before any data or model is loaded.
     check_training_precision(config.trial.precision, device)
     check_inference_precision(config.trial.inference_precision, device)
+    check_method_options(config)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_task_data(config.task)
@@ -65,6 +71,19 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
 
 def _no_report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
     """Outside Tune, intermediate reports have nowhere to go."""
+
+
+def check_method_options(config: Config) -> None:
+    """Options of the chosen method that depend on the model, checked from its config.json only."""
+    settings, problems = config.trial, []
+    if settings.method == "group_lasso":
+        problems += group_lasso.group_shape_problems(
+            block_rows=settings.block_rows or settings.block_size, block_cols=settings.block_cols or settings.block_size,
+            dims=read_model_dims(config.teacher.model))
+    if settings.method == "test_time":
+        problems += test_time.ffn_group_problems(ffn_group_size=settings.ffn_group_size, dims=read_model_dims(config.teacher.model))
+    if problems:
+        raise ConfigError(problems)
 
 
 @dataclass
@@ -85,18 +104,38 @@ class _Trial:
         torch.manual_seed(self.settings.seed)
         self.tokenizer, self.student = load_pretrained(str(teacher.model_dir), data)
         self.student.to(device)
-        self.pruner = BlockPruner(self.student, method=self.settings.method, block_size=self.settings.block_size)
+        self.dense_weights = count_prunable_weights(self.student)
+        max_length = config.task.max_length
+        if self.settings.method == "test_time":  # never reads the training labels
+            self.train_set, self.pruner = self._test_time_setup()
+        else:
+            self.train_set = labelled_set(self.tokenizer, data.train.texts, data.train.labels, teacher.train_logits(),
+                                          max_length=max_length)
+            self.pruner = self._mask_pruner()
         self.optimizer = self._optimizer()
         self.scaler = grad_scaler(self.settings.precision, device)
         self.autocast = autocast_context(self.settings.precision, device)
-        max_length = config.task.max_length
-        self.train_inputs = encode(self.tokenizer, data.train.texts, max_length)
-        self.train_labels = torch.tensor(data.train.labels)
-        self.teacher_logits = teacher.train_logits()
         self.eval_split = data.split(config.task.eval_split)
         self.eval_inputs = encode(self.tokenizer, self.eval_split.texts, max_length)
-        self.plan = BatchPlan(len(self.train_labels), self.settings.batch_size, self.settings.seed)
+        self.plan = BatchPlan(len(self.train_set), self.settings.batch_size, self.settings.seed)
         self.progress = _Progress()
+
+    def _mask_pruner(self) -> BlockPruner | group_lasso.GroupLassoPruner:
+        s = self.settings
+        if s.method == "group_lasso":
+            return group_lasso.GroupLassoPruner(
+                self.student, block_rows=s.block_rows or s.block_size, block_cols=s.block_cols or s.block_size,
+                penalty=s.group_lasso_penalty, reweight_every=s.reweight_every, min_head_density=s.min_head_density,
+                max_steps=s.max_steps, warmup_fraction=s.warmup_fraction, cooldown_fraction=s.cooldown_fraction)
+        return BlockPruner(self.student, method=s.method, block_size=s.block_size, min_head_density=s.min_head_density)
+
+    def _test_time_setup(self) -> tuple[DistillationSet, test_time.TestTimePruner]:
+        # Training texts only (their labels stay unread); the teacher's logits on them were cached.
+        return test_time.prepare_trial(
+            self.settings, texts=self.data.train.texts, teacher_logits=self.teacher.train_logits(),
+            tokenizer=self.tokenizer, max_length=self.config.task.max_length, student=self.student,
+            costs_file=self.teacher.root / test_time.COSTS_FILE, device=self.device,
+            measure=lambda model: self._latency(model, self.device).median_ms)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         # Mask scores need a far larger learning rate than the weights (1e-2 vs 3e-5 in nn_pruning).
@@ -110,17 +149,38 @@ class _Trial:
 
     def sparsity_at(self, step: int) -> float:
         s = self.settings
+        if s.method == "group_lasso":
+            return group_lasso.group_lasso_sparsity(step, max_steps=s.max_steps, final=s.sparsity,
+                                                    cooldown_fraction=s.cooldown_fraction)
         return cubic_sparsity(step, max_steps=s.max_steps, final=s.sparsity,
                               warmup_fraction=s.warmup_fraction, cooldown_fraction=s.cooldown_fraction)
 
+    def _prune(self, step: int) -> None:
+        """Masks for this step; test_time instead removes structure at the steps of its rounds."""
+        if not isinstance(self.pruner, test_time.TestTimePruner):
+            self.pruner.update_masks(self.sparsity_at(step))
+            return
+        target = self.pruner.target_at(step)
+        if target is not None:
+            self._replace_student(self.pruner.prune(self.student, target))
+
+    def _replace_student(self, student: torch.nn.Module) -> None:
+        if student is not self.student:
+            self.student = student.to(self.device)
+            self.optimizer = self._optimizer()  # the old parameters are gone
+
     def train_step(self, step: int) -> float:
+        self._prune(step)
         self.student.train()
-        self.pruner.update_masks(self.sparsity_at(step))
         indices = self.plan.indices(step)
         with self.autocast:
-            logits = self.student(**take(self.train_inputs, indices, self.device)).logits
-        loss = distillation_loss(logits, self.teacher_logits[indices].to(self.device), self.train_labels[indices].to(self.device),
+            logits = self.student(**take(self.train_set.inputs, indices, self.device)).logits
+        loss = distillation_loss(logits, self.train_set.teacher_logits[indices].to(self.device),
+                                 self.train_set.labels[indices].to(self.device),
                                  temperature=self.settings.temperature, alpha=self.settings.alpha)
+        penalty = self.pruner.penalty(step)
+        if penalty is not None:
+            loss = loss + penalty
         if not torch.isfinite(loss):
             raise TrialError(
                 f"loss is {loss.item()} at step {step} (sparsity {self.pruner.current_sparsity:.2f}, "
@@ -171,10 +231,17 @@ class _Trial:
     @torch.no_grad()
     def _finish(self) -> dict[str, Any]:
         self.student.eval()
-        self.pruner.update_masks(self.settings.sparsity)
-        self.pruner.bake(self.student)
-        sparsity = weight_sparsity(self.student)
+        if not isinstance(self.pruner, test_time.TestTimePruner):  # test_time's student is compact already
+            self.pruner.update_masks(self.settings.sparsity)
+            self.pruner.bake(self.student)
+        extras = self._method_metrics()
+        if self.settings.filled:
+            extras[filling.FILLED_WEIGHTS] = self._fill()
         compacted, structure = compact_and_verify(self.student)
+        if self.settings.filled:
+            extras[filling.FILL_SECONDS] = self._fine_tune_filled(compacted)
+        extras.update(prepare_for_inference_precision(compacted, self.settings.inference_precision))
+        sparsity = weight_sparsity(compacted, dense_total=self.dense_weights)
         save_compacted(compacted, self.output_dir / MODEL_DIR, tokenizer=self.tokenizer)
         params = count_params(compacted)
         serving = to_inference_precision(copy.deepcopy(compacted), self.settings.inference_precision, self.device)
@@ -189,12 +256,44 @@ class _Trial:
             M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
             M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
             M.PARAMS: params, M.SPARSITY: sparsity,
-            M.HEADS_PRUNED: structure.heads_pruned, M.FFN_KEPT: structure.ffn_kept,
+            **self._structure_metrics(structure),
             M.TRAIN_SECONDS: self.progress.train_seconds,
             "teacher_accuracy": teacher_accuracy, "teacher_latency_ms": teacher_latency.median_ms,
             "layer_heads": list(structure.layer_heads), "layer_ffn": list(structure.layer_intermediate_sizes),
-            M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
+            M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss, **extras,
         }
+
+    def _structure_metrics(self, structure) -> dict[str, Any]:
+        """Heads removed and FFN kept relative to the dense model (test_time's student shrank during training)."""
+        config = self.student.config
+        dense_heads = config.num_hidden_layers * config.num_attention_heads
+        dense_ffn = config.num_hidden_layers * config.intermediate_size
+        return {M.HEADS_PRUNED: dense_heads - sum(structure.layer_heads),
+                M.FFN_KEPT: sum(structure.layer_intermediate_sizes) / dense_ffn}
+
+    def _method_metrics(self) -> dict[str, Any]:
+        if isinstance(self.pruner, test_time.TestTimePruner):
+            # Ranking, removal and compaction, inside train_seconds (pruning + fine-tuning time).
+            return {test_time.PRUNE_SECONDS: self.pruner.seconds}
+        return {}
+
+    def _fill(self) -> int:
+        """Hybrid filled: re-initialise the zeros inside live heads (before compaction, which keeps them)."""
+        s = self.settings
+        source = self._dense_teacher(self.device) if s.fill_init == "teacher" else None
+        generator = torch.Generator().manual_seed(s.seed)
+        return filling.fill_live_zeros(self.student, source=source, init_std=self.student.config.initializer_range,
+                                       generator=generator)
+
+    def _fine_tune_filled(self, compacted: torch.nn.Module) -> float:
+        """Distil the filled, compacted student for fill_steps; its time counts as training time."""
+        s = self.settings
+        self.progress.last_loss, seconds = filling.distil(
+            compacted, self.train_set, steps=s.fill_steps, batch_size=s.batch_size, seed=s.seed,
+            learning_rate=s.learning_rate, temperature=s.temperature, alpha=s.alpha, precision=s.precision,
+            device=self.device)
+        self.progress.train_seconds += seconds
+        return seconds
 
     def _dense_teacher(self, device: torch.device):
         # The deployable baseline: the dense fine-tuned teacher at fp32, timed in this process
@@ -215,13 +314,17 @@ class _Trial:
         return self.output_dir / CHECKPOINT_DIR
 
     def save_checkpoint(self, meter: EmissionsMeter | None = None) -> Path:
-        """Weights and scores as safetensors, optimiser and scaler state, and the progress so far."""
+        """Weights and the pruner's state (mask scores, group weights, fixed masks) as safetensors, the
+        student's structure when it was compacted during training, optimiser and scaler state, and
+        the progress so far."""
         directory = self.checkpoint_dir
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.student.state_dict().items()}, directory / "student.safetensors")
-        scores = {k: v.detach().cpu() for k, v in self.pruner.scores.items()}
-        if scores:
-            save_file(scores, directory / "scores.safetensors")
+        if isinstance(self.student.config, PrunedBertConfig):  # structure removed during training (test_time)
+            (directory / "student_config.json").write_text(self.student.config.to_json_string())
+        pruner_state = {k: v.detach().contiguous().cpu() for k, v in self.pruner.state_dict().items()}
+        if pruner_state:
+            save_file(pruner_state, directory / "pruner.safetensors")
         torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}, directory / "optimizer.pt")
         progress = asdict(self.progress)
         if meter is not None:  # emissions so far, so that a resumed trial reports the total
@@ -235,10 +338,12 @@ class _Trial:
         directory = self.checkpoint_dir
         if not (directory / "state.json").is_file():
             return False
+        if (directory / "student_config.json").is_file():
+            structure = PrunedBertConfig.from_json_file(str(directory / "student_config.json"))
+            self._replace_student(PrunedBertForSequenceClassification(structure))
         self.student.load_state_dict(load_file(directory / "student.safetensors", device=str(self.device)))
-        if (directory / "scores.safetensors").is_file():
-            for name, tensor in load_file(directory / "scores.safetensors", device=str(self.device)).items():
-                self.pruner.scores[name].data.copy_(tensor)
+        if (directory / "pruner.safetensors").is_file():
+            self.pruner.load_state_dict(load_file(directory / "pruner.safetensors", device=str(self.device)))
         states = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=False)
         self.optimizer.load_state_dict(states["optimizer"])
         self.scaler.load_state_dict(states["scaler"])

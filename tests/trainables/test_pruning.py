@@ -112,3 +112,26 @@ def test_bake_restores_plain_linears():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="group"):
         BlockPruner(tiny_classifier(), method="group", block_size=4)
+
+
+def test_min_head_density_removes_sparse_heads_without_changing_sparsity():
+    def heads_alive(min_head_density):
+        model = tiny_classifier(hidden=64, heads=4, ffn=128)
+        pruner = BlockPruner(model, method="movement", block_size=4, min_head_density=min_head_density)
+        torch.manual_seed(1)
+        for score in pruner.scores.values():
+            torch.nn.init.normal_(score)
+        pruner.update_masks(0.3)
+        pruner.bake(model)
+        query = model.bert.encoder.layer[0].attention.self.query.weight
+        alive = int(query.view(4, 16, 64).ne(0).any(dim=2).any(dim=1).sum())
+        return alive, weight_sparsity(model)
+
+    alive_loose, sparsity_loose = heads_alive(0.0)
+    alive_strict, sparsity_strict = heads_alive(0.6)
+    assert alive_loose == 4 and alive_strict < 4
+    assert sparsity_strict == pytest.approx(sparsity_loose, abs=0.01)
+    # stricter: the two live heads cannot take every freed block back, so the FFN keeps more neurons
+    alive_strictest, sparsity_strictest = heads_alive(0.64)
+    assert alive_strictest == 2
+    assert sparsity_strictest == pytest.approx(sparsity_loose, abs=0.01)

@@ -1,0 +1,163 @@
+"""The model card (README.md) of an exported model: metrics, configuration, place on the front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from prunetune import metrics as M
+from prunetune.analysis import runs as R
+from prunetune.analysis._format import format_value, label
+from prunetune.analysis.export import MODELING_FILE
+from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnalysis
+from prunetune.analysis.runs import RunData
+
+_CARD_METRICS = (M.ACCURACY, M.F1_MACRO, M.ACCURACY_DROP, M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP,
+                 M.PARAMS, M.SPARSITY, M.HEADS_PRUNED, M.FFN_KEPT, M.EMISSIONS_KG, M.ENERGY_KWH, M.TRAIN_SECONDS)
+
+
+def model_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series, out_dir: Path, *, check,
+               labels: dict[int, str], why: list[str] | None = None) -> str:
+    trial_id = str(trial[R.TRIAL_ID])
+    sections = [
+        _front_matter(run),
+        f"# {run.name}: trial {trial_id}\n\n{_summary(run, trial)}",
+        _metrics_section(run, trial),
+        _front_section(analysis, trial_id, why),
+        _configuration_section(run, trial),
+        _labels_section(labels),
+        _usage_section(out_dir),
+        _checks_section(check, out_dir),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _front_matter(run: RunData) -> str:
+    tags = ["prunetune", "text-classification", "pruning", "knowledge-distillation"]
+    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:"]
+    lines += [f"  - {tag}" for tag in tags]
+    return "\n".join(lines + ["---"])
+
+
+def _summary(run: RunData, trial: pd.Series) -> str:
+    task, teacher = run.config.get("task") or {}, run.config.get("teacher") or {}
+    method = trial.get("trial.method", "movement")
+    return (
+        f"A compressed text classifier found by a prunetune search (`{run.run_dir.resolve()}`): "
+        f"the teacher `{teacher.get('model', 'unknown')}`, fine-tuned on `{task.get('dataset', 'unknown')}`, "
+        f"was {method}-pruned to sparsity {format_value(M.SPARSITY, trial.get(M.SPARSITY))} while distilling "
+        f"into it, then compacted: pruned attention heads and FFN neurons were removed, not just zeroed."
+    )
+
+
+def _metrics_section(run: RunData, trial: pd.Series) -> str:
+    rows = ["| metric | this model | dense teacher | meaning |", "| --- | ---: | ---: | --- |"]
+    for key in _CARD_METRICS:
+        if key in trial:
+            rows.append(f"| {label(key)} | {format_value(key, trial.get(key))} | "
+                        f"{format_value(key, run.teacher.metrics.get(key))} | {M.METRIC_DESCRIPTIONS[key]} |")
+    fixed = run.config.get("trial") or {}
+    latency = fixed.get("latency") or {}
+    note = (
+        f"Accuracy and macro-F1 are on the `{(run.config.get('task') or {}).get('eval_split', 'validation')}` split. "
+        f"Latency: batch {trial.get('trial.latency.batch_size', latency.get('batch_size', '?'))}, sequence length "
+        f"{trial.get('trial.latency.seq_len', latency.get('seq_len', '?'))}, at inference precision "
+        f"`{trial.get('trial.inference_precision', fixed.get('inference_precision', 'fp32'))}`, "
+        f"on the worker {trial.get(R.NODE_ID, 'that ran the trial')}; the teacher's latency was measured in the same "
+        "processes. The teacher's emissions are its one-off fine-tuning, shared by the whole search."
+    )
+    precision = str(trial.get("trial.inference_precision", fixed.get("inference_precision", "fp32")))
+    return "## Metrics\n\n" + "\n".join(rows) + "\n\n" + note + _precision_note(precision)
+
+
+#: How to serve the float32 weights at the precision the latency was measured at.
+_SERVING = {
+    "fp16": "load it with `dtype=torch.float16` (e.g. `pipeline(..., dtype=torch.float16)`) on a GPU",
+    "bf16": "load it with `dtype=torch.bfloat16` (e.g. `pipeline(..., dtype=torch.bfloat16)`)",
+    "int8": "quantise it on the CPU with `torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
+            "dtype=torch.qint8)`",
+}
+
+
+def _precision_note(precision: str) -> str:
+    if precision == "fp32":
+        return ""
+    how = _SERVING.get(precision, "apply the same inference precision as the trial (see prunetune's trainables)")
+    return (f"\n\nThe weights are saved in float32; the latency above was measured at `{precision}`. To serve as "
+            f"measured, {how}.")
+
+
+def _front_section(analysis: FrontAnalysis, trial_id: str, why: list[str] | None) -> str:
+    trials = analysis.trials
+    row = trials[trials[R.TRIAL_ID] == trial_id].iloc[0]
+    front = trials[trials[ON_FRONT]]
+    lines = [f"Objectives: {', '.join(f'{k} ({d})' for k, d in analysis.objectives.items())}; "
+             f"{len(trials)} finished trials, {len(front)} on the Pareto front; hypervolume "
+             f"{analysis.hypervolume:.4f} (objectives normalised to [0, 1] over the trials, reference point "
+             f"{REFERENCE_POINT})."]
+    if row[ON_FRONT]:
+        lines.append(f"This trial is **on the front**{' and is its knee (balanced compromise)' if row[KNEE] else ''}.")
+        for key, direction in analysis.objectives.items():
+            rank = front[key].rank(ascending=direction == "min", method="min")[front[R.TRIAL_ID] == trial_id].iloc[0]
+            lines.append(f"- {label(key)}: {int(rank)} of {len(front)} on the front")
+    else:
+        better = _dominating(trials, row, analysis.objectives)
+        lines.append(f"This trial is **not on the front**; dominated by: {', '.join(better)}.")
+    if why:
+        lines += ["", "Why it was chosen:", ""] + [f"- {line.strip()}" for line in why]
+    return "## Place on the Pareto front\n\n" + "\n".join(lines)
+
+
+def _dominating(trials: pd.DataFrame, row: pd.Series, objectives: dict[str, str]) -> list[str]:
+    ids = []
+    for _, other in trials.iterrows():
+        no_worse = all(other[k] >= row[k] if d == "max" else other[k] <= row[k] for k, d in objectives.items())
+        better = any(other[k] > row[k] if d == "max" else other[k] < row[k] for k, d in objectives.items())
+        if no_worse and better:
+            ids.append(str(other[R.TRIAL_ID]))
+    return ids
+
+
+def _configuration_section(run: RunData, trial: pd.Series) -> str:
+    searched = set(run.searched_columns)
+    rows = ["| key | value | |", "| --- | --- | --- |"]
+    rows += [f"| `{c}` | {format_value(c, trial[c])} | {'searched' if c in searched else ''} |"
+             for c in run.config_columns]
+    return "## Configuration\n\n" + "\n".join(rows)
+
+
+def _labels_section(labels: dict[int, str]) -> str:
+    lines = [f"- {index}: `{name}`" for index, name in sorted(labels.items())]
+    return "## Labels\n\n" + "\n".join(lines)
+
+
+def _usage_section(out_dir: Path) -> str:
+    custom = (out_dir / MODELING_FILE).is_file()
+    remote = ", trust_remote_code=True" if custom else ""
+    text = (
+        "## Usage\n\n"
+        "```python\n"
+        "from transformers import pipeline\n\n"
+        f'classifier = pipeline("text-classification", model="{out_dir}"{remote})\n'
+        'print(classifier("Shares rose after the bank reported record profits."))\n'
+        "```"
+    )
+    if custom:
+        text += (
+            "\n\nLayers keep different numbers of attention heads and FFN neurons, stored in `config.json` "
+            f"(`layer_heads`, `layer_intermediate_sizes`); the code that builds them is `{MODELING_FILE}`, "
+            "which needs only torch and transformers. Where prunetune is installed, "
+            "`prunetune.trainables.pruned_bert.register_auto_classes()` registers the same classes with "
+            "transformers' Auto classes, and the model then loads without `trust_remote_code`."
+        )
+    return text
+
+
+def _checks_section(check, out_dir: Path) -> str:
+    lines = [f"- Loaded through `pipeline`, this directory predicts what the trial's model predicts on "
+             f"{check.texts} sample texts (max |logit difference| {check.max_logit_difference:.1e})."]
+    if check.onnx_max_difference is not None:
+        lines.append(f"- `model.onnx` (inputs `input_ids`, `attention_mask`; output `logits`) matches PyTorch "
+                     f"within {check.onnx_max_difference:.1e} (onnxruntime, CPU).")
+    return "## Checks\n\n" + "\n".join(lines)

@@ -1,0 +1,285 @@
+"""Export a trial's compacted model as a ready-to-serve Hugging Face model directory.
+
+The directory holds ``model.safetensors``, ``config.json`` (with the real label names),
+the tokenizer, a model card (``README.md``) and ``prunetune_export.json``. A compacted
+model (``model_type: prunetune_bert``: per-layer head counts and FFN widths) also ships
+its modeling code as ``modeling_prunetune_bert.py``, referenced by ``auto_map`` in its
+config, so that::
+
+    pipeline("text-classification", model=DIR, trust_remote_code=True)
+
+loads it where prunetune is not installed, and ``pipeline(model=DIR)`` loads it without
+``trust_remote_code`` in a process where prunetune's classes are registered with the Auto
+classes (``prunetune.trainables.pruned_bert.register_auto_classes()``; importing
+``prunetune.trainables.compaction`` does it). With ``onnx=True``, ``model.onnx`` (inputs ``input_ids`` and
+``attention_mask``, output ``logits``) is written too, and checked against PyTorch with
+onnxruntime.
+
+Every export is checked before it is reported: the exported directory, loaded through
+``pipeline``, must predict what the trial's own model predicts on sample texts.
+
+torch and transformers are imported inside the functions: importing
+``prunetune.analysis`` must stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunetune import metrics as M
+from prunetune.analysis import runs as R
+from prunetune.analysis.front import FrontAnalysis
+from prunetune.analysis.runs import RunData
+from prunetune.errors import ConfigError, ModelError
+
+PRUNED_MODEL_TYPE = "prunetune_bert"
+MODELING_FILE = "modeling_prunetune_bert.py"
+EXPORT_RECORD = "prunetune_export.json"
+ONNX_FILE = "model.onnx"
+CARD_FILE = "README.md"
+LOGIT_TOLERANCE = 1e-4
+ONNX_TOLERANCE = 1e-3
+AUTO_MAP = {
+    "AutoConfig": "modeling_prunetune_bert.PrunedBertConfig",
+    "AutoModelForSequenceClassification": "modeling_prunetune_bert.PrunedBertForSequenceClassification",
+}
+#: Inputs of the equivalence checks: varied lengths, so that padding is exercised.
+SAMPLE_TEXTS = (
+    "Shares in the bank rose sharply after it reported record profits for the year.",
+    "The striker scored twice in the second half to win the cup final.",
+    "The government will publish its plans for the health service next week.",
+    "A new smartphone with a folding screen goes on sale in the spring.",
+    "The film won three awards, including best director, at last night's ceremony.",
+    "Oil prices fell.",
+    "Voters head to the polls on Thursday in an election that polls say is too close to call, "
+    "with both main parties promising lower taxes and more spending on schools and hospitals.",
+    "Tennis",
+)
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    texts: int
+    predictions_match: bool
+    max_logit_difference: float
+    onnx_max_difference: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    trial_id: str
+    out_dir: Path
+    files: list[Path]
+    check: ExportCheck
+    wandb: Any = None
+    labels: dict[int, str] = field(default_factory=dict)
+
+
+def export_trial(run: RunData, analysis: FrontAnalysis, trial_id: str, out_dir: str | Path, *,
+                 onnx: bool = False, wandb: bool = True, why: list[str] | None = None) -> ExportResult:
+    """Write trial ``trial_id``'s model to ``out_dir`` (see module docs) and check it."""
+    trial = _finished_trial(run, trial_id)
+    source = run.model_dir(trial_id)
+    out_dir = _prepare(Path(out_dir))
+    model, tokenizer = load_trial_model(source)
+    save_model_dir(model, tokenizer, out_dir)
+    check = check_export(source, out_dir, tokenizer)
+    if onnx:
+        difference = export_onnx(model, tokenizer, out_dir / ONNX_FILE)
+        check = ExportCheck(check.texts, check.predictions_match, check.max_logit_difference, difference)
+    labels = {int(k): str(v) for k, v in model.config.id2label.items()}
+    from prunetune.analysis._model_card import model_card
+
+    (out_dir / CARD_FILE).write_text(model_card(run, analysis, trial, out_dir, check=check, labels=labels, why=why))
+    _write_record(out_dir, run, trial, check)
+    record = _log_artifact(run, trial, out_dir, enabled=wandb)
+    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    return ExportResult(str(trial_id), out_dir, files, check, record, labels)
+
+
+def _finished_trial(run: RunData, trial_id: str):
+    trial = run.trial(trial_id)
+    if trial[R.STATUS] != R.TERMINATED:
+        raise ConfigError(f"--trial {trial_id!r}: the trial ended {trial[R.STATUS]} ({trial.get(R.ERROR)}); "
+                          f"finished trials: {', '.join(run.finished[R.TRIAL_ID])}")
+    return trial
+
+
+def _prepare(out_dir: Path) -> Path:
+    """An empty ``out_dir``; a previous prunetune export there is replaced, anything else is refused."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / EXPORT_RECORD).is_file():
+            raise ConfigError(f"--out {str(out_dir)!r}: exists and is not a prunetune export; "
+                              "choose an empty or new directory")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+# --------------------------------------------------------------------------- model directory
+
+
+def register_pruned_classes() -> None:
+    """Make AutoConfig / AutoModelForSequenceClassification / pipeline know ``prunetune_bert``."""
+    from prunetune.trainables.pruned_bert import register_auto_classes
+
+    register_auto_classes()
+
+
+def load_trial_model(model_dir: Path):
+    """The trial's model (eval mode, CPU) and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    register_pruned_classes()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{model_dir}: cannot be loaded as a text classifier with its tokenizer: {exc}") from exc
+    return model, tokenizer
+
+
+def save_model_dir(model, tokenizer, out_dir: Path) -> None:
+    """safetensors + config + tokenizer; a compacted model also gets its modeling code and auto_map."""
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    if model.config.model_type == PRUNED_MODEL_TYPE:
+        _ship_modeling_code(out_dir)
+
+
+def _ship_modeling_code(out_dir: Path) -> None:
+    from prunetune.trainables import pruned_bert
+
+    # pruned_bert imports only torch and transformers, so the copy runs without prunetune.
+    shutil.copyfile(pruned_bert.__file__, out_dir / MODELING_FILE)
+    config_path = out_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = dict(AUTO_MAP)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_export(source: Path, out_dir: Path, tokenizer) -> ExportCheck:
+    """The export, loaded through ``pipeline``, must predict what the trial's model predicts."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    texts = list(SAMPLE_TEXTS)
+    reference, _ = load_trial_model(source)
+    exported = AutoModelForSequenceClassification.from_pretrained(str(out_dir)).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        expected, actual = reference(**batch).logits, exported(**batch).logits
+    difference = float((expected - actual).abs().max())
+    classifier = pipeline("text-classification", model=str(out_dir), device="cpu")
+    predicted = [result["label"] for result in classifier(texts, truncation=True)]
+    wanted = [reference.config.id2label[int(i)] for i in expected.argmax(dim=-1)]
+    if difference > LOGIT_TOLERANCE or predicted != wanted:
+        raise ModelError(
+            f"{out_dir}: the export does not reproduce trial model {source}: max |logit difference| = "
+            f"{difference:.2e} (tolerance {LOGIT_TOLERANCE:.0e}); pipeline predicted {predicted}, expected {wanted}"
+        )
+    return ExportCheck(len(texts), True, difference)
+
+
+def export_onnx(model, tokenizer, path: Path) -> float:
+    """Write ``model.onnx`` and return its max |logit difference| to PyTorch (checked with onnxruntime).
+
+    Uses the TorchScript exporter (``dynamo=False``): the torch.export-based one needs the
+    onnxscript package, which prunetune does not depend on. The trace runs on a padded
+    batch, so the attention-mask path is part of the graph, and the check runs on batches
+    of other shapes, padded and not, so the dynamic axes are exercised.
+    """
+    import warnings
+
+    import torch
+
+    trace_batch = tokenizer(list(SAMPLE_TEXTS[:3]), padding=True, return_tensors="pt")
+    wrapper = _logits_only(model)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            wrapper, (trace_batch["input_ids"], trace_batch["attention_mask"]), str(path),
+            input_names=["input_ids", "attention_mask"], output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                          "logits": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+    difference = max(_onnx_difference(wrapper, tokenizer, path, texts) for texts in _check_batches())
+    if difference > ONNX_TOLERANCE:
+        raise ModelError(f"{path}: ONNX logits differ from PyTorch by up to {difference:.2e} "
+                         f"(tolerance {ONNX_TOLERANCE:.0e})")
+    return difference
+
+
+def _logits_only(model):
+    """``(input_ids, attention_mask) -> logits``: the ONNX graph's signature."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return LogitsOnly(model).eval()
+
+
+def _check_batches() -> list[list[str]]:
+    return [list(SAMPLE_TEXTS), [SAMPLE_TEXTS[0]], list(SAMPLE_TEXTS[4:6])]
+
+
+def _onnx_difference(wrapper, tokenizer, path: Path, texts: list[str]) -> float:
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: batch[name].numpy().astype(np.int64) for name in ("input_ids", "attention_mask")}
+    (onnx_logits,) = session.run(["logits"], feeds)
+    with torch.no_grad():
+        torch_logits = wrapper(batch["input_ids"], batch["attention_mask"]).numpy()
+    return float(np.abs(onnx_logits - torch_logits).max())
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _write_record(out_dir: Path, run: RunData, trial, check: ExportCheck) -> None:
+    record = {
+        "run_dir": str(run.run_dir.resolve()),
+        "trial_id": str(trial[R.TRIAL_ID]),
+        "metrics": {k: _plain(trial.get(k)) for k in M.FINAL_METRIC_KEYS if k in trial},
+        "config": {c: _plain(trial[c]) for c in run.config_columns},
+        "check": asdict(check),
+    }
+    (out_dir / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _log_artifact(run: RunData, trial, out_dir: Path, *, enabled: bool):
+    from prunetune.analysis.wandb_settings import wandb_settings
+
+    settings = wandb_settings(run.config, run.run_dir, enabled=enabled)
+    if not settings.enabled:
+        return None
+    from prunetune.analysis.wandb_log import log_model_artifact
+
+    metadata = {k: _plain(trial.get(k)) for k in (*M.FINAL_METRIC_KEYS, *run.config_columns) if k in trial}
+    return log_model_artifact(out_dir, trial_id=str(trial[R.TRIAL_ID]), settings=settings, metadata=metadata)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value

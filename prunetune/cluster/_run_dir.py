@@ -1,0 +1,172 @@
+"""The run directory, where every node finds the teacher and writes its trials.
+
+A run directory is a local path (on one machine, or a file system every node mounts) or
+an object-store URI (``s3://bucket/runs/x``, ``gs://...``) reached through pyarrow's file
+systems. Work always happens in a local directory: the run directory itself when it is
+local, otherwise a per-node mirror under the prunetune cache that is pushed to and pulled
+from the URI. The object is small and picklable, so trainables receive it from the driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TRIALS_DIR = "trials"
+TEACHER_DIR = "teacher"
+TEACHER_FILE = "teacher.json"
+CONFIG_FILE = "config.yaml"
+STUDY_FILE = "study.db"
+TUNE_DIR = "tune"
+RESULT_FILE = "result.json"
+MODEL_DIR = "model"
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("PRUNETUNE_CACHE", Path.home() / ".cache" / "prunetune"))
+
+
+class RunDir:
+    """A run directory; ``local`` is where this node reads and writes its files.
+
+    For a URI, ``mirror`` names the local copy; by default each node keeps it under its own
+    prunetune cache (``PRUNETUNE_CACHE``, else ``~/.cache/prunetune``), resolved on that node.
+    """
+
+    def __init__(self, location: str | os.PathLike, *, mirror: str | os.PathLike | None = None):
+        text = str(location)
+        self._mirror = Path(mirror) if mirror is not None else None
+        if is_uri(text):
+            self.location = text.rstrip("/")
+        else:
+            self.location = str(Path(text).expanduser().resolve())
+
+    @property
+    def local(self) -> Path:
+        if not self.is_remote:
+            return Path(self.location)
+        if self._mirror is not None:
+            return self._mirror
+        return cache_home() / "runs" / hashlib.sha256(self.location.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.location!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.location == self.location
+
+    @property
+    def is_remote(self) -> bool:
+        return is_uri(self.location)
+
+    # ------------------------------------------------------------------ paths
+
+    def join(self, *parts: str) -> str:
+        """The location of ``parts`` as the user names it: a path, or a URI."""
+        return "/".join([self.location, *parts]) if self.is_remote else str(self.local.joinpath(*parts))
+
+    def local_path(self, *parts: str) -> Path:
+        return self.local.joinpath(*parts)
+
+    def trial_location(self, trial_id: str) -> str:
+        return self.join(TRIALS_DIR, trial_id)
+
+    def trial_output_dir(self, trial_id: str) -> Path:
+        """The local directory a trial writes (result.json, model/, checkpoint/)."""
+        path = self.local_path(TRIALS_DIR, trial_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def study_url(self) -> str:
+        """The default Optuna storage: SQLite in the (local mirror of the) run directory."""
+        return f"sqlite:///{self.local_path(STUDY_FILE)}"
+
+    @property
+    def tune_path(self) -> str:
+        """Ray Tune's experiment directory; Tune itself reaches URIs through pyarrow."""
+        return self.join(TUNE_DIR)
+
+    # ------------------------------------------------------------------ object stores
+
+    def _filesystem(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.FileSystem.from_uri(self.location)
+
+    def exists(self, *parts: str) -> bool:
+        if not self.is_remote:
+            return self.local_path(*parts).exists()
+        import pyarrow.fs
+
+        fs, root = self._filesystem()
+        return fs.get_file_info("/".join([root, *parts])).type != pyarrow.fs.FileType.NotFound
+
+    def push(self, *parts: str) -> None:
+        """Upload a local file or folder to the URI (nothing to do for a local run directory)."""
+        source = self.local_path(*parts)
+        if not self.is_remote or not source.exists():
+            return
+        import pyarrow.fs
+
+        fs, root = self._filesystem()
+        destination = "/".join([root, *parts])
+        if source.is_dir():
+            fs.create_dir(destination, recursive=True)
+        else:
+            fs.create_dir(destination.rsplit("/", 1)[0], recursive=True)
+        pyarrow.fs.copy_files(str(source), destination, source_filesystem=pyarrow.fs.LocalFileSystem(),
+                              destination_filesystem=fs)
+
+    def pull(self, *parts: str) -> bool:
+        """Download a file or folder from the URI into the local mirror; False when absent."""
+        if not self.is_remote:
+            return self.local_path(*parts).exists()
+        if not self.exists(*parts):
+            return False
+        import pyarrow.fs
+
+        fs, root = self._filesystem()
+        target = self.local_path(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pyarrow.fs.copy_files("/".join([root, *parts]), str(target), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        return True
+
+    # ------------------------------------------------------------------ what trials need
+
+    def teacher_cache_dir(self) -> str:
+        """The teacher cache on this node; for a URI, pulled once per node (trials wait on a lock)."""
+        local = self.local_path(TEACHER_DIR)
+        if self.is_remote:
+            from filelock import FileLock
+
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(local) + ".lock"):
+                if not local.is_dir():
+                    self.pull(TEACHER_DIR)
+        return str(local)
+
+    def publish_trial(self, trial_id: str) -> None:
+        """Make a trial's result and model reachable from every node (checkpoints travel through Tune)."""
+        for name in (RESULT_FILE, MODEL_DIR):
+            self.push(TRIALS_DIR, trial_id, name)
+
+    def finished_result(self, trial_id: str) -> dict[str, Any] | None:
+        """The final metrics of a trial that already finished (its result.json), else None."""
+        path = self.local_path(TRIALS_DIR, trial_id, RESULT_FILE)
+        if not path.is_file() and not self.pull(TRIALS_DIR, trial_id, RESULT_FILE):
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        metrics = data.get("metrics", data) if isinstance(data, dict) else None
+        return metrics if isinstance(metrics, dict) else None

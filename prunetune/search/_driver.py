@@ -1,0 +1,404 @@
+"""The search driver: run directory, teacher, Tuner, and resume after the driver stopped.
+
+``run_search`` prepares the run directory (``config.yaml``), fine-tunes the teacher once
+(as a Ray task sized like a trial, so on a GPU worker when trials use GPUs), then runs a
+Ray Tune ``Tuner`` whose search algorithm is Optuna (see ``_optuna``) and whose callbacks
+write ``results.parquet`` and the terminal progress. ``resume_search`` restores the same
+Tune experiment and Optuna study: finished trials stay finished, unfinished ones restart
+from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TextIO
+
+from prunetune import config as config_module
+from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
+from prunetune.cluster._run_dir import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
+from prunetune.config import Config, flatten_dotted
+from prunetune.errors import ConfigError
+from prunetune.metrics import ACCURACY, ACCURACY_DROP
+from prunetune.search._optuna import ParetoOptunaSearch, make_sampler
+from prunetune.search._progress import ProgressCallback
+from prunetune.search._results import ERROR, RESULTS_FILE, ResultsCallback, read_rows
+from prunetune.spaces import starting_points
+from prunetune.trainables.trainable import TrialFunction, make_trainable
+
+#: ``prepare_teacher``'s shape: ``fn(config, *, progress) -> artifacts (model_dir, key, baseline)``.
+TeacherFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a finished (or stopped) search left in its run directory."""
+
+    run_dir: RunDir
+    num_trials: int
+    num_failed: int
+    front_size: int
+    wall_seconds: float
+    storage_url: str
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir.local_path(RESULTS_FILE)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run_search(
+    config: Config,
+    *,
+    run_dir: str | os.PathLike | RunDir,
+    trial_fn: TrialFunction | None = None,
+    teacher_fn: TeacherFunction | None = None,
+    address: str | None = None,
+    callbacks: Sequence[Any] = (),
+    stream: TextIO | None = None,
+) -> SearchOutcome:
+    """Search ``config``'s space for the Pareto front; everything lands in ``run_dir``.
+
+    ``trial_fn`` and ``teacher_fn`` replace ``run_trial`` and ``prepare_teacher`` (same
+    shapes; tests and benchmarks use :mod:`prunetune.search.synthetic`). ``callbacks`` are
+    extra Ray Tune callbacks (e.g. W&B logging). ``address`` overrides ``cluster.address``.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if run.exists(TUNE_DIR):
+        raise ConfigError(
+            f"run directory {run.location} already holds a search: resume it with "
+            f"`prunetune search --resume {run.location}`, or choose another --output"
+        )
+    address = address if address is not None else config.cluster.address
+    resolved = resolve_config(config, run)
+    problems = search_problems(resolved, address=address)
+    if problems:
+        raise ConfigError(problems)
+    run.local.mkdir(parents=True, exist_ok=True)
+    config_module.dump_yaml(resolved, run.local_path(CONFIG_FILE))
+    run.push(CONFIG_FILE)
+    started = time.monotonic()
+    with _search_session(resolved, address) as cluster:
+        baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=config.teacher.cache_dir,
+                                    stream=stream)
+        searcher = _make_searcher(resolved, run, baseline)
+        tuner = _make_tuner(resolved, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
+        tuner.fit()
+    return _outcome(resolved, run, time.monotonic() - started)
+
+
+def resume_search(
+    run_dir: str | os.PathLike | RunDir,
+    *,
+    trial_fn: TrialFunction | None = None,
+    teacher_fn: TeacherFunction | None = None,
+    address: str | None = None,
+    callbacks: Sequence[Any] = (),
+    stream: TextIO | None = None,
+    verbosity: int | None = None,
+) -> SearchOutcome:
+    """Continue the search in ``run_dir`` after its driver stopped (same study, same experiment).
+
+    Only where it runs (``address``) and how much it prints (``verbosity``) may change.
+    """
+    from ray import tune
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    resolved = saved_config(run)
+    if not run.exists(TUNE_DIR, "tuner.pkl"):
+        raise ConfigError(f"--resume {run.location}: no Tune experiment to resume there (no {TUNE_DIR}/tuner.pkl)")
+    for name in (STUDY_FILE, RESULTS_FILE, TEACHER_FILE):
+        run.pull(name)
+    if verbosity is not None:
+        resolved = resolved.with_values({"search.verbosity": verbosity})
+    address = address if address is not None else resolved.cluster.address
+    started = time.monotonic()
+    with _search_session(resolved, address) as cluster:
+        if not run.local_path(TEACHER_FILE).is_file():
+            _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
+        trainable = _trainable(resolved, run, trial_fn)
+        tuner = tune.Tuner.restore(run.tune_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
+        tuner.fit()
+    return _outcome(resolved, run, time.monotonic() - started)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def saved_config(run: RunDir) -> Config:
+    """The resolved configuration a search saved in its run directory."""
+    run.pull(CONFIG_FILE)
+    if not run.local_path(CONFIG_FILE).is_file():
+        raise ConfigError(f"{run.location}: no {CONFIG_FILE}; not the run directory of a search")
+    return config_module.load(run.local_path(CONFIG_FILE))
+
+
+def resolve_config(config: Config, run: RunDir) -> Config:
+    """Fixed dimensions applied, and the teacher cached in the run directory (shared by all nodes)."""
+    values: dict[str, Any] = {key: dim.value for key, dim in config.space.items() if not dim.is_searched}
+    values["teacher.cache_dir"] = str(run.local_path(TEACHER_DIR))
+    return config.with_values(values)
+
+
+def search_problems(config: Config, *, address: str | None = None) -> list[str]:
+    """Problems only a search has (a single trial does not care about them)."""
+    from prunetune.cluster import address_problem
+
+    problems = []
+    if not any(dim.is_searched for dim in config.space.values()):
+        problems.append("space: no searched dimension (uniform, loguniform, int or choice); a search needs one")
+    if config.cluster.gpus_per_trial == 0 and "trial.precision" not in config.space and config.trial.precision == "fp16":
+        problems.append("trial.precision = 'fp16' with cluster.gpus_per_trial = 0: fp16 training needs a CUDA GPU")
+    if config.cluster.gpus_per_trial == 0 and config.trial.device.startswith("cuda"):
+        problems.append(f"trial.device = {config.trial.device!r} with cluster.gpus_per_trial = 0")
+    problem = address_problem(address, key="--address" if address != config.cluster.address else "cluster.address")
+    if problem:
+        problems.append(problem)
+    return problems
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+def _prepare_teacher(config: Config, run: RunDir, teacher_fn: TeacherFunction | None, cluster,
+                     *, source_cache: str | None, stream: TextIO | None) -> dict[str, Any]:
+    """Fine-tune (or find) the teacher once, on a worker shaped like a trial; write teacher.json."""
+    import ray
+
+    _say(config, "preparing the teacher (fine-tuned once, then shared by every trial)", stream)
+    task = ray.remote(num_cpus=_teacher_cpus(config, cluster), num_gpus=config.cluster.gpus_per_trial)(_teacher_task)
+    summary = ray.get(task.remote(config, run, teacher_fn, source_cache))
+    run.local_path(TEACHER_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    run.push(TEACHER_FILE)
+    _say(config, f"teacher: accuracy {summary.get(ACCURACY):.4f}, latency {summary.get('latency_ms'):.3g} ms", stream)
+    return summary
+
+
+def _teacher_cpus(config: Config, cluster) -> float:
+    """Locally no trial runs yet, so the teacher may use every free core; on a cluster, a trial's share."""
+    import ray
+
+    if not cluster.is_local:
+        return config.cluster.cpus_per_trial
+    free = int(ray.available_resources().get("CPU", 0.0))  # what an earlier search may still hold is not
+    return max(config.cluster.cpus_per_trial, min(cluster.max_cpus_per_node, free))
+
+
+def _teacher_task(config: Config, run: RunDir, teacher_fn: TeacherFunction | None,
+                  source_cache: str | None) -> dict[str, Any]:
+    """Prepare the teacher in the user's cache (a hit when another search fine-tuned the same
+    teacher), then copy it into the run directory, where every trial finds it."""
+    if teacher_fn is None:
+        from prunetune.trainables.teacher import prepare_teacher as teacher_fn
+    artifacts = teacher_fn(config.with_values({"teacher.cache_dir": source_cache}), progress=False)
+    source = Path(artifacts.model_dir).parent  # the cache entry: model/, logits, baseline
+    target = Path(run.teacher_cache_dir()) / source.name
+    if source.resolve() != target.resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+    run.push(TEACHER_DIR)
+    model_dir = target / Path(artifacts.model_dir).name
+    if run.is_remote:  # name the copy every node can reach
+        model_dir = run.join(TEACHER_DIR, source.name, model_dir.name)
+    return {"model_dir": str(model_dir), "key": artifacts.key, **artifacts.baseline}
+
+
+# --------------------------------------------------------------------------- Tune
+
+
+@contextmanager
+def _search_session(config: Config, address: str | None) -> Iterator[Any]:
+    cluster_config = config.cluster
+    with _tune_environment(config.search.verbosity), _quiet_logs(config.search.verbosity), ray_cluster(
+        address=address, num_cpus=cluster_config.num_cpus, num_gpus=cluster_config.num_gpus,
+        verbosity=config.search.verbosity,
+    ) as cluster:
+        check_fits(cluster, cluster_config.cpus_per_trial, cluster_config.gpus_per_trial)
+        yield cluster
+
+
+@contextmanager
+def _tune_environment(verbosity: int) -> Iterator[None]:
+    """Tune settings the search relies on, restored afterwards.
+
+    Intermediate reports carry no latency or emissions, so Tune must not insist that every
+    report holds every objective; the experiment state is saved every second so that a
+    killed driver loses little (finished trials are protected anyway, see the trainable);
+    and below verbosity 2 Ray's new output engine, which prints a box for every failed
+    trial whatever its verbosity, gives way to the legacy one, silent at verbose=0.
+    """
+    settings = {
+        "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "1"),
+        "RAY_AIR_NEW_OUTPUT": "1" if verbosity >= 2 else "0",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def _quiet_logs(verbosity: int) -> Iterator[None]:
+    """Below verbosity 2, Ray's and Optuna's per-trial logs give way to the progress lines."""
+    import optuna
+
+    loggers = {name: logging.getLogger(name) for name in ("ray.tune", "ray.train", "ray.air")}
+    levels = {name: lg.level for name, lg in loggers.items()}
+    optuna_level = optuna.logging.get_verbosity()
+    if verbosity < 2:
+        for lg in loggers.values():
+            lg.setLevel(logging.CRITICAL)
+    if verbosity < 3:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, lg in loggers.items():
+            lg.setLevel(levels[name])
+        optuna.logging.set_verbosity(optuna_level)
+
+
+def ray_verbose(verbosity: int) -> int:
+    """Our verbosity (0-3) -> Ray Tune's: its status table only from 2, its full table at 3."""
+    return {0: 0, 1: 0, 2: 1, 3: 3}[verbosity]
+
+
+def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> ParetoOptunaSearch:
+    search = config.search
+    dimensions = {key: dim for key, dim in config.space.items() if dim.is_searched}
+    base_values = flatten_dotted(config.trial.model_dump(mode="json"), "trial.")
+    points = starting_points(dimensions, base_values, extra=search.starting_points,
+                             known_good=search.known_good_points, limit=max(1, search.num_trials // 2))
+    limits = {name: value for name, value in search.constraints.model_dump().items() if value is not None}
+    return ParetoOptunaSearch(
+        {key: dim.to_optuna() for key, dim in dimensions.items()},
+        objectives=search.objectives,
+        sampler=make_sampler(search.sampler, seed=search.seed, num_trials=search.num_trials,
+                             population_size=search.population_size, n_startup_trials=search.n_startup_trials),
+        storage_url=_storage_url(config, run),
+        study_name=search.study_name,
+        limits=limits,
+        points_to_evaluate=points,
+        fallback_values=_fallback_values(search.objectives, baseline),
+    )
+
+
+def _storage_url(config: Config, run: RunDir) -> str:
+    return config.search.storage or run.study_url
+
+
+def _fallback_values(objectives: dict[str, str], baseline: dict[str, Any]) -> dict[str, float]:
+    """Stand-ins for a failure before any success: no accuracy, the teacher's cost."""
+    values = {}
+    for key, mode in objectives.items():
+        if key == ACCURACY_DROP:
+            values[key] = float(baseline.get(ACCURACY, 1.0))
+        elif mode == "max":
+            values[key] = 0.0
+        else:
+            values[key] = float(baseline.get(key, 1.0) or 1.0)
+    return values
+
+
+def _trainable(config: Config, run: RunDir, trial_fn: TrialFunction | None):
+    from ray import tune
+
+    function = make_trainable(config, run, trial_fn=trial_fn, objectives=list(config.search.objectives))
+    return tune.with_resources(function, trial_resources(config.cluster.cpus_per_trial, config.cluster.gpus_per_trial))
+
+
+def trial_dirname(trial) -> str:
+    """Tune's folder of a trial is named by its id alone, like ``trials/<trial_id>/``."""
+    return trial.trial_id
+
+
+def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO | None) -> list[Any]:
+    initial = read_rows(run.local_path(RESULTS_FILE))
+    sync = (STUDY_FILE,) if run.is_remote and not config.search.storage else ()
+    progress = ProgressCallback(config.search.objectives, num_trials=config.search.num_trials,
+                                verbosity=config.search.verbosity, initial=initial, stream=stream)
+    return [ResultsCallback(run, config, sync_files=sync), progress, *extra]
+
+
+def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, trial_fn: TrialFunction | None,
+                callbacks: Sequence[Any], stream: TextIO | None):
+    from ray import tune
+
+    search = config.search
+    return tune.Tuner(
+        _trainable(config, run, trial_fn),
+        param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=search.num_trials,
+            max_concurrent_trials=search.max_concurrent,
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=search.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=run.location,
+            verbose=ray_verbose(search.verbosity),
+            callbacks=_callbacks(config, run, callbacks, stream),
+            failure_config=tune.FailureConfig(max_failures=search.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence[Any], stream: TextIO | None) -> None:
+    """Fresh callbacks (and the current storage location) for a restored Tuner.
+
+    The restored experiment carries pickled copies of the old callbacks; new ones read
+    ``results.parquet`` as it is now and print to this terminal. Through Ray Client the
+    Tuner lives on the cluster and keeps its pickled callbacks.
+    """
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return
+    local.get_run_config().callbacks = _callbacks(config, run, callbacks, stream)
+    searcher = getattr(local, "_tune_config").search_alg
+    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
+        searcher = getattr(searcher, "searcher", None)
+    if searcher is not None:
+        searcher.reopen_at(_storage_url(config, run))
+
+
+# --------------------------------------------------------------------------- outcome
+
+
+def _outcome(config: Config, run: RunDir, seconds: float) -> SearchOutcome:
+    import numpy as np
+
+    from prunetune.pareto import nondominated_mask
+
+    rows = read_rows(run.local_path(RESULTS_FILE))
+    ok = [row for row in rows if row["status"] != ERROR]
+    objectives = config.search.objectives
+    values = np.array([[row[key] for key in objectives] for row in ok], dtype=float).reshape(len(ok), len(objectives))
+    front = int(nondominated_mask(values, list(objectives.values())).sum()) if len(ok) else 0
+    return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok), front_size=front,
+                         wall_seconds=seconds, storage_url=_storage_url(config, run))
+
+
+def _say(config: Config, text: str, stream: TextIO | None) -> None:
+    if config.search.verbosity > 0:
+        import sys
+
+        print(text, file=stream or sys.stdout, flush=True)

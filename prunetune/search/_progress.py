@@ -1,0 +1,112 @@
+"""The terminal view of a search: one readable line per event instead of Ray's trial table.
+
+Each line says how many trials finished, run and failed, the best value so far of each
+objective, and the size of the current Pareto front::
+
+    [ 7/16]  done 5  running 2  failed 1 | accuracy 0.912 ↑  latency_ms 3.41 ↓  emissions_kg 2.1e-06 ↓ | front 3 | 4m12s
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Mapping, TextIO
+
+import numpy as np
+from ray.tune import Callback
+
+from prunetune.pareto import nondominated_mask
+from prunetune.search._optuna import objective_values
+from prunetune.search._results import error_reason
+
+ARROWS = {"max": "↑", "min": "↓"}
+
+
+class ProgressCallback(Callback):
+    """Prints progress lines; ``verbosity`` 0 prints nothing (the final table still prints)."""
+
+    def __init__(self, objectives: Mapping[str, str], *, num_trials: int, verbosity: int = 1,
+                 initial: list[Mapping[str, Any]] = (), stream: TextIO | None = None):
+        self._objectives = dict(objectives)
+        self._num_trials = num_trials
+        self._verbosity = verbosity
+        self._stream = stream
+        self._started = time.monotonic()
+        self._running: set[str] = set()
+        self._failed: set[str] = set()
+        self._finished: dict[str, list[float] | None] = {}
+        for row in initial:  # trials recorded before a resume
+            self._count(str(row["trial_id"]), row if row.get("status") == "TERMINATED" else None)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_stream"] = None  # streams do not pickle (Tune pickles callbacks with the experiment)
+        return state
+
+    # ------------------------------------------------------------------ Tune hooks
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._running.add(trial.trial_id)
+        self._print(f"started {trial.trial_id} {_short_config(trial.config)}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._count(trial.trial_id, trial.last_result)
+        values = self._finished.get(trial.trial_id)
+        self._print(f"{'finished' if values else 'no metrics'} {trial.trial_id}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._count(trial.trial_id, None)
+        self._print(f"failed {trial.trial_id}: {error_reason(trial)}")
+
+    # ------------------------------------------------------------------ state
+
+    def _count(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
+        self._running.discard(trial_id)
+        values = objective_values(result, list(self._objectives))
+        self._finished[trial_id] = values
+        if values is None:
+            self._failed.add(trial_id)
+
+    def summary(self) -> str:
+        done = len(self._finished) - len(self._failed)
+        head = f"[{len(self._finished):>2}/{self._num_trials}]  done {done}  running {len(self._running)}  failed {len(self._failed)}"
+        return f"{head} | {self._best_line()} | front {self.front_size()} | {_elapsed(time.monotonic() - self._started)}"
+
+    def _successes(self) -> np.ndarray:
+        rows = [v for v in self._finished.values() if v is not None]
+        return np.array(rows, dtype=float).reshape(len(rows), len(self._objectives))
+
+    def _best_line(self) -> str:
+        values = self._successes()
+        parts = []
+        for index, (key, mode) in enumerate(self._objectives.items()):
+            best = "-" if not len(values) else _format((values[:, index].max() if mode == "max" else values[:, index].min()))
+            parts.append(f"{key} {best} {ARROWS[mode]}")
+        return "  ".join(parts)
+
+    def front_size(self) -> int:
+        values = self._successes()
+        return int(nondominated_mask(values, list(self._objectives.values())).sum()) if len(values) else 0
+
+    def _print(self, event: str) -> None:
+        if self._verbosity <= 0:
+            return
+        stream = self._stream or sys.stdout
+        print(f"{self.summary()}  ({event})", file=stream, flush=True)
+
+
+def _format(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.3f}"
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def _short_config(config: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in sorted(config.items()):
+        value = _format(value) if isinstance(value, float) else value
+        parts.append(f"{key.removeprefix('trial.')}={value}")
+    return " ".join(parts)

@@ -1,0 +1,232 @@
+"""``results.parquet``: one row per finished trial, rewritten as each trial finishes.
+
+Columns, in order: ``trial_id``, ``status`` (TERMINATED | ERROR), ``error``,
+``started_at``, ``finished_at`` (unix seconds), ``wall_seconds``, ``node_id``,
+``trial_dir``, then every ``trial.*`` key of the resolved trial configuration (dotted,
+typed from the trial model), then every metric of the contract plus ``teacher_accuracy``
+and ``teacher_latency_ms`` (float64, null for errored trials).
+
+Parquet cannot be appended to, so the whole table (small: one row per trial) is written
+to a temporary file and renamed over the old one: a crash at any moment leaves the last
+complete table, holding every trial that had finished.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+from ray.tune import Callback
+
+from prunetune.config import Config, TrialConfig, flatten_dotted
+from prunetune.metrics import FINAL_METRIC_KEYS
+
+RESULTS_FILE = "results.parquet"
+TERMINATED, ERROR = "TERMINATED", "ERROR"
+TEACHER_KEYS = ("teacher_accuracy", "teacher_latency_ms")
+NODE_ID = "node_id"
+STARTED_AT = "started_at"
+
+BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
+    ("trial_id", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("started_at", pa.float64()),
+    ("finished_at", pa.float64()),
+    ("wall_seconds", pa.float64()),
+    ("node_id", pa.string()),
+    ("trial_dir", pa.string()),
+)
+METRIC_COLUMNS: tuple[str, ...] = (*FINAL_METRIC_KEYS, *TEACHER_KEYS)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def trial_columns(model: type[BaseModel] = TrialConfig, prefix: str = "trial.") -> list[tuple[str, pa.DataType]]:
+    """Every leaf key of the trial model, dotted, with the Arrow type of its annotation."""
+    columns = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            columns += trial_columns(annotation, f"{prefix}{name}.")
+        else:
+            columns.append((f"{prefix}{name}", _arrow_type(annotation)))
+    return columns
+
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _arrow_type(args[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return pa.string()
+    return {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}.get(annotation, pa.string())
+
+
+def results_schema() -> pa.Schema:
+    columns = [*BOOKKEEPING, *trial_columns(), *((key, pa.float64()) for key in METRIC_COLUMNS)]
+    return pa.schema([pa.field(name, kind, nullable=True) for name, kind in columns])
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def trial_row(
+    *,
+    trial_id: str,
+    status: str,
+    config: Config,
+    result: Mapping[str, Any] | None,
+    started_at: float | None,
+    finished_at: float,
+    trial_dir: str,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One row of the table (see the module docstring for the columns)."""
+    result = result or {}
+    started = started_at if started_at is not None else result.get(STARTED_AT)
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "status": status,
+        "error": error,
+        "started_at": started,
+        "finished_at": finished_at,
+        "wall_seconds": finished_at - started if started is not None else None,
+        "node_id": result.get(NODE_ID),
+        "trial_dir": trial_dir,
+    }
+    row.update(flatten_dotted(config.trial.model_dump(mode="json"), "trial."))
+    for key in METRIC_COLUMNS:
+        row[key] = _float_or_none(result.get(key)) if status == TERMINATED else None
+    return row
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    schema = results_schema()
+    rows = list(rows)
+    return pa.table({field.name: pa.array([row.get(field.name) for row in rows], type=field.type) for field in schema},
+                    schema=schema)
+
+
+def write_results(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
+    """Write the whole table atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(rows_to_table(rows), temporary)
+    os.replace(temporary, path)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return pq.read_table(path).to_pylist()
+
+
+# --------------------------------------------------------------------------- the callback
+
+
+class ResultsCallback(Callback):
+    """Appends each trial to ``results.parquet`` as it finishes (terminated or errored).
+
+    ``run_dir`` is a :class:`prunetune.cluster.RunDir`; for an object-store run directory
+    the table is written locally and uploaded, with ``sync_files`` (the SQLite study).
+    """
+
+    def __init__(self, run_dir, base: Config, *, sync_files: tuple[str, ...] = ()):
+        self._run_dir = run_dir
+        self._base = base
+        self._sync_files = sync_files
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._run_dir.local_path(RESULTS_FILE)
+
+    def setup(self, **info) -> None:
+        # A resumed search keeps every row written before the driver stopped.
+        self._rows = {row["trial_id"]: row for row in read_rows(self.path)}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.record(trial, TERMINATED)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.record(trial, ERROR, error=error_reason(trial))
+
+    def record(self, trial, status: str, *, error: str | None = None) -> None:
+        if trial.trial_id in self._rows:
+            return
+        config = self._base.with_values(flatten_dotted(trial.config))
+        self._rows[trial.trial_id] = trial_row(
+            trial_id=trial.trial_id,
+            status=status,
+            config=config,
+            result=trial.last_result,
+            started_at=trial.run_metadata.start_time,
+            finished_at=time.time(),
+            trial_dir=self._run_dir.trial_location(trial.trial_id),
+            error=error,
+        )
+        write_results(self._rows.values(), self.path)
+        for name in (RESULTS_FILE, *self._sync_files):
+            self._run_dir.push(name)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._rows.values())
+
+
+def error_reason(trial) -> str:
+    """``ExceptionType: message`` of the trial's error, without Ray's wrapping and traceback.
+
+    At ``on_trial_error`` Tune has written the error only to the driver's staging folder
+    (``trial.pickled_error_file``, ``trial.error_file``); it reaches storage later.
+    """
+    error = _pickled_error(trial)
+    if error is not None:
+        # A task error wraps the trial's own exception; a dead worker (killed for memory) has none.
+        cause = getattr(error, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else error
+        return f"{type(cause).__name__}: {_first_line(str(cause))}"
+    text = _read_text(getattr(trial, "error_file", None))
+    lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("Failure #")]
+    return lines[-1] if lines else "unknown error"
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _pickled_error(trial) -> BaseException | None:
+    import ray.cloudpickle as cloudpickle
+
+    path = getattr(trial, "pickled_error_file", None)
+    try:
+        if path and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                return cloudpickle.load(handle)
+        return trial.get_pickled_error()
+    except Exception:  # an error that does not unpickle here leaves only its text
+        return None
+
+
+def _read_text(path: str | None) -> str:
+    try:
+        return Path(path).read_text() if path and os.path.isfile(path) else ""
+    except OSError:
+        return ""

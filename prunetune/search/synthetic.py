@@ -1,0 +1,131 @@
+"""A synthetic trial and teacher: the shape of ``run_trial`` and ``prepare_teacher``, no model.
+
+They exercise the search machinery (sampling, reporting, checkpoints, failures, resume,
+results) in milliseconds, and measure its overhead: ``bench/search_overhead.py`` times a
+search of synthetic trials against the trials' own time. Metrics are smooth functions of
+the sampled configuration (more sparsity: faster, smaller, less accurate), so samplers
+have a real front to find. Importing this module imports neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from prunetune import metrics as M
+from prunetune.errors import TrialError
+
+CHECKPOINT_DIR = "checkpoint"
+RESULT_FILE = "result.json"
+MODEL_DIR = "model"
+#: One line per start of the trial (first run or resume), so tests can count re-runs.
+STARTS_FILE = "starts.log"
+
+TEACHER_ACCURACY = 0.95
+TEACHER_LATENCY_MS = 10.0
+
+
+@dataclass(frozen=True)
+class SyntheticTeacherArtifacts:
+    model_dir: Path
+    key: str
+    baseline: dict
+
+
+def synthetic_teacher(config, *, progress: bool = False) -> SyntheticTeacherArtifacts:
+    """Write a teacher's baseline under ``teacher.cache_dir`` (no model is trained)."""
+    key = hashlib.sha256(json.dumps(config.teacher.model_dump(exclude={"cache_dir"}), sort_keys=True).encode()).hexdigest()[:16]
+    cache = config.teacher.cache_dir or Path(tempfile.gettempdir()) / "prunetune-synthetic-teachers"
+    root = Path(cache) / key
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    baseline = {
+        M.ACCURACY: TEACHER_ACCURACY, M.F1_MACRO: TEACHER_ACCURACY, M.LATENCY_MS: TEACHER_LATENCY_MS,
+        M.LATENCY_P95_MS: TEACHER_LATENCY_MS * 1.1, M.PARAMS: 1_000_000, M.EMISSIONS_KG: 1e-5,
+        M.ENERGY_KWH: 3e-5, M.TRAIN_SECONDS: 0.0,
+    }
+    (root / "baseline.json").write_text(json.dumps(baseline))
+    return SyntheticTeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
+
+
+@dataclass(frozen=True)
+class SyntheticTrial:
+    """Callable like ``run_trial``: ``trial(config, output_dir=..., report=..., progress=...)``.
+
+    ``steps`` intermediate reports, each after ``seconds_per_step`` of sleep and with a
+    checkpoint; a trial resumes from ``output_dir/checkpoint``. ``fail_above`` makes every
+    trial whose ``trial.sparsity`` exceeds it raise :class:`TrialError` (a known bad region);
+    ``nan_above`` makes those trials report a NaN accuracy instead.
+    """
+
+    steps: int = 2
+    seconds_per_step: float = 0.0
+    fail_above: float | None = None
+    nan_above: float | None = None
+
+    def __call__(self, config, *, output_dir, report: Callable | None = None, progress: bool = False) -> dict[str, Any]:
+        started = time.perf_counter()
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        report = report or (lambda metrics, checkpoint_dir: None)
+        first_step = _load_step(output_dir)
+        with (output_dir / STARTS_FILE).open("a") as starts:
+            starts.write(f"{first_step}\n")
+        sparsity = config.trial.sparsity
+        if self.fail_above is not None and sparsity > self.fail_above:
+            raise TrialError(f"synthetic failure: trial.sparsity = {sparsity:.3f} > {self.fail_above}")
+        for step in range(first_step + 1, self.steps + 1):
+            time.sleep(self.seconds_per_step)
+            report(self._intermediate(config, step), _save_step(output_dir, step))
+        final = self._final(config, time.perf_counter() - started, first_step)
+        if self.nan_above is not None and sparsity > self.nan_above:
+            final[M.ACCURACY] = math.nan
+        report({**final, M.DONE: True}, None)
+        (output_dir / MODEL_DIR).mkdir(exist_ok=True)
+        (output_dir / MODEL_DIR / "synthetic.json").write_text(json.dumps(config.trial.model_dump(mode="json")))
+        (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": final, "config": config.to_dict()}))
+        return final
+
+    def _intermediate(self, config, step: int) -> dict[str, Any]:
+        fraction = step / self.steps
+        return {M.STEP: step, M.TRAIN_LOSS: 1.0 / (1 + step), M.CURRENT_SPARSITY: config.trial.sparsity * fraction,
+                M.ACCURACY: _accuracy(config.trial) * fraction, M.DONE: False}
+
+    def _final(self, config, seconds: float, resumed_from: int) -> dict[str, Any]:
+        trial = config.trial
+        kept = 1.0 - trial.sparsity
+        accuracy = _accuracy(trial)
+        latency = TEACHER_LATENCY_MS * (0.15 + 0.85 * kept) * (0.6 if trial.inference_precision != "fp32" else 1.0)
+        emissions = 1e-6 * trial.max_steps * (0.5 + kept) * (0.7 if trial.precision != "fp32" else 1.0)
+        return {
+            M.ACCURACY: accuracy, M.F1_MACRO: accuracy - 0.01, M.ACCURACY_DROP: TEACHER_ACCURACY - accuracy,
+            M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.1, M.SPEEDUP: TEACHER_LATENCY_MS / latency,
+            M.EMISSIONS_KG: emissions, M.ENERGY_KWH: emissions * 3, M.PARAMS: int(1_000_000 * (0.2 + 0.8 * kept)),
+            M.SPARSITY: trial.sparsity, M.HEADS_PRUNED: int(12 * trial.sparsity), M.FFN_KEPT: kept,
+            M.TRAIN_SECONDS: seconds, "teacher_accuracy": TEACHER_ACCURACY, "teacher_latency_ms": TEACHER_LATENCY_MS,
+            M.STEP: self.steps, "resumed_from_step": resumed_from,
+        }
+
+
+def _accuracy(trial) -> float:
+    """Falls with sparsity, best near T = 2-4 and alpha = 0.9; deterministic in the config."""
+    temperature_penalty = 0.01 * math.log(max(trial.temperature, 1e-3) / 3.0) ** 2
+    alpha_penalty = 0.02 * (trial.alpha - 0.9) ** 2
+    return TEACHER_ACCURACY - 0.35 * trial.sparsity**3 - temperature_penalty - alpha_penalty
+
+
+def _load_step(output_dir: Path) -> int:
+    state = output_dir / CHECKPOINT_DIR / "state.json"
+    return int(json.loads(state.read_text())["step"]) if state.is_file() else 0
+
+
+def _save_step(output_dir: Path, step: int) -> Path:
+    directory = output_dir / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "state.json").write_text(json.dumps({"step": step}))
+    return directory

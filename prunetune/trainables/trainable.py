@@ -1,0 +1,166 @@
+"""The Ray Tune trainable: one trial of a search, wrapping ``run_trial``.
+
+For each sampled point it builds the trial's configuration (the base configuration with
+the sampled ``trial.*`` values and the run directory's teacher cache), restores the last
+checkpoint Tune holds, runs the trial, and reports through ``ray.tune.report`` with the
+node it ran on. The trial's final report is held back until ``run_trial`` has written
+``result.json`` and the model (and, for an object-store run directory, uploaded them),
+so that a reported final result always has its files. A trial that raises fails alone:
+Tune records the error and the search goes on.
+
+The trainable does not know where files live; the search hands it a *workspace* (the
+run directory) with the few operations below.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from prunetune import metrics as M
+from prunetune.config import Config, flatten_dotted
+from prunetune.errors import TrialError
+
+#: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress) -> final metrics``.
+TrialFunction = Callable[..., dict[str, Any]]
+
+#: The trial resumes from ``output_dir/checkpoint`` (the run_trial contract).
+CHECKPOINT_DIR = "checkpoint"
+NODE_ID, STARTED_AT, TRIAL_DIR = "node_id", "started_at", "trial_dir"
+
+
+class TrialWorkspace(Protocol):
+    """Where a trial reads the teacher and writes its files (``prunetune.cluster.RunDir``)."""
+
+    def trial_output_dir(self, trial_id: str) -> Path: ...
+
+    def trial_location(self, trial_id: str) -> str: ...
+
+    def teacher_cache_dir(self) -> str: ...
+
+    def publish_trial(self, trial_id: str) -> None: ...
+
+    def finished_result(self, trial_id: str) -> dict[str, Any] | None: ...
+
+
+def make_trainable(
+    base: Config,
+    workspace: TrialWorkspace,
+    *,
+    trial_fn: TrialFunction | None = None,
+    objectives: Sequence[str] = (),
+) -> Callable[[dict[str, Any]], None]:
+    """A Tune function trainable running ``trial_fn`` (default: ``run_trial``) on each sampled point."""
+
+    def prunetune_trial(sampled: dict[str, Any]) -> None:
+        run_tune_trial(base, workspace, sampled, trial_fn=trial_fn or _run_trial(), objectives=objectives)
+
+    return prunetune_trial
+
+
+def _run_trial() -> TrialFunction:
+    # Imported in the worker only: the driver never needs torch for the trainable.
+    from prunetune.trainables.trial import run_trial
+
+    return run_trial
+
+
+def run_tune_trial(
+    base: Config,
+    workspace: TrialWorkspace,
+    sampled: Mapping[str, Any],
+    *,
+    trial_fn: TrialFunction,
+    objectives: Sequence[str] = (),
+) -> None:
+    """The body of the trainable (inside a Tune session)."""
+    import ray
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    reporter = TuneReporter(node_id=ray.get_runtime_context().get_node_id(),
+                            trial_dir=workspace.trial_location(trial_id))
+    finished = workspace.finished_result(trial_id)
+    if finished is not None and not M.missing_final_keys(finished):
+        # It finished before the driver stopped: report it again rather than re-run it.
+        check_final(finished, objectives)
+        reporter.send(finished, None)
+        return
+    output_dir = workspace.trial_output_dir(trial_id)
+    restore_checkpoint(tune.get_checkpoint(), output_dir / CHECKPOINT_DIR)
+    config = trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir())
+    reporter.send({}, None)  # the node and start time reach the driver even if the trial fails
+    result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False)
+    final, checkpoint_dir = reporter.held_final or (result, None)
+    check_final(final, objectives)
+    workspace.publish_trial(trial_id)
+    reporter.send(final, checkpoint_dir)
+
+
+def trial_config(base: Config, sampled: Mapping[str, Any], *, teacher_cache_dir: str | None = None) -> Config:
+    """The base configuration with the sampled dotted keys (and the shared teacher cache) set."""
+    values = dict(flatten_dotted(sampled))
+    if teacher_cache_dir is not None:
+        values["teacher.cache_dir"] = teacher_cache_dir
+    return base.with_values(values)
+
+
+def restore_checkpoint(checkpoint, target: Path) -> None:
+    """Make ``target`` hold Tune's last checkpoint of this trial, or nothing.
+
+    Tune's checkpoint is the state the driver knows about; anything else in ``target``
+    (a checkpoint written after the last one Tune registered) is dropped.
+    """
+    if target.exists():
+        shutil.rmtree(target)
+    if checkpoint is not None:
+        checkpoint.to_directory(str(target))
+
+
+def check_final(final: Mapping[str, Any], objectives: Sequence[str]) -> None:
+    """A final report without every contract key, or with a non-finite objective, is a failure."""
+    missing = M.missing_final_keys(dict(final))
+    if missing:
+        raise TrialError(f"the trial's final report lacks {', '.join(missing)}")
+    for key in objectives:
+        value = final.get(key)
+        if not _is_finite(value):
+            raise TrialError(f"objective {key} = {value!r}: not a finite number")
+
+
+def _is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class TuneReporter:
+    """The ``report`` callable given to the trial: intermediate reports go to Tune at once,
+    the final one (``done=True``) is held until the trial's files are written."""
+
+    def __init__(self, *, node_id: str, trial_dir: str):
+        self._extra = {NODE_ID: node_id, STARTED_AT: time.time(), TRIAL_DIR: trial_dir}
+        self.held_final: tuple[dict[str, Any], Path | None] | None = None
+
+    def __call__(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if metrics.get(M.DONE):
+            self.held_final = (dict(metrics), checkpoint_dir)
+            return
+        self.send(metrics, checkpoint_dir)
+
+    def send(self, metrics: Mapping[str, Any], checkpoint_dir: Path | None) -> None:
+        from ray import tune
+
+        # Tune treats `done` as "stop this trial"; lists (per-layer widths) stay in result.json.
+        payload = {k: v for k, v in metrics.items() if k != M.DONE and _is_scalar(v)}
+        payload.update(self._extra)
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        tune.report(payload, checkpoint=checkpoint)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))

@@ -1,0 +1,174 @@
+"""Export: a Hugging Face model directory that pipeline() loads and that predicts what the trial's model did."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunetune import metrics as M
+from prunetune.analysis import analyse, export_trial, load_run
+from prunetune.analysis.export import EXPORT_RECORD, MODELING_FILE, SAMPLE_TEXTS
+from prunetune.cli import main
+from prunetune.errors import ConfigError
+from tests.analysis.wandb_records import offline_runs
+
+TEXTS = ["The striker scored twice to win the cup final.", "Shares in the bank rose.", "Tennis"]
+
+
+@pytest.fixture(scope="module")
+def exported(model_run, tmp_path_factory):
+    """Trial m1 exported once, with ONNX and a W&B artifact (offline), shared by the tests below."""
+    import torch
+
+    torch.set_num_threads(1)
+    run = load_run(model_run)
+    out = tmp_path_factory.mktemp("exports") / "m1"
+    result = export_trial(run, analyse(run), "m1", out, onnx=True, why=["picked for a test"])
+    return run, result
+
+
+def _trial_predictions(model_dir: Path, texts: list[str]) -> list[str]:
+    from transformers import AutoTokenizer
+
+    from prunetune.trainables.compaction import load_compacted
+
+    model = load_compacted(model_dir)
+    batch = AutoTokenizer.from_pretrained(str(model_dir))(texts, padding=True, return_tensors="pt")
+    return [model.config.id2label[int(i)] for i in model(**batch).logits.argmax(dim=-1)]
+
+
+def test_export_writes_a_model_directory(exported):
+    run, result = exported
+    names = {p.name for p in result.files}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
+            MODELING_FILE, EXPORT_RECORD, "model.onnx"} <= names
+    config = json.loads((result.out_dir / "config.json").read_text())
+    assert config["model_type"] == "prunetune_bert"
+    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_prunetune_bert.")
+    assert config["id2label"] == {"0": "business", "1": "entertainment", "2": "politics", "3": "sport", "4": "tech"}
+    assert result.check.predictions_match and result.check.max_logit_difference < 1e-4
+    assert result.check.onnx_max_difference < 1e-3
+
+
+def test_pipeline_predicts_what_the_trial_predicted(exported, model_run):
+    from transformers import pipeline
+
+    _, result = exported
+    classifier = pipeline("text-classification", model=str(result.out_dir), device="cpu")  # registered: no remote code
+    assert [r["label"] for r in classifier(TEXTS)] == _trial_predictions(model_run / "trials" / "m1" / "model", TEXTS)
+
+
+def test_export_loads_without_prunetune(exported, model_run, tmp_path):
+    """A fresh process in which importing prunetune fails: the shipped modeling code is enough."""
+    _, result = exported
+    code = f"""
+import importlib.abc, json, sys
+class NoPrunetune(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "prunetune" or name.startswith("prunetune."):
+            raise ImportError("prunetune is not installed here")
+sys.meta_path.insert(0, NoPrunetune())
+from transformers import pipeline
+classifier = pipeline("text-classification", model={str(result.out_dir)!r}, trust_remote_code=True, device="cpu")
+print(json.dumps([r["label"] for r in classifier({TEXTS!r})]))
+print(type(classifier.model).__module__)
+"""
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    labels_line, module_line = completed.stdout.strip().splitlines()[-2:]
+    assert json.loads(labels_line) == _trial_predictions(model_run / "trials" / "m1" / "model", TEXTS)
+    assert "modeling_prunetune_bert" in module_line and not module_line.startswith("prunetune")
+
+
+def test_onnx_matches_pytorch(exported):
+    import numpy as np
+    import onnxruntime
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, result = exported
+    tokenizer = AutoTokenizer.from_pretrained(str(result.out_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(result.out_dir)).eval()
+    batch = tokenizer(list(SAMPLE_TEXTS[2:7]), padding=True, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(result.out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+    with torch.no_grad():
+        expected = model(input_ids=torch.from_numpy(batch["input_ids"]),
+                         attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()
+    assert np.abs(logits - expected).max() < 1e-4
+
+
+def test_model_card_tells_metrics_configuration_and_front(exported):
+    run, result = exported
+    card = (result.out_dir / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification")
+    for text in ("## Metrics", "| accuracy | 0.9000 | 0.9500 |", "## Configuration",
+                 "`trial.sparsity` | 0.6 | searched",
+                 "## Place on the Pareto front", "**on the front**", "## Labels", "`sport`", "trust_remote_code=True",
+                 "picked for a test", "model.onnx"):
+        assert text in card, text
+    record = json.loads((result.out_dir / EXPORT_RECORD).read_text())
+    assert record["trial_id"] == "m1" and record["metrics"][M.LATENCY_MS] == 6.0
+
+
+def test_export_is_a_wandb_artifact(exported):
+    run, result = exported
+    assert result.wandb is not None and result.wandb.mode == "offline"
+    (wb,) = [r for r in offline_runs(run.run_dir) if r.run.display_name == "export-m1"]
+    artifacts = wb.of_kind("artifact")
+    assert [a.type for a in artifacts] == ["model"]
+    assert artifacts[0].name == f"{run.name}-m1"
+    paths = {entry.path for entry in artifacts[0].manifest.contents}
+    assert {"model.safetensors", "config.json", MODELING_FILE, "README.md"} <= paths
+
+
+def test_a_plain_bert_exports_without_remote_code(model_run, tmp_path):
+    from transformers import pipeline
+
+    run = load_run(model_run)
+    result = export_trial(run, analyse(run), "m3", tmp_path / "plain", wandb=False)
+    config = json.loads((result.out_dir / "config.json").read_text())
+    assert config["model_type"] == "bert" and "auto_map" not in config
+    assert not (result.out_dir / MODELING_FILE).exists()
+    assert "not on the front" in (result.out_dir / "README.md").read_text()
+    classifier = pipeline("text-classification", model=str(result.out_dir), device="cpu")
+    assert [r["label"] for r in classifier(TEXTS)] == _trial_predictions(model_run / "trials" / "m3" / "model", TEXTS)
+
+
+def test_export_refuses_errored_trials_and_foreign_directories(model_run, tmp_path):
+    run = load_run(model_run)
+    analysis = analyse(run)
+    with pytest.raises(ConfigError, match="m_err.*ended ERROR.*finished trials: m0, m1, m2, m3"):
+        export_trial(run, analysis, "m_err", tmp_path / "x", wandb=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a prunetune export"):
+        export_trial(run, analysis, "m0", foreign, wandb=False)
+
+
+def test_cli_export_by_pick(model_run, tmp_path, capsys):
+    out = tmp_path / "picked"
+    assert main(["export", str(model_run), "--max-latency-ms", "5", "--max-accuracy-drop", "0.2",
+                 "--out", str(out), "--no-wandb"]) == 0
+    printed = capsys.readouterr().out
+    assert "Picked: trial m2" in printed and f"Exported trial m2 to {out}" in printed
+    assert json.loads((out / EXPORT_RECORD).read_text())["trial_id"] == "m2"
+    # Exporting again over a previous export replaces it.
+    assert main(["export", str(model_run), "--trial", "m2", "--out", str(out), "--no-wandb"]) == 0
+    assert main(["export", str(model_run), "--trial", "m2", "--prefer", "latency"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_model_card_says_how_to_serve_at_the_measured_precision():
+    from prunetune.analysis._model_card import _precision_note
+
+    assert _precision_note("fp32") == ""
+    assert "quantize_dynamic" in _precision_note("int8") and "float32" in _precision_note("int8")
+    assert "torch.bfloat16" in _precision_note("bf16")

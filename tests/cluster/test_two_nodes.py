@@ -1,0 +1,144 @@
+"""A real two-node Ray cluster on this machine: `prunetune search --address` spreads trials over both.
+
+The nodes share a private Ray temp dir, which names every process they start; the test
+stops exactly those processes (and their children) by process id: ``ray stop`` would stop
+every Ray process of the user on the machine. Set PRUNETUNE_SKIP_CLUSTER_TESTS=1 to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from tests.search.test_end_to_end import tiny_search_yaml
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(os.environ.get("PRUNETUNE_SKIP_CLUSTER_TESTS") == "1",
+                       reason="PRUNETUNE_SKIP_CLUSTER_TESTS=1"),
+]
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cluster_env() -> dict[str, str]:
+    # Ray never sends its token to an explicit address unless told to: the cluster started
+    # below uses the user's token (~/.ray/auth_token), and so do the joining node and driver.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO)}
+
+
+class TwoNodeCluster:
+    """``ray start --head`` on a free port plus one ``ray start --address``, one CPU each."""
+
+    def __init__(self):
+        # Short: Ray's unix socket paths must fit in 107 characters.
+        self.temp_dir = tempfile.mkdtemp(prefix="ptray-", dir="/tmp")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        common = ["--num-cpus=1", "--disable-usage-stats"]
+        self._ray("start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
+                  "--include-dashboard=false", *common)
+        self._ray("start", f"--address={self.address}", *common)
+        deadline = time.monotonic() + 60
+        while self.alive_nodes() < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the second node did not join {self.address}")
+            time.sleep(1)
+
+    def _ray(self, *arguments: str) -> None:
+        subprocess.run([str(BIN / "ray"), *arguments], env=cluster_env(), check=True, timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def alive_nodes(self) -> int:
+        status = subprocess.run([str(BIN / "ray"), "status", f"--address={self.address}"], env=cluster_env(),
+                                capture_output=True, text=True, timeout=60)
+        return status.stdout.count(" node_")
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of the two nodes: those naming our temp dir, and their children."""
+        own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        roots = [p for p in psutil.process_iter(["cmdline"])
+                 if p.pid not in own and any(self.temp_dir in part for part in p.info["cmdline"] or ())]
+        family: dict[int, psutil.Process] = {}
+        for root in roots:
+            for process in (root, *root.children(recursive=True)):
+                family[process.pid] = process
+        return list(family.values())
+
+    def stop(self) -> None:
+        processes = self.processes()
+        for signal_number, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+            for process in processes:
+                try:
+                    process.send_signal(signal_number)
+                except psutil.NoSuchProcess:
+                    pass
+            processes = _wait_gone(processes, timeout=grace)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _running(process: psutil.Process) -> bool:
+    # A zombie is gone for our purpose: only its parent (not us) can reap it.
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(processes: list[psutil.Process], *, timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in processes if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.fixture
+def two_nodes():
+    cluster = TwoNodeCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+    assert not [p for p in cluster.processes() if _running(p)], "a process of the test cluster survived"
+
+
+def test_search_on_a_two_node_cluster(two_nodes, tmp_path, tiny_model_dir, tiny_dataset_csv):
+    raylets = [p for p in two_nodes.processes() if p.name() == "raylet"]
+    assert len(raylets) == 2  # what the fixture will stop, by process id
+
+    config = tiny_search_yaml(tmp_path, tiny_model_dir, tiny_dataset_csv, num_trials=4)
+    run_dir = tmp_path / "run"
+    search = subprocess.run(
+        [str(BIN / "prunetune"), "search", config, "--address", two_nodes.address, "--output", str(run_dir),
+         "--no-wandb"],
+        env=cluster_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
+
+    rows = pq.read_table(run_dir / "results.parquet").to_pandas()
+    assert len(rows) == 4 and set(rows["status"]) == {"TERMINATED"}
+    assert rows["node_id"].nunique() == 2, "trials ran on one node only"
+    assert "4 trials (0 failed)" in search.stdout

@@ -1,0 +1,38 @@
+"""A Ray instance shared by the search tests, and synthetic search configurations."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from prunetune.config import validate
+
+SPACE = {
+    "trial.sparsity": {"uniform": [0.0, 0.95]},
+    "trial.temperature": {"loguniform": [1.0, 16.0]},
+    "trial.block_size": {"choice": [16, 32]},
+    "trial.method": {"fixed": "magnitude"},
+}
+
+
+def synthetic_config(*, space=None, **search):
+    """A search over the synthetic trial: no model, no data, milliseconds per trial."""
+    return validate({
+        "trial": {"max_steps": 10},
+        "space": space or SPACE,
+        "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True, **search},
+        "cluster": {"cpus_per_trial": 1},
+    })
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """Ray in-process once for the whole session (starting it costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    yield
+    ray.shutdown()

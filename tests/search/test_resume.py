@@ -1,0 +1,141 @@
+"""Kill the driver mid-search, resume it: finished trials stay finished, running ones resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from prunetune.search import resume_search
+from prunetune.search.synthetic import STARTS_FILE, SyntheticTrial, synthetic_teacher
+
+REPO = Path(__file__).resolve().parents[2]
+TRIAL = SyntheticTrial(steps=4, seconds_per_step=1.0)
+NUM_TRIALS = 6
+
+DRIVER = textwrap.dedent(f"""
+    import sys
+    from prunetune.search import run_search
+    from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
+    from tests.search.conftest import synthetic_config
+
+    config = synthetic_config(sampler="tpe", num_trials={NUM_TRIALS}, max_concurrent=2, reuse_actors=False)
+    run_search(config, run_dir=sys.argv[1], trial_fn=SyntheticTrial(steps=4, seconds_per_step=1.0),
+               teacher_fn=synthetic_teacher)
+""")
+
+
+def finished_ids(run_dir: Path) -> list[str]:
+    path = run_dir / "results.parquet"
+    return pq.read_table(path).column("trial_id").to_pylist() if path.is_file() else []
+
+
+def checkpointed_unfinished(run_dir: Path) -> list[str]:
+    """Trials with a checkpoint past step 1 and no result yet: the ones to resume."""
+    ids = []
+    for trial in (run_dir / "trials").glob("*"):
+        state = trial / "checkpoint" / "state.json"
+        if not (trial / "result.json").exists() and state.is_file() and json.loads(state.read_text())["step"] >= 1:
+            ids.append(trial.name)
+    return ids
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process it started (its in-process Ray), by process id."""
+    parent = psutil.Process(process.pid)
+    family = [parent, *parent.children(recursive=True)]
+    for member in family:
+        try:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
+
+
+@pytest.fixture
+def killed_search(tmp_path):
+    run_dir = tmp_path / "run"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, str(script), str(run_dir)], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(finished_ids(run_dir)) >= 2 and checkpointed_unfinished(run_dir):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the search ended before it could be killed"
+        assert len(finished_ids(run_dir)) >= 2, "no two trials finished in time"
+        time.sleep(1.2)  # let the experiment snapshot (every second) see the running trials' checkpoints
+    finally:
+        kill_tree(process)
+    return run_dir, finished_ids(run_dir)
+
+
+def test_resume_after_the_driver_was_killed(killed_search, ray_local):
+    run_dir, finished_before = killed_search
+    assert 2 <= len(finished_before) < NUM_TRIALS
+
+    outcome = resume_search(run_dir, trial_fn=TRIAL, teacher_fn=synthetic_teacher)
+
+    ids = finished_ids(run_dir)
+    assert len(ids) == len(set(ids)) == NUM_TRIALS == outcome.num_trials
+    assert ids[: len(finished_before)] == finished_before  # rows written before the kill are kept
+    starts = {trial: (run_dir / "trials" / trial / STARTS_FILE).read_text().split() for trial in ids}
+    for trial in finished_before:
+        assert starts[trial] == ["0"], f"finished trial {trial} ran again: {starts[trial]}"
+    resumed = [trial for trial, steps in starts.items() if len(steps) > 1]
+    assert resumed and all(int(starts[t][-1]) >= 1 for t in resumed), starts
+    for trial in resumed:
+        result = json.loads((run_dir / "trials" / trial / "result.json").read_text())
+        assert result["metrics"]["resumed_from_step"] >= 1
+
+    study = optuna.load_study(study_name="prunetune", storage=f"sqlite:///{run_dir / 'study.db'}")
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["tune_trial_id"] for t in complete if "duplicate_of" not in t.user_attrs) == sorted(ids)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+def test_resume_needs_a_search(tmp_path):
+    from prunetune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not the run directory of a search"):
+        resume_search(tmp_path)
+
+
+def test_a_moved_run_directory_resumes_with_its_own_study(tmp_path, ray_local):
+    import shutil
+
+    from prunetune.search import run_search
+    from tests.search.conftest import synthetic_config
+
+    config = synthetic_config(sampler="tpe", num_trials=2, max_concurrent=1)
+    run_search(config, run_dir=tmp_path / "before", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+    shutil.move(tmp_path / "before", tmp_path / "after")  # the old path, and its study.db, are gone
+
+    outcome = resume_search(tmp_path / "after", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+    assert outcome.num_trials == 2 and not (tmp_path / "before").exists()
+    assert outcome.storage_url == f"sqlite:///{tmp_path / 'after' / 'study.db'}"
+
+
+def test_another_storage_url(tmp_path, ray_local):
+    from prunetune.search import run_search
+    from tests.search.conftest import synthetic_config
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = synthetic_config(sampler="random", num_trials=2, storage=url, study_name="mine")
+    run_search(config, run_dir=tmp_path / "run", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+    assert not (tmp_path / "run" / "study.db").exists()
+    assert len(optuna.load_study(study_name="mine", storage=url).trials) == 2
