@@ -14,8 +14,10 @@ steps": movement + filled prunes for steps - fill_steps and fills for fill_steps
 
 Each trial times its student and the dense teacher in its own process; when other work
 shares the machine, load changes between trials. So at the end every saved student and the
-teacher are timed again, in turns (``RETIME_ROUNDS`` rounds, median), in one process: the
-"speedup re-timed" column. ``--retime DIR`` only re-times the trials a previous run left in DIR.
+teacher are timed again in one process, in turns, on one thread, keeping each model's
+fastest of ``RETIME_ROUNDS`` rounds (interference only ever adds time): the "speedup
+re-timed" column. ``--retime`` only re-times the trials a previous run left in
+``--out``; ``--methods a,b`` runs only those methods and adds them to what ``--out`` holds.
 
 Where a CUDA GPU is visible, each trial's saved model is also served on it at fp16 and
 (compute capability 8.0+) with 2:4 sparsity, and their accuracy and speedup against the
@@ -28,7 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -99,7 +101,8 @@ def gpu_columns(model_dir: Path, teacher_dir: Path, config: config_module.Config
 
 
 def retime(models: dict[str, Path], teacher_dir: Path, config: config_module.Config) -> dict[str, float]:
-    """Speedup of each saved model over the dense teacher, all timed in turns in this process."""
+    """Speedup of each saved model over the dense teacher, all timed in turns in this process (one thread,
+    fastest round: on a shared machine the least disturbed measurement is the closest to the truth)."""
     data = load_task_data(config.task)
     _, teacher = load_pretrained(str(teacher_dir), data)
     loaded = {"teacher": teacher.eval(), **{name: load_compacted(path) for name, path in models.items()}}
@@ -109,9 +112,9 @@ def retime(models: dict[str, Path], teacher_dir: Path, config: config_module.Con
         for name, model in loaded.items():
             times[name].append(measure_latency(model, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                                vocab_size=teacher.config.vocab_size, device=torch.device("cpu"),
-                                               min_run_time=latency.min_run_time).median_ms)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    return {name: medians["teacher"] / medians[name] for name in models}
+                                               min_run_time=latency.min_run_time, threads=1).median_ms)
+    fastest = {name: min(values) for name, values in times.items()}
+    return {name: fastest["teacher"] / fastest[name] for name in models}
 
 
 COLUMNS = [
@@ -143,12 +146,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps of every method")
     parser.add_argument("--out", type=Path, default=None, help="where trial outputs go (default: a temp dir)")
-    parser.add_argument("--retime", type=Path, default=None, help="only re-time the trials of a previous run's --out")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of: " + ", ".join(runs(1)))
+    parser.add_argument("--retime", action="store_true", help="run nothing: re-time the trials --out holds")
     args = parser.parse_args()
     config = bench_config(args.steps)
     teacher = prepare_teacher(config, progress=True)
-    out = args.retime or args.out or Path(tempfile.mkdtemp(prefix="prunetune-methods-"))
-    rows = json.loads((out / "methods.json").read_text())["runs"] if args.retime else run_all(config, out, args.steps)
+    out = args.out or Path(tempfile.mkdtemp(prefix="prunetune-methods-"))
+    previous = dict(json.loads((out / "methods.json").read_text())["runs"]) if (out / "methods.json").is_file() else {}
+    chosen = [] if args.retime else (args.methods.split(",") if args.methods else list(runs(1)))
+    unknown = [name for name in chosen if name not in runs(1)]
+    if unknown:
+        parser.error(f"--methods {args.methods!r}: unknown {unknown}; expected some of {list(runs(1))}")
+    fresh = dict(run_all(config, out, args.steps, chosen, previous))
+    rows = [(name, fresh.get(name, previous.get(name))) for name in runs(1) if name in fresh or name in previous]
     speedups = retime({name: out / trial_dir(name) / MODEL_DIR for name, _ in rows}, teacher.model_dir, config)
     for name, metrics in rows:
         metrics[RETIMED_SPEEDUP] = speedups[name]
@@ -161,16 +171,18 @@ def trial_dir(name: str) -> str:
     return name.replace(" + ", "-")
 
 
-def run_all(config: config_module.Config, out: Path, steps: int) -> list[tuple[str, dict]]:
+def run_all(config: config_module.Config, out: Path, steps: int, names: list[str],
+            previous: dict[str, dict]) -> list[tuple[str, dict]]:
     rows = []
-    for name, values in runs(steps).items():
+    for name in names:
         print(f"--- {name}", flush=True)
         directory = out / trial_dir(name)
-        metrics = run_trial(config.with_values(values), output_dir=directory, progress=True)
+        shutil.rmtree(directory, ignore_errors=True)  # a fresh trial, not a resumed one
+        metrics = run_trial(config.with_values(runs(steps)[name]), output_dir=directory, progress=True)
         if torch.cuda.is_available():
             metrics.update(gpu_columns(directory / MODEL_DIR, teacher_dir=prepare_teacher(config).model_dir, config=config))
         rows.append((name, metrics))
-        (out / "methods.json").write_text(json.dumps({"runs": rows}, indent=2, default=str))
+        (out / "methods.json").write_text(json.dumps({"runs": list({**previous, **dict(rows)}.items())}, indent=2, default=str))
     return rows
 
 

@@ -6,7 +6,8 @@ accuracy, accuracy drop, speedup, params, emissions and train seconds. The bar: 
 sparsity (batch 1, seq 128, fp32) the compacted student is >= 1.5x faster than the dense
 teacher with an accuracy drop of at most 1 point.
 
-    .venv/bin/python bench/trial.py [--steps 200] [--device auto] [--precision fp32]
+    .venv/bin/python bench/trial.py [--steps 200] [--min-head-density 0.25] [--only movement-0.5]
+                                    [--device auto] [--precision fp32]
 
 Figures depend on the machine: run it where you will deploy.
 """
@@ -36,7 +37,7 @@ def bench_config(args) -> config_module.Config:
         f"trial.max_steps={args.steps}", "trial.batch_size=16", "trial.learning_rate=1e-4",
         "trial.block_size=32", "trial.temperature=2.0", "trial.alpha=0.9", f"trial.eval_every={args.steps}",
         f"trial.precision={args.precision}", f"trial.inference_precision={args.inference_precision}",
-        f"trial.device={args.device}",
+        f"trial.device={args.device}", f"trial.min_head_density={args.min_head_density}",
         "trial.latency.batch_size=1", "trial.latency.seq_len=128", "trial.latency.min_run_time=2.0",
     ])
 
@@ -47,13 +48,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--inference-precision", default="fp32")
+    parser.add_argument("--min-head-density", type=float, default=0.25,
+                        help="remove heads keeping less than this fraction of their blocks (0: plain top-k)")
+    parser.add_argument("--only", choices=[f"{m}-{s}" for m, s in RUNS], action="append",
+                        help="run only these points, e.g. --only movement-0.5")
     parser.add_argument("--out", type=Path, default=None, help="where trial outputs go (default: a temp dir)")
     args = parser.parse_args()
     config = bench_config(args)
     teacher = prepare_teacher(config, progress=True)
     out = args.out or Path(tempfile.mkdtemp(prefix="prunetune-bench-"))
     rows = []
-    for method, sparsity in RUNS:
+    for method, sparsity in [r for r in RUNS if not args.only or f"{r[0]}-{r[1]}" in args.only]:
         trial_config = config.with_values({"trial.method": method, "trial.sparsity": sparsity})
         metrics = run_trial(trial_config, output_dir=out / f"{method}-{sparsity}", progress=True)
         rows.append((method, sparsity, metrics))

@@ -80,7 +80,7 @@ class TrialConfig(_Section):
     sparsity: float = Field(0.5, ge=0, lt=1)
     block_size: int = Field(32, ge=1)
     min_head_density: float = Field(
-        0.0, ge=0, lt=1, description="a head keeping less than this fraction of its Q, K or V blocks is removed whole"
+        0.25, ge=0, lt=1, description="a head keeping less than this fraction of its Q, K or V blocks is removed whole"
     )
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of distillation vs task loss")

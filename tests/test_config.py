@@ -21,8 +21,8 @@ def test_every_problem_is_listed_at_once_with_key_and_value():
     with pytest.raises(ConfigError) as info:
         C.load("quickstart", [
             "trial.sparsity=1.0", "trial.temperature=0", "trial.alpha=1.5", "trial.precision=fp8",
-            "trial.inference_precision=int4", "trial.method=random", "trial.block_size=24", "trial.colour=red",
-            "trial.max_steps=abc",
+            "trial.inference_precision=int4", "trial.method=random", "trial.colour=red",
+            "trial.max_steps=abc", "teacher.epochs=-1",
         ])
     problems = info.value.problems
     text = "\n".join(problems)
@@ -35,7 +35,13 @@ def test_every_problem_is_listed_at_once_with_key_and_value():
     assert "trial.method = 'random'" in text
     assert "trial.colour: unknown key; known keys:" in text
     assert "trial.max_steps = 'abc'" in text
-    assert "trial.block_size = 24" in text and "hidden 384, 12 heads of 32" in text
+    assert "teacher.epochs = -1" in text
+
+
+def test_block_size_error_names_the_builtin_model_and_its_dimensions():
+    raw = {"trial": {"block_size": 24}}
+    with pytest.raises(ConfigError, match=r"trial.block_size = 24: .*minilm-l6 \(hidden 384, 12 heads of 32"):
+        C.validate(raw, check_model=True)
 
 
 def test_block_size_is_checked_against_the_model(tiny_model_dir, tiny_dataset_csv, tmp_path):

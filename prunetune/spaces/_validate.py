@@ -159,6 +159,13 @@ def _device_problems(dimensions: dict[str, Dimension], gpus_per_trial: float) ->
             f"{gpus_per_trial}: fp16 training needs a CUDA GPU; give each trial a GPU (fractions such as "
             "0.25 pack trials on one GPU) or search fp32/bf16 only"
         )
+    inference = dimensions.get("trial.inference_precision")
+    if inference is not None and inference.contains("sparse24"):
+        problems.append(
+            f"space.trial.inference_precision = {inference.model_dump()} offers sparse24, but "
+            f"cluster.gpus_per_trial = {gpus_per_trial}: 2:4 sparse kernels need a CUDA GPU of compute "
+            "capability 8.0 or newer"
+        )
     device = dimensions.get("trial.device")
     if device is not None and any(str(v).startswith("cuda") for v in device.extremes()):
         problems.append(

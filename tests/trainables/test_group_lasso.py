@@ -157,3 +157,24 @@ def test_sparsity_stays_exact_when_the_smallest_tiles_empty_whole_heads():
     assert weight_sparsity(model) == pytest.approx(0.75, abs=0.01)
     compacted, structure = compact(model)  # the revived heads are real heads: compaction keeps them
     assert all(heads >= 1 for heads in structure.layer_heads)
+
+
+class StopAfterFirstCheckpoint(Exception):
+    pass
+
+
+def test_group_lasso_trial_resumes_with_its_fixed_mask(tiny_config, tmp_path):
+    from safetensors.torch import load_file
+
+    config = tiny_config(method="group_lasso", cooldown_fraction=0.6)  # hard prune at step 5, checkpoint at 6
+
+    def crash(metrics, checkpoint):
+        raise StopAfterFirstCheckpoint
+
+    with pytest.raises(StopAfterFirstCheckpoint):
+        run_trial(config, output_dir=tmp_path, report=crash)
+    saved = load_file(tmp_path / "checkpoint" / "pruner.safetensors")
+    assert saved["pruned_to"].item() == 0.5
+    metrics = run_trial(config, output_dir=tmp_path)
+    assert metrics[M.SPARSITY] == pytest.approx(0.5, abs=0.02)
+    assert metrics["layer_ffn"] == [int(saved[f"mask_l{i}_ffn"].sum()) for i in range(2)]
