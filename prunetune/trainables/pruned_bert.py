@@ -8,6 +8,8 @@ the config, and then loads the sliced weights.
 
 from __future__ import annotations
 
+import contextlib
+
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -71,8 +73,7 @@ def register_auto_classes() -> None:
     """Let AutoConfig / AutoModelForSequenceClassification / pipeline() load compacted models."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    try:
+    # A second registration in the same process raises ValueError: nothing to do then.
+    with contextlib.suppress(ValueError):
         AutoConfig.register(PrunedBertConfig.model_type, PrunedBertConfig)
         AutoModelForSequenceClassification.register(PrunedBertConfig, PrunedBertForSequenceClassification)
-    except ValueError:
-        pass  # already registered in this process
