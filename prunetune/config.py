@@ -257,13 +257,18 @@ def read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
                 f"presets: {', '.join(preset_names())}"
             )
         path = preset
+    return read_yaml_mapping(path), str(path)
+
+
+def read_yaml_mapping(path: Path, *, error: type[PrunetuneError] = ConfigError) -> dict[str, Any]:
+    """The mapping a YAML file holds; ``error`` names the file and what is wrong with it."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise error(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return raw, str(path)
+        raise error(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
 
 
 def parse_override(item: str) -> tuple[str, Any]:

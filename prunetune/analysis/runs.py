@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from prunetune import metrics as M
+from prunetune.config import read_yaml_mapping
 from prunetune.errors import ConfigError, DataError
 
 RESULTS_FILE = "results.parquet"
@@ -154,13 +154,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise DataError(f"{path}: missing; is {str(run_dir)!r} a prunetune run directory?")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return raw
+    return read_yaml_mapping(path, error=DataError)
 
 
 def objectives_of(config: dict[str, Any]) -> dict[str, M.Direction]:

@@ -22,10 +22,10 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
 from ray.tune import Callback
 
 from prunetune.config import Config, TrialConfig, flatten_dotted
+from prunetune.spaces import leaf_fields
 from prunetune.metrics import FINAL_METRIC_KEYS
 
 RESULTS_FILE = "results.parquet"
@@ -50,16 +50,9 @@ METRIC_COLUMNS: tuple[str, ...] = (*FINAL_METRIC_KEYS, *TEACHER_KEYS)
 # --------------------------------------------------------------------------- schema
 
 
-def trial_columns(model: type[BaseModel] = TrialConfig, prefix: str = "trial.") -> list[tuple[str, pa.DataType]]:
+def trial_columns() -> list[tuple[str, pa.DataType]]:
     """Every leaf key of the trial model, dotted, with the Arrow type of its annotation."""
-    columns = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            columns += trial_columns(annotation, f"{prefix}{name}.")
-        else:
-            columns.append((f"{prefix}{name}", _arrow_type(annotation)))
-    return columns
+    return [(key, _arrow_type(annotation)) for key, annotation in leaf_fields(TrialConfig)]
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:

@@ -17,6 +17,7 @@ from prunetune.spaces._dimensions import KINDS, Dimension
 from prunetune.spaces._starting_points import KNOWN_GOOD, StartingPoint, fit_point, starting_points
 from prunetune.spaces._validate import (
     config_space_problems,
+    leaf_fields,
     offered_values,
     parse_space,
     searchable_keys,
@@ -31,6 +32,7 @@ __all__ = [
     "StartingPoint",
     "config_space_problems",
     "fit_point",
+    "leaf_fields",
     "offered_values",
     "parse_space",
     "searchable_keys",

@@ -33,16 +33,21 @@ def parse_space(raw: Mapping[str, Any]) -> dict[str, Dimension]:
     return dimensions
 
 
-def searchable_keys(trial_model: type[BaseModel], prefix: str = TRIAL_PREFIX) -> list[str]:
-    """Every leaf key of the trial configuration, dotted: ``trial.sparsity``, ``trial.latency.seq_len``."""
-    keys = []
-    for name, field in trial_model.model_fields.items():
+def leaf_fields(model: type[BaseModel], prefix: str = TRIAL_PREFIX) -> list[tuple[str, Any]]:
+    """Every leaf field of ``model``, dotted (``trial.latency.seq_len``), with its annotation."""
+    leaves = []
+    for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys += searchable_keys(annotation, f"{prefix}{name}.")
+            leaves += leaf_fields(annotation, f"{prefix}{name}.")
         else:
-            keys.append(f"{prefix}{name}")
-    return keys
+            leaves.append((f"{prefix}{name}", annotation))
+    return leaves
+
+
+def searchable_keys(trial_model: type[BaseModel], prefix: str = TRIAL_PREFIX) -> list[str]:
+    """Every leaf key of the trial configuration, dotted: ``trial.sparsity``, ``trial.latency.seq_len``."""
+    return [key for key, _ in leaf_fields(trial_model, prefix)]
 
 
 def space_problems(

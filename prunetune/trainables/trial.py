@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -348,6 +347,9 @@ class _Trial:
         self.optimizer.load_state_dict(states["optimizer"])
         self.scaler.load_state_dict(states["scaler"])
         self.progress = _Progress(**json.loads((directory / "state.json").read_text()))
-        if not math.isfinite(self.progress.step):
-            raise TrialError(f"checkpoint {directory} is corrupt: step {self.progress.step}")
+        if not 0 <= self.progress.step <= self.settings.max_steps:
+            raise TrialError(
+                f"checkpoint {directory} is at step {self.progress.step}, outside this trial's "
+                f"0..{self.settings.max_steps} (trial.max_steps): it belongs to another configuration"
+            )
         return True
