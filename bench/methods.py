@@ -38,15 +38,17 @@ import torch
 
 from prunetune import config as config_module
 from prunetune import metrics as M
-from prunetune.trainables.batches import encode
-from prunetune.trainables.compaction import load_compacted
-from prunetune.trainables.data import load_task_data
-from prunetune.trainables.filling import FILL_SECONDS
-from prunetune.trainables.measure import evaluate, measure_latency
-from prunetune.trainables.precision import to_inference_precision
-from prunetune.trainables.teacher import load_pretrained, prepare_teacher
-from prunetune.trainables.test_time import PRUNE_SECONDS
-from prunetune.trainables.trial import MODEL_DIR, run_trial
+from prunetune.metrics import FILL_SECONDS
+from prunetune.names import MODEL_DIR
+from prunetune.trainables.families.compaction import load_compacted
+from prunetune.trainables.measure.latency import measure_latency
+from prunetune.trainables.measure.quality import evaluate
+from prunetune.trainables.methods.test_time import PRUNE_SECONDS
+from prunetune.trainables.training.batches import encode
+from prunetune.trainables.training.data import load_task_data
+from prunetune.trainables.training.precision import to_inference_precision
+from prunetune.trainables.training.teacher import load_pretrained, prepare_teacher
+from prunetune.trainables.trial import run_trial
 
 FILL_STEPS_FRACTION = 0.25
 RETIME_ROUNDS = 5
@@ -59,11 +61,13 @@ def runs(steps: int) -> dict[str, dict]:
     return {
         "movement": {"trial.method": "movement"},
         "magnitude": {"trial.method": "magnitude"},
-        "group_lasso": {"trial.method": "group_lasso", "trial.group_lasso_penalty": 1e-4, "trial.reweight_every": 25},
+        "group_lasso": {"trial.method": "group_lasso", "trial.group_lasso.penalty": 1e-4,
+                        "trial.group_lasso.reweight_every": 25},
         "movement + filled": {"trial.method": "movement", "trial.filled": True, "trial.fill_steps": fill_steps,
                               "trial.max_steps": steps - fill_steps},
-        "test_time": {"trial.method": "test_time", "trial.pseudo_label_samples": 256, "trial.ranking_samples": 32,
-                      "trial.prune_rounds": 3, "trial.ffn_group_size": 64},
+        "test_time": {"trial.method": "test_time", "trial.test_time.pseudo_label_samples": 256,
+                      "trial.test_time.ranking_samples": 32, "trial.test_time.prune_rounds": 3,
+                      "trial.test_time.ffn_group_size": 64},
     }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prunetune import config as config_module
 from prunetune import metrics as M
-from prunetune.trainables.teacher import prepare_teacher
+from prunetune.trainables.training.teacher import prepare_teacher
 from prunetune.trainables.trial import run_trial
 
 RUNS = [("movement", 0.25), ("movement", 0.50), ("movement", 0.75), ("magnitude", 0.50)]

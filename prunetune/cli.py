@@ -38,13 +38,11 @@ def _add_trial(subparsers) -> None:
 
 
 def _run_trial(args) -> int:
-    from prunetune import config as config_module
-    from prunetune.trainables.trial import run_trial
+    from prunetune import api
     from prunetune.ui import print_metrics
 
-    config = config_module.load(args.config, args.overrides)
     output = args.output or Path("runs") / "trials" / Path(str(args.config)).stem
-    result = run_trial(config, output_dir=output, progress=not args.no_progress)
+    result = api.run_trial(args.config, overrides=args.overrides, output_dir=output, progress=not args.no_progress)
     print_metrics(result, title=f"trial {output}")
     print(f"result: {output / 'result.json'}\nmodel:  {output / 'model'}")
     return 0
@@ -74,20 +72,21 @@ def _add_search(subparsers) -> None:
 
 
 def _run_search(args) -> int:
+    from prunetune import api
     from prunetune.analysis import summarize_run
     from prunetune.errors import ConfigError
-    from prunetune.search import resume_search, run_search
 
     if args.resume and (args.config or args.overrides or args.output):
         raise ConfigError("--resume continues the saved configuration: give no CONFIG, --set or --output with it")
     if args.resume:
-        outcome = resume_search(args.resume, address=args.address, verbosity=args.verbosity,
-                                callbacks=_search_callbacks(None, args.resume, args))
+        outcome = api.resume_search(args.resume, address=args.address, verbosity=args.verbosity,
+                                    wandb=not args.no_wandb)
     elif args.config:
-        config = _search_config(args)
-        run_dir = args.output or config.output.dir or str(Path("runs") / Path(str(args.config)).stem)
-        outcome = run_search(config, run_dir=run_dir, address=args.address,
-                             callbacks=_search_callbacks(config, run_dir, args))
+        overrides = list(args.overrides)
+        if args.verbosity is not None:
+            overrides.append(f"search.verbosity={args.verbosity}")
+        outcome = api.run_search(args.config, run_dir=args.output, overrides=overrides, address=args.address,
+                                 wandb=not args.no_wandb)
     else:
         raise ConfigError("search: give a CONFIG (file or preset) or --resume RUN_DIR")
     print(f"\n{outcome.num_trials} trials ({outcome.num_failed} failed) in {outcome.wall_seconds / 60:.1f} min; "
@@ -95,27 +94,6 @@ def _run_search(args) -> int:
     summarize_run(outcome.run_dir.local, wandb=not args.no_wandb)
     print(f"study: optuna-dashboard {outcome.storage_url}")
     return 0
-
-
-def _search_config(args):
-    from prunetune import config as config_module
-
-    overrides = list(args.overrides)
-    if args.verbosity is not None:
-        overrides.append(f"search.verbosity={args.verbosity}")
-    return config_module.load(args.config, overrides)
-
-
-def _search_callbacks(config, run_dir: str, args) -> list:
-    """W&B logging of every trial, unless turned off (``--no-wandb`` or the config)."""
-    if args.no_wandb:
-        return []
-    from prunetune.cluster import RunDir
-    from prunetune.search import saved_config
-    from prunetune.search.wandb_callback import wandb_callbacks
-
-    run = RunDir(run_dir)
-    return wandb_callbacks(config or saved_config(run), run.local)
 
 
 # --------------------------------------------------------------------------- presets
@@ -178,9 +156,9 @@ def _add_report(subparsers) -> None:
 
 
 def _run_report(args) -> int:
-    from prunetune.analysis import summarize_run
+    from prunetune import api
 
-    summarize_run(args.run_dir, wandb=args.wandb)
+    api.report(args.run_dir, wandb=args.wandb)
     return 0
 
 
@@ -192,13 +170,9 @@ def _add_pick(subparsers) -> None:
 
 
 def _run_pick(args) -> int:
-    from prunetune.analysis import analyse, load_run, pick_trial
-    from prunetune.analysis.report import print_pick
+    from prunetune import api
 
-    run = load_run(args.run_dir)
-    analysis = analyse(run)
-    pick = pick_trial(run, analysis, constraints=_constraints_from(args), prefer=args.prefer)
-    print_pick(pick, run, analysis)
+    pick = api.pick(args.run_dir, constraints=_constraints_from(args), prefer=args.prefer, show=True)
     return 0 if pick.found else 1
 
 
@@ -216,24 +190,17 @@ def _add_export(subparsers) -> None:
 
 
 def _run_export(args) -> int:
-    from prunetune.analysis import analyse, explain, export_trial, load_run, pick_trial
-    from prunetune.analysis.report import print_export, print_pick
+    from prunetune import api
+    from prunetune.analysis.report import print_export
     from prunetune.errors import ConfigError
 
-    run = load_run(args.run_dir)
-    analysis = analyse(run)
-    why = None
-    trial_id = args.trial
-    if trial_id is None:
-        pick = pick_trial(run, analysis, constraints=_constraints_from(args), prefer=args.prefer)
-        print_pick(pick, run, analysis)
-        if not pick.found:
-            return 1
-        trial_id, why = pick.trial_id, explain(pick, analysis.objectives)
-    elif _constraints_from(args) or args.prefer != "knee":
+    if args.trial is not None and (_constraints_from(args) or args.prefer != "knee"):
         raise ConfigError("--trial names the trial: it cannot be combined with the pick options (--max-*, --min-*, --prefer)")
-    out = args.out or args.run_dir / "exports" / str(trial_id)
-    result = export_trial(run, analysis, trial_id, out, onnx=args.onnx, wandb=not args.no_wandb, why=why)
+    if args.trial is None and not api.pick(args.run_dir, constraints=_constraints_from(args), prefer=args.prefer,
+                                           show=True).found:
+        return 1
+    result = api.export(args.run_dir, trial_id=args.trial, out=args.out, constraints=_constraints_from(args),
+                        prefer=args.prefer, onnx=args.onnx, wandb=not args.no_wandb)
     print_export(result)
     return 0
 

@@ -14,22 +14,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from prunetune.builtins import BUILTIN_DATASETS, ModelDims, read_model_dims
+from prunetune.builtins import BUILTIN_DATASETS
 from prunetune.errors import ConfigError, PrunetuneError
 from prunetune.metrics import DEFAULT_OBJECTIVES, METRIC_DIRECTIONS, Direction
-from prunetune.spaces import Dimension, config_space_problems, offered_values, parse_space
+from prunetune.spaces import Dimension, config_space_problems
+from prunetune.trainables.families import ModelDims, read_model_dims
+from prunetune.trainables.methods import METHODS as METHOD_REGISTRY
+from prunetune.trainables.methods import moved_keys
 
 PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
 
-Method = Literal["movement", "magnitude", "group_lasso", "test_time"]
+Method = Literal.__getitem__(tuple(METHOD_REGISTRY))  # the registry's names
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 InferencePrecision = Literal["fp32", "fp16", "bf16", "int8", "sparse24"]
 FillInit = Literal["teacher", "random"]
-RankingProxy = Literal["taylor", "masked"]
 
-METHODS: tuple[str, ...] = Method.__args__
+METHODS: tuple[str, ...] = tuple(METHOD_REGISTRY)
 TRAIN_PRECISIONS: tuple[str, ...] = TrainPrecision.__args__
 INFERENCE_PRECISIONS: tuple[str, ...] = InferencePrecision.__args__
 
@@ -75,7 +77,9 @@ class EmissionsConfig(_Section):
     measure_power_secs: float = Field(5.0, gt=0)
 
 
-class TrialConfig(_Section):
+class _TrialSettings(_Section):
+    """The keys every method shares; each method's own options are added below, under its name."""
+
     method: Method = "movement"
     sparsity: float = Field(0.5, ge=0, lt=1)
     block_size: int = Field(32, ge=1)
@@ -89,29 +93,16 @@ class TrialConfig(_Section):
     max_steps: int = Field(300, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0, lt=1)
-    score_learning_rate: float = Field(1e-2, gt=0, lt=10, description="learning rate of mask scores")
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="dense steps before pruning starts")
     cooldown_fraction: float = Field(0.2, ge=0, lt=1, description="steps at the final sparsity")
     eval_every: int = Field(50, ge=1)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    # group_lasso: penalty phase after the warm-up, hard prune, then cooldown_fraction of the
-    # steps retraining with the mask fixed. Groups are block_rows x block_cols tiles.
-    group_lasso_penalty: float = Field(1e-4, ge=0, lt=1, description="group_lasso: weight p of the reweighted group penalty, per layer")
-    reweight_every: int = Field(25, ge=1, description="group_lasso: steps between recomputations of the group weights 1/(|W_g| + eps)")
-    block_rows: int | None = Field(None, ge=1, description="group_lasso: group extent along the head dimension (default: block_size)")
-    block_cols: int | None = Field(None, ge=1, description="group_lasso: group extent along the hidden dimension (default: block_size)")
     # hybrid filled: after compaction, the zeros left inside live heads are re-initialised and
     # the compacted student distils again for fill_steps steps.
     filled: bool = Field(False, description="re-initialise the zeros inside live heads after compaction and fine-tune again")
     fill_steps: int = Field(100, ge=1, description="distillation steps after filling (on top of max_steps)")
     fill_init: FillInit = Field("teacher", description="filled zeros take the dense teacher's values, or a fresh random init")
-    # test_time: no training labels; pseudo-labels are the teacher's cached logits on a sample.
-    pseudo_label_samples: int = Field(256, ge=8, description="test_time: unlabelled samples labelled once by the teacher")
-    ranking_samples: int = Field(32, ge=4, description="test_time: held-out slice of those samples that ranks candidates")
-    prune_rounds: int = Field(3, ge=1, le=100, description="test_time: rank-prune-compact rounds during the pruning ramp")
-    ffn_group_size: int = Field(64, ge=1, description="test_time: FFN neurons removed together as one candidate")
-    ranking_proxy: RankingProxy = Field("taylor", description="test_time: first-order gate estimate, or masking each candidate")
     latency: LatencyConfig = LatencyConfig()
     emissions: EmissionsConfig = EmissionsConfig()
 
@@ -124,14 +115,19 @@ class TrialConfig(_Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _ranking_slice_fits(self) -> "TrialConfig":
-        if self.ranking_samples >= self.pseudo_label_samples:
-            raise ValueError(
-                "trial.ranking_samples must be < trial.pseudo_label_samples (the rest are distilled on), got "
-                f"{self.ranking_samples} >= {self.pseudo_label_samples}"
-            )
-        return self
+
+
+#: Old flat trial keys -> where they live now (without ``trial.``).
+MOVED_KEYS: dict[str, str] = moved_keys()
+
+#: The trial section: the shared keys, and each method's options under the method's name.
+TrialConfig = create_model(
+    "TrialConfig",
+    __base__=_TrialSettings,
+    __doc__="One trial's configuration: shared keys, and each method's options under its name.",
+    **{name: (method.options, Field(default_factory=method.options, description=method.summary))
+       for name, method in METHOD_REGISTRY.items() if method.options is not None},
+)
 
 
 # --------------------------------------------------------------------------- search sections
@@ -238,6 +234,27 @@ class Config(_Section):
             _set_dotted(raw, key, value)
         return validate(raw)
 
+    def with_trial_values(self, values: Mapping[str, Any]) -> "Config":
+        """A copy whose trial section takes the dotted ``trial.*`` values (a sampled point).
+
+        Only the trial section is validated again: the rest was validated once, when the
+        configuration was loaded.
+        """
+        raw = self.trial.model_dump(mode="json")
+        for key, value in values.items():
+            if not key.startswith("trial."):
+                raise ConfigError(f"{key}: a trial's values are trial.* keys")
+            _set_dotted(raw, key.removeprefix("trial."), value)
+        try:
+            trial = TrialConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(pydantic_problems(exc, prefix=("trial",))) from None
+        return self.model_copy(update={"trial": trial})
+
+    def with_teacher_cache(self, cache_dir: str | None) -> "Config":
+        """A copy whose teacher is cached in ``cache_dir`` (where this node finds the run's teacher)."""
+        return self.model_copy(update={"teacher": self.teacher.model_copy(update={"cache_dir": cache_dir})})
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -310,31 +327,11 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     problems += check_dataset(str(section("task").get("dataset", TaskConfig().dataset)))
     problems += config_space_problems(raw, trial_model=TrialConfig)
     if check_model:
-        model_problems = check_against_model(
-            str(section("teacher").get("model", TeacherConfig().model)),
-            _block_sizes_in(raw),
-        )
-        if _space_searches(raw, "trial.block_size"):
-            model_problems = [p.replace("trial.block_size = ", "space.trial.block_size offers ", 1) for p in model_problems]
-        problems += model_problems
+        problems += model_problems(config) if config is not None else _family_problems(raw)
     if problems:
         raise ConfigError(_unique(problems), source=source)
     assert config is not None  # no problems means pydantic accepted it
     return config
-
-
-def _block_sizes_in(raw: dict[str, Any]) -> list[int]:
-    """Integer block sizes a trial may take: the space's when it searches the key, else the trial's."""
-    trial = raw.get("trial") if isinstance(raw.get("trial"), dict) else {}
-    values = [trial.get("block_size", TrialConfig().block_size)]
-    if _space_searches(raw, "trial.block_size"):
-        dimensions = parse_space({"trial.block_size": raw["space"]["trial.block_size"]})
-        values = offered_values("trial.block_size", dimensions, values[0]) or []
-    return [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 1]
-
-
-def _space_searches(raw: dict[str, Any], key: str) -> bool:
-    return isinstance(raw.get("space"), dict) and key in raw["space"]
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -344,19 +341,32 @@ def _unique(items: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- checks
 
 
-def pydantic_problems(exc: ValidationError) -> list[str]:
-    """One readable line per pydantic error: key, value and what was expected."""
+def pydantic_problems(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> list[str]:
+    """One readable line per pydantic error: key, value and what was expected.
+
+    ``prefix`` is where the validated model sits in the whole configuration (``("trial",)``).
+    """
     lines = []
     for error in exc.errors():
+        error = {**error, "loc": (*prefix, *error["loc"])}
         key = ".".join(str(part) for part in error["loc"]) or "<root>"
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and _moved_to(error["loc"]):
+            lines.append(f"{key}: moved to trial.{_moved_to(error['loc'])}")
+        elif error["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key{_known_keys_hint(error['loc'])}")
         elif error["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
             lines.append(f"{key} = {error.get('input')!r}: {message}")
     return lines
+
+
+def _moved_to(loc: tuple) -> str | None:
+    """Where a key that used to be a flat trial key lives now (a method's section), if it is one."""
+    if len(loc) == 2 and loc[0] == "trial":
+        return MOVED_KEYS.get(str(loc[1]))
+    return None
 
 
 def _known_keys_hint(loc: tuple) -> str:
@@ -379,36 +389,69 @@ def check_dataset(dataset: str) -> list[str]:
     return []
 
 
-def valid_block_sizes(dims: ModelDims, candidates=(1, 2, 4, 8, 16, 32, 64, 128)) -> list[int]:
-    return [b for b in candidates if block_size_fits(b, dims)]
-
-
-def block_size_fits(block_size: int, dims: ModelDims) -> bool:
-    """A block must tile the hidden size and must not straddle a head boundary: it either
-    divides the head size or covers whole heads, so that a dead head stays a set of whole
-    blocks."""
-    head = dims.head_size
-    return dims.hidden_size % block_size == 0 and (head % block_size == 0 or block_size % head == 0)
-
-
-def block_size_problem(block_size: int, dims: ModelDims) -> str | None:
-    """Why ``block_size`` cannot tile the attention matrices of ``dims`` (None when it can)."""
-    if block_size_fits(block_size, dims):
-        return None
-    return (
-        f"trial.block_size = {block_size}: must divide the hidden size and either divide "
-        f"the head size or be a multiple of it, for {dims.describe()}; "
-        f"valid: {valid_block_sizes(dims)}"
-    )
-
-
-def check_against_model(model: str, block_sizes: list[int]) -> list[str]:
-    """Problems of ``block_sizes`` for ``model``, read from its config.json only."""
+def model_problems(config: Config) -> list[str]:
+    """What the teacher cannot run, read from its config.json only: the trial as configured and
+    every trial the search space can make from it (each method it offers, with each finite value
+    of every other searched key)."""
     try:
-        dims = read_model_dims(model)
+        dims = read_model_dims(config.teacher.model)
     except PrunetuneError as exc:
         return [str(exc)]
-    return [p for p in (block_size_problem(b, dims) for b in block_sizes) if p]
+    problems: dict[str, str] = {}  # problem -> the first point of the space that has it
+    for trial, offered in candidate_trials(config):
+        found = METHOD_REGISTRY[trial.method].model_problems(trial, dims)
+        found += _length_problems("trial.latency.seq_len", trial.latency.seq_len, dims)
+        for problem in found:
+            problems.setdefault(problem, f" (a point of the search space: {_describe_point(offered)})" if offered else "")
+    return [*_length_problems("task.max_length", config.task.max_length, dims),
+            *(problem + note for problem, note in problems.items())]
+
+
+def _family_problems(raw: dict[str, Any]) -> list[str]:
+    """With an invalid config, at least say whether its teacher's architecture is supported."""
+    teacher = raw.get("teacher") if isinstance(raw.get("teacher"), dict) else {}
+    try:
+        read_model_dims(str(teacher.get("model", TeacherConfig().model)))
+    except PrunetuneError as exc:
+        return [str(exc)]
+    return []
+
+
+def _length_problems(key: str, length: int, dims: ModelDims) -> list[str]:
+    if dims.max_positions is not None and length > dims.max_positions:
+        return [f"{key} = {length}: longer than the {dims.max_positions} positions {dims.describe()} can embed"]
+    return []
+
+
+def candidate_trials(config: Config) -> list[tuple[TrialConfig, dict[str, Any]]]:
+    """(trial, the space's values in it) for the configured trial and the variations a search can make."""
+    candidates = [(config.trial, {})]
+    finite = {key: dim.values() for key, dim in config.space.items() if dim.is_searched and dim.values()}
+    methods = finite.pop("trial.method", None) or [config.trial.method]
+    for method in methods:
+        points = [{"trial.method": method}]
+        points += [{"trial.method": method, key: value} for key, values in finite.items() for value in values]
+        for point in points:
+            trial = _trial_or_none(config, point)
+            if trial is not None:
+                candidates.append((trial, _differences(point, config.trial)))
+    return candidates
+
+
+def _trial_or_none(config: Config, point: dict[str, Any]) -> TrialConfig | None:
+    try:
+        return config.with_trial_values(point).trial
+    except ConfigError:
+        return None  # an invalid point of the space is reported by the space's own checks
+
+
+def _differences(point: dict[str, Any], trial: TrialConfig) -> dict[str, Any]:
+    current = flatten_dotted(trial.model_dump(mode="json"), "trial.")
+    return {key: value for key, value in point.items() if current.get(key) != value}
+
+
+def _describe_point(point: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in point.items())
 
 
 # --------------------------------------------------------------------------- helpers
@@ -417,6 +460,8 @@ def check_against_model(model: str, block_sizes: list[int]) -> list[str]:
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node = raw
     parts = dotted.split(".")
+    if parts[0] == "space" and len(parts) > 2:  # the space's keys are dotted trial keys themselves
+        parts = [parts[0], ".".join(parts[1:])]
     for part in parts[:-1]:
         child = node.get(part)
         if child is None:

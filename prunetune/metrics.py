@@ -1,7 +1,8 @@
 """The trial metric contract: every key a finished trial reports, declared once.
 
-The trainable, the search and the analysis all import these names; nothing else spells
-a metric key as a string literal.
+The trainable, the search and the analysis all import these names (and their meanings,
+directions, labels, formats and the constraints on them); nothing else spells a metric
+key as a string literal.
 """
 
 from __future__ import annotations
@@ -62,6 +63,58 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
 }
 
 DEFAULT_OBJECTIVES: dict[str, Direction] = {ACCURACY: "max", LATENCY_MS: "min", EMISSIONS_KG: "min"}
+
+# The dense teacher, measured in each trial's own process beside its student.
+TEACHER_ACCURACY = "teacher_accuracy"
+TEACHER_LATENCY_MS = "teacher_latency_ms"
+TEACHER_KEYS: tuple[str, ...] = (TEACHER_ACCURACY, TEACHER_LATENCY_MS)
+
+# Per-layer structure of the compacted model (lists: in result.json, not in results.parquet).
+LAYER_HEADS = "layer_heads"
+LAYER_FFN = "layer_ffn"
+
+# Metrics some trials add: filling ("hybrid filled") and 2:4 sparse serving. A method's own
+# extra metrics are declared by the method (``prunetune.trainables.methods``).
+FILLED_WEIGHTS = "filled_weights"
+FILL_SECONDS = "fill_seconds"
+SPARSE24_LAYERS = "sparse24_layers"
+OPTIONAL_METRICS: dict[str, str] = {
+    FILLED_WEIGHTS: "weights re-initialised inside live structure before the filled fine-tuning",
+    FILL_SECONDS: "seconds of the filled fine-tuning (inside train_seconds)",
+    SPARSE24_LAYERS: "linear maps served with 2:4 semi-structured sparsity",
+}
+
+#: ``search.constraints`` names -> the metric each one bounds from above.
+CONSTRAINT_METRICS: dict[str, str] = {
+    "max_accuracy_drop": ACCURACY_DROP,
+    "max_latency_ms": LATENCY_MS,
+    "max_emissions_kg": EMISSIONS_KG,
+}
+
+#: Human names with units, for axes and table headers.
+METRIC_LABELS: dict[str, str] = {
+    ACCURACY: "accuracy",
+    F1_MACRO: "macro-F1",
+    ACCURACY_DROP: "accuracy drop",
+    LATENCY_MS: "latency (ms)",
+    LATENCY_P95_MS: "p95 latency (ms)",
+    SPEEDUP: "speed-up (x)",
+    EMISSIONS_KG: "emissions (kg CO2-eq)",
+    ENERGY_KWH: "energy (kWh)",
+    PARAMS: "parameters",
+    SPARSITY: "sparsity",
+    HEADS_PRUNED: "heads pruned",
+    FFN_KEPT: "FFN kept",
+    TRAIN_SECONDS: "training (s)",
+}
+
+#: Decimals shown per metric; counts print as integers, energy and emissions in scientific notation.
+METRIC_DECIMALS: dict[str, int] = {
+    ACCURACY: 4, F1_MACRO: 4, ACCURACY_DROP: 4, LATENCY_MS: 2, LATENCY_P95_MS: 2,
+    SPEEDUP: 2, SPARSITY: 3, FFN_KEPT: 3, TRAIN_SECONDS: 1,
+}
+INTEGER_METRICS: tuple[str, ...] = (PARAMS, HEADS_PRUNED)
+SCIENTIFIC_METRICS: tuple[str, ...] = (EMISSIONS_KG, ENERGY_KWH)
 
 # Keys of intermediate reports (during training), and bookkeeping keys of every report.
 STEP = "step"

@@ -13,7 +13,6 @@ TOPICS = {
     "money": ["bank", "market", "profit", "shares", "tax", "price"],
 }
 FILLER = ["the", "a", "today", "new", "said", "after", "report", "week"]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def make_texts(rows_per_label: int = 24, seed: int = 0) -> list[tuple[str, str]]:
@@ -28,24 +27,32 @@ def make_texts(rows_per_label: int = 24, seed: int = 0) -> list[tuple[str, str]]
     return rows
 
 
-def build_tiny_bert(directory: Path, *, hidden: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64) -> Path:
-    """A randomly initialised BERT with a word-level vocabulary, saved as a HF model dir."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+VOCABULARY = sorted({w for words in TOPICS.values() for w in words} | set(FILLER))
 
-    vocab = SPECIAL + sorted({w for words in TOPICS.values() for w in words} | set(FILLER))
-    tokenizer = BertTokenizer(vocab={word: index for index, word in enumerate(vocab)})
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=ffn, max_position_embeddings=64)
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+
+def build_tiny_bert(directory: Path, *, family: str = "bert", **sizes) -> Path:
+    """A randomly initialised encoder of ``family`` with a word-level vocabulary, saved as a HF model dir."""
+    from tests.models import build_tiny_model_dir
+
+    return build_tiny_model_dir(directory, VOCABULARY, family=family, **sizes)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """``family -> model directory``: one tiny model per family, built once per session."""
+    built: dict[str, Path] = {}
+
+    def make(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_bert(tmp_path_factory.mktemp(f"tiny-{family}"), family=family)
+        return built[family]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def test_every_problem_is_listed_at_once_with_key_and_value():
 
 def test_block_size_error_names_the_builtin_model_and_its_dimensions():
     raw = {"trial": {"block_size": 24}}
-    with pytest.raises(ConfigError, match=r"trial.block_size = 24: .*minilm-l6 \(hidden 384, 12 heads of 32"):
+    with pytest.raises(ConfigError, match=r"trial.block_size = 24: .*minilm-l6 \(bert: hidden 384, 12 heads of 32"):
         C.validate(raw, check_model=True)
 
 
@@ -82,3 +82,28 @@ def test_with_values_validates():
     assert config.with_values({"trial.sparsity": 0.25}).trial.sparsity == 0.25
     with pytest.raises(ConfigError, match="trial.sparsity"):
         config.with_values({"trial.sparsity": -0.1})
+
+
+def test_an_unsupported_architecture_is_refused_before_anything_loads(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "n_embd": 64}')
+    with pytest.raises(ConfigError, match=r"architecture 'gpt2' is not supported; supported model types: bert, "
+                                          r"roberta, xlm-roberta, electra, distilbert, deberta-v2"):
+        C.validate({"teacher": {"model": str(tmp_path)}}, check_model=True)
+
+
+def test_a_method_option_at_its_old_flat_key_names_the_new_one():
+    with pytest.raises(ConfigError) as info:
+        C.load("quickstart", ["trial.group_lasso_penalty=0.001", "trial.ranking_proxy=masked",
+                              "trial.score_learning_rate=0.1"])
+    assert info.value.problems == [
+        "trial.group_lasso_penalty: moved to trial.group_lasso.penalty",
+        "trial.ranking_proxy: moved to trial.test_time.ranking_proxy",
+        "trial.score_learning_rate: moved to trial.movement.score_learning_rate",
+    ]
+
+
+def test_method_options_nest_under_the_method_and_may_be_searched():
+    config = C.load("quickstart", ["trial.method=group_lasso", "trial.group_lasso.penalty=0.001",
+                                   "space.trial.group_lasso.reweight_every={int: [5, 50]}"])
+    assert config.trial.group_lasso.penalty == 0.001
+    assert config.space["trial.group_lasso.reweight_every"].high == 50

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from prunetune.config import flatten_dotted
 from prunetune import metrics as M
 from prunetune.analysis import runs as R
+from prunetune.config import flatten_dotted
 from prunetune.errors import DataError
 
 # Keys Ray Tune adds to every report; kept out of the metric columns.

@@ -9,7 +9,6 @@ import pandas as pd
 from prunetune import metrics as M
 from prunetune.analysis import runs as R
 from prunetune.analysis._format import format_value, label
-from prunetune.analysis.export import MODELING_FILE
 from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnalysis
 from prunetune.analysis.runs import RunData
 
@@ -133,7 +132,10 @@ def _labels_section(labels: dict[int, str]) -> str:
 
 
 def _usage_section(out_dir: Path) -> str:
-    custom = (out_dir / MODELING_FILE).is_file()
+    from prunetune.analysis.export import shipped_modeling_file
+
+    modeling = shipped_modeling_file(out_dir)
+    custom = modeling is not None
     remote = ", trust_remote_code=True" if custom else ""
     text = (
         "## Usage\n\n"
@@ -146,9 +148,9 @@ def _usage_section(out_dir: Path) -> str:
     if custom:
         text += (
             "\n\nLayers keep different numbers of attention heads and FFN neurons, stored in `config.json` "
-            f"(`layer_heads`, `layer_intermediate_sizes`); the code that builds them is `{MODELING_FILE}`, "
+            f"(`layer_heads`, `layer_intermediate_sizes`); the code that builds them is `{modeling}`, "
             "which needs only torch and transformers. Where prunetune is installed, "
-            "`prunetune.trainables.pruned_bert.register_auto_classes()` registers the same classes with "
+            "`prunetune.trainables.register_auto_classes()` registers the same classes with "
             "transformers' Auto classes, and the model then loads without `trust_remote_code`."
         )
     return text

@@ -2,21 +2,21 @@
 
 The directory holds ``model.safetensors``, ``config.json`` (with the real label names),
 the tokenizer, a model card (``README.md``) and ``prunetune_export.json``. A compacted
-model (``model_type: prunetune_bert``: per-layer head counts and FFN widths) also ships
-its modeling code as ``modeling_prunetune_bert.py``, referenced by ``auto_map`` in its
-config, so that::
+model (``model_type: prunetune_<family>``: per-layer head counts and FFN widths) also
+ships its modeling code (``modeling_prunetune_<family>.py`` and the two small modules it
+imports), referenced by ``auto_map`` in its config, so that::
 
     pipeline("text-classification", model=DIR, trust_remote_code=True)
 
 loads it where prunetune is not installed, and ``pipeline(model=DIR)`` loads it without
 ``trust_remote_code`` in a process where prunetune's classes are registered with the Auto
-classes (``prunetune.trainables.pruned_bert.register_auto_classes()``; importing
-``prunetune.trainables.compaction`` does it). With ``onnx=True``, ``model.onnx`` (inputs ``input_ids`` and
-``attention_mask``, output ``logits``) is written too, and checked against PyTorch with
-onnxruntime.
+classes (``prunetune.trainables.register_auto_classes()``). With ``onnx=True``,
+``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output ``logits``) is written
+too, and checked against PyTorch with onnxruntime.
 
 Every export is checked before it is reported: the exported directory, loaded through
-``pipeline``, must predict what the trial's own model predicts on sample texts.
+``pipeline(..., trust_remote_code=True)`` (the shipped code, as a user without prunetune
+gets it), must predict what the trial's own model predicts on sample texts.
 
 torch and transformers are imported inside the functions: importing
 ``prunetune.analysis`` must stay light.
@@ -36,17 +36,11 @@ from prunetune.analysis.front import FrontAnalysis
 from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError, ModelError
 
-PRUNED_MODEL_TYPE = "prunetune_bert"
-MODELING_FILE = "modeling_prunetune_bert.py"
 EXPORT_RECORD = "prunetune_export.json"
 ONNX_FILE = "model.onnx"
 CARD_FILE = "README.md"
 LOGIT_TOLERANCE = 1e-4
 ONNX_TOLERANCE = 1e-3
-AUTO_MAP = {
-    "AutoConfig": "modeling_prunetune_bert.PrunedBertConfig",
-    "AutoModelForSequenceClassification": "modeling_prunetune_bert.PrunedBertForSequenceClassification",
-}
 #: Inputs of the equivalence checks: varied lengths, so that padding is exercised.
 SAMPLE_TEXTS = (
     "Shares in the bank rose sharply after it reported record profits for the year.",
@@ -111,6 +105,8 @@ def _finished_trial(run: RunData, trial_id: str):
 
 def _prepare(out_dir: Path) -> Path:
     """An empty ``out_dir``; a previous prunetune export there is replaced, anything else is refused."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r}: is a file; choose an empty or new directory")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / EXPORT_RECORD).is_file():
             raise ConfigError(f"--out {str(out_dir)!r}: exists and is not a prunetune export; "
@@ -124,8 +120,8 @@ def _prepare(out_dir: Path) -> Path:
 
 
 def register_pruned_classes() -> None:
-    """Make AutoConfig / AutoModelForSequenceClassification / pipeline know ``prunetune_bert``."""
-    from prunetune.trainables.pruned_bert import register_auto_classes
+    """Make AutoConfig / AutoModelForSequenceClassification / pipeline know every ``prunetune_<family>``."""
+    from prunetune.trainables.families.compaction import register_auto_classes
 
     register_auto_classes()
 
@@ -145,21 +141,18 @@ def load_trial_model(model_dir: Path):
 
 def save_model_dir(model, tokenizer, out_dir: Path) -> None:
     """safetensors + config + tokenizer; a compacted model also gets its modeling code and auto_map."""
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    if model.config.model_type == PRUNED_MODEL_TYPE:
-        _ship_modeling_code(out_dir)
+    from prunetune.trainables.families.compaction import save_compacted
+
+    save_compacted(model, out_dir, tokenizer=tokenizer)
 
 
-def _ship_modeling_code(out_dir: Path) -> None:
-    from prunetune.trainables import pruned_bert
-
-    # pruned_bert imports only torch and transformers, so the copy runs without prunetune.
-    shutil.copyfile(pruned_bert.__file__, out_dir / MODELING_FILE)
-    config_path = out_dir / "config.json"
-    config = json.loads(config_path.read_text())
-    config["auto_map"] = dict(AUTO_MAP)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+def shipped_modeling_file(model_dir: Path) -> str | None:
+    """The modeling file a model directory ships as remote code (from its ``auto_map``), if any."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        return None
+    entry = (json.loads(config_path.read_text()).get("auto_map") or {}).get("AutoModelForSequenceClassification")
+    return f"{entry.split('.')[0]}.py" if entry else None
 
 
 # --------------------------------------------------------------------------- checks
@@ -177,7 +170,7 @@ def check_export(source: Path, out_dir: Path, tokenizer) -> ExportCheck:
     with torch.no_grad():
         expected, actual = reference(**batch).logits, exported(**batch).logits
     difference = float((expected - actual).abs().max())
-    classifier = pipeline("text-classification", model=str(out_dir), device="cpu")
+    classifier = pipeline("text-classification", model=str(out_dir), device="cpu", trust_remote_code=True)
     predicted = [result["label"] for result in classifier(texts, truncation=True)]
     wanted = [reference.config.id2label[int(i)] for i in expected.argmax(dim=-1)]
     if difference > LOGIT_TOLERANCE or predicted != wanted:

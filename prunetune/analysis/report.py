@@ -255,7 +255,9 @@ def print_export(result, *, console=None) -> None:
     if check.onnx_max_difference is not None:
         console.print(f"ONNX: model.onnx matches PyTorch within {check.onnx_max_difference:.1e} (onnxruntime).",
                       markup=False, soft_wrap=True)
-    remote = ", trust_remote_code=True" if (result.out_dir / "modeling_prunetune_bert.py").is_file() else ""
+    from prunetune.analysis.export import shipped_modeling_file
+
+    remote = ", trust_remote_code=True" if shipped_modeling_file(result.out_dir) else ""
     console.print(f'Use it: pipeline("text-classification", model="{result.out_dir}"{remote})', markup=False,
                   soft_wrap=True)
     if result.wandb is not None:

@@ -19,31 +19,29 @@ import pandas as pd
 from prunetune import metrics as M
 from prunetune.config import read_yaml_mapping
 from prunetune.errors import ConfigError, DataError
-
-RESULTS_FILE = "results.parquet"
-PARETO_FILE = "pareto.parquet"
-CONFIG_FILE = "config.yaml"
-TEACHER_FILE = "teacher.json"
-STUDY_FILE = "study.db"
-TUNE_DIR = "tune"
-TRIALS_DIR = "trials"
-PLOTS_DIR = "plots"
-EXPORTS_DIR = "exports"
-
-# Bookkeeping columns of results.parquet (DESIGN.md's run directory; the search writes them).
-TRIAL_ID = "trial_id"
-STATUS = "status"
-ERROR = "error"
-STARTED_AT = "started_at"
-FINISHED_AT = "finished_at"
-WALL_SECONDS = "wall_seconds"
-NODE_ID = "node_id"
-TRIAL_DIR = "trial_dir"
-TEACHER_ACCURACY = "teacher_accuracy"
-TEACHER_LATENCY_MS = "teacher_latency_ms"
-TERMINATED = "TERMINATED"
-ERRORED = "ERROR"
-CONFIG_PREFIX = "trial."
+from prunetune.metrics import TEACHER_ACCURACY, TEACHER_LATENCY_MS  # noqa: E402,F401  (re-exported)
+from prunetune.names import (  # noqa: E402,F401  (re-exported: the analysis reads these columns and files)
+    CONFIG_FILE,
+    CONFIG_PREFIX,
+    ERROR,
+    ERRORED,
+    EXPORTS_DIR,
+    FINISHED_AT,
+    NODE_ID,
+    PARETO_FILE,
+    PLOTS_DIR,
+    RESULTS_FILE,
+    STARTED_AT,
+    STATUS,
+    STUDY_FILE,
+    TEACHER_FILE,
+    TERMINATED,
+    TRIAL_DIR,
+    TRIAL_ID,
+    TRIALS_DIR,
+    TUNE_DIR,
+    WALL_SECONDS,
+)
 
 
 @dataclass(frozen=True)

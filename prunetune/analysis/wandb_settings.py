@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prunetune.errors import ConfigError
+from prunetune.names import WANDB_DIR
 
 Mode = Literal["online", "offline", "disabled"]
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_PROJECT = "prunetune"
-WANDB_SUBDIR = "wandb"
+WANDB_SUBDIR = WANDB_DIR  # where wandb.init(dir=run_dir) writes its run folders
 
 
 @dataclass(frozen=True)

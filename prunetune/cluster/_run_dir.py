@@ -15,14 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-TRIALS_DIR = "trials"
-TEACHER_DIR = "teacher"
-TEACHER_FILE = "teacher.json"
-CONFIG_FILE = "config.yaml"
-STUDY_FILE = "study.db"
-TUNE_DIR = "tune"
-RESULT_FILE = "result.json"
-MODEL_DIR = "model"
+from prunetune.names import (
+    MODEL_DIR,
+    RESULT_FILE,
+    STUDY_FILE,
+    TEACHER_DIR,
+    TRIALS_DIR,
+    TUNE_DIR,
+)
 
 
 def is_uri(location: str | os.PathLike) -> bool:

@@ -9,7 +9,7 @@
 """
 
 from prunetune.search._driver import SearchOutcome, resume_search, run_search, saved_config, search_problems
-from prunetune.search._optuna import ParetoOptunaSearch, constraint_values, make_sampler
+from prunetune.search._optuna import ParetoOptunaSearch, constraint_values, make_sampler, redact_url
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import RESULTS_FILE, ResultsCallback, results_schema
 
@@ -21,6 +21,7 @@ __all__ = [
     "SearchOutcome",
     "constraint_values",
     "make_sampler",
+    "redact_url",
     "resume_search",
     "results_schema",
     "run_search",

@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
-from prunetune.cluster._run_dir import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import ConfigError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP
-from prunetune.search._optuna import ParetoOptunaSearch, make_sampler
+from prunetune.names import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
+from prunetune.search._optuna import ParetoOptunaSearch, make_sampler, restored_tuner_parts
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import ERROR, RESULTS_FILE, ResultsCallback, read_rows
 from prunetune.spaces import starting_points
@@ -199,8 +199,8 @@ def _teacher_task(config: Config, run: RunDir, teacher_fn: TeacherFunction | Non
     """Prepare the teacher in the user's cache (a hit when another search fine-tuned the same
     teacher), then copy it into the run directory, where every trial finds it."""
     if teacher_fn is None:
-        from prunetune.trainables.teacher import prepare_teacher as teacher_fn
-    artifacts = teacher_fn(config.with_values({"teacher.cache_dir": source_cache}), progress=False)
+        from prunetune.trainables.training.teacher import prepare_teacher as teacher_fn
+    artifacts = teacher_fn(config.with_teacher_cache(source_cache), progress=False)
     source = Path(artifacts.model_dir).parent  # the cache entry: model/, logits, baseline
     target = Path(run.teacher_cache_dir()) / source.name
     if source.resolve() != target.resolve():
@@ -293,6 +293,7 @@ def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> Par
                              population_size=search.population_size, n_startup_trials=search.n_startup_trials),
         storage_url=_storage_url(config, run),
         study_name=search.study_name,
+        run_dir=run.location,
         limits=limits,
         points_to_evaluate=points,
         fallback_values=_fallback_values(search.objectives, baseline),
@@ -369,15 +370,12 @@ def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence
     ``results.parquet`` as it is now and print to this terminal. Through Ray Client the
     Tuner lives on the cluster and keeps its pickled callbacks.
     """
-    local = getattr(tuner, "_local_tuner", None)
-    if local is None:
+    parts = restored_tuner_parts(tuner)
+    if parts is None:
         return
-    local.get_run_config().callbacks = _callbacks(config, run, callbacks, stream)
-    searcher = getattr(local, "_tune_config").search_alg
-    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
-        searcher = getattr(searcher, "searcher", None)
-    if searcher is not None:
-        searcher.reopen_at(_storage_url(config, run))
+    parts.run_config.callbacks = _callbacks(config, run, callbacks, stream)
+    if parts.searcher is not None:
+        parts.searcher.reopen_at(_storage_url(config, run), run_dir=run.location)
 
 
 # --------------------------------------------------------------------------- outcome

@@ -9,21 +9,29 @@ says whether it failed, the others are the user's limits (``max_latency_ms``, ..
 constrained samplers (NSGA-II, TPE, GP) read them from the trial, prefer feasible trials
 and steer away from failing regions; the random sampler ignores them. They are set
 before ``tell`` because a sampler's ``after_trial`` sees the trial as it was then.
+
+:class:`ParetoOptunaSearch` is a plain Tune ``Searcher`` that drives an ``optuna.Study``
+through ask and tell, so that a new Ray release cannot change it from under us; the one
+place that still reads Ray's private state is :func:`restored_tuner_parts`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import pickle
+import re
+import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
-from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.search import Searcher
 
 from prunetune import metrics as M
+from prunetune.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +40,9 @@ DUPLICATE_OF = "duplicate_of"
 #: Draws of an already-measured configuration told from its twin before the sampler must give a new one.
 MAX_REDRAWS = 8
 TUNE_TRIAL_ATTR = "tune_trial_id"
-
-#: Constraint name -> the metric it limits.
-CONSTRAINT_METRICS: dict[str, str] = {
-    "max_accuracy_drop": M.ACCURACY_DROP,
-    "max_latency_ms": M.LATENCY_MS,
-    "max_emissions_kg": M.EMISSIONS_KG,
-}
+#: Study user attr: the run directory whose search owns the study.
+RUN_DIR_ATTR = "run_dir"
+STATE_VERSION = 1
 
 
 # --------------------------------------------------------------------------- samplers
@@ -72,7 +76,10 @@ def make_sampler(
         return GPSampler(n_startup_trials=startup, seed=seed)
     if name == "random":
         return RandomSampler(seed=seed)
-    raise ValueError(f"search.sampler = {name!r}: expected nsga2, tpe, gp or random")
+    raise ConfigError(f"search.sampler = {name!r}: expected nsga2, tpe, gp or random")
+
+
+# --------------------------------------------------------------------------- storage
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
@@ -83,6 +90,19 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
 def _engine_kwargs(url: str) -> dict[str, Any]:
     # SQLite: wait for a lock instead of failing while the dashboard reads the file.
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked (``postgresql://user:***@host/db``): safe to write or print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy can parse (so not one it could connect to either): mask
+        # whatever sits between ``user:`` and ``@`` all the same.
+        return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 # --------------------------------------------------------------------------- constraints
@@ -98,7 +118,7 @@ def constraint_values(
     """
     values = {FAILED: 1.0 if failed else -1.0}
     for name, limit in limits.items():
-        value = None if failed or result is None else result.get(CONSTRAINT_METRICS[name])
+        value = None if failed or result is None else result.get(M.CONSTRAINT_METRICS[name])
         values[name] = float(value) - limit if _finite(value) else max(abs(limit), 1e-9)
     return values
 
@@ -123,8 +143,18 @@ def objective_values(result: Mapping[str, Any] | None, objectives: Sequence[str]
 # --------------------------------------------------------------------------- the searcher
 
 
-class ParetoOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` over several objectives that tells failures and limits as constraints."""
+class ParetoOptunaSearch(Searcher):
+    """A Tune searcher over several objectives that tells failures and limits as constraints.
+
+    The study lives in ``storage_url`` as ``study_name`` and belongs to the search of
+    ``run_dir``: another search meeting it in a shared database is refused. Tune trial ids
+    map to Optuna trial numbers; that mapping is the searcher's whole state (JSON). The
+    space, objectives and directions come with the constructor: Tune's
+    ``set_search_properties`` is declined, as the base class does.
+    """
+
+    #: Tune names the searcher's state file after this; it holds JSON, not a pickle.
+    CKPT_FILE_TMPL = "searcher-state-{}.json"
 
     def __init__(
         self,
@@ -134,71 +164,95 @@ class ParetoOptunaSearch(OptunaSearch):
         sampler: BaseSampler,
         storage_url: str,
         study_name: str,
+        run_dir: str,
         limits: Mapping[str, float] | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
         fallback_values: Mapping[str, float] | None = None,
     ):
-        self._limits = dict(limits or {})
-        self._fallback_values = dict(fallback_values or {})
+        bad = {key: mode for key, mode in objectives.items() if mode not in ("min", "max")}
+        if not objectives or bad:
+            raise ConfigError(f"search.objectives = {dict(objectives)!r}: each objective needs 'min' or 'max'")
+        super().__init__(metric=list(objectives), mode=list(objectives.values()))
+        self._space = dict(space)
+        self._sampler = sampler
         self._storage_url = storage_url
-        super().__init__(
-            space=dict(space),
-            metric=list(objectives),
-            mode=list(objectives.values()),
-            sampler=sampler,
-            study_name=study_name,
-            storage=make_storage(storage_url),
-            points_to_evaluate=points_to_evaluate,
-        )
+        self._study_name = study_name
+        self._run_dir = str(run_dir)
+        self._owner_dir = self._run_dir  # what the study's RUN_DIR_ATTR is known to say
+        self._limits = dict(limits or {})
+        self._points = list(points_to_evaluate or [])
+        self._fallback_values = dict(fallback_values or {})
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self._completed: set[str] = set()
+        self._orphans_pending = False
+        self._disconnect()
+        self._connect()  # a study owned by another search is refused before Tune starts
+
+    # ------------------------------------------------------------------ Tune's interface
 
     @property
     def study(self) -> optuna.Study:
-        self._ensure_study()
-        return self._ot_study
+        """The Optuna study, connected on first use."""
+        return self._connect()
 
     def suggest(self, trial_id: str) -> dict | None:
-        self._ensure_study()
-        params = super().suggest(trial_id)
+        study = self._connect()
+        trial = study.ask(fixed_distributions=self._space)
         for _ in range(MAX_REDRAWS):
-            twin = self._measured_twin(params)
+            twin = self._measured_twin(trial.params)
             if twin is None:
                 break
-            self._record_twin(self._ot_trials.pop(trial_id), twin)
-            params = super().suggest(trial_id)
+            self._record_twin(trial, twin)
+            trial = study.ask(fixed_distributions=self._space)
         # The dashboard then links each Optuna trial to its Tune trial and run directory.
-        self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-        return params
+        trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        self._numbers[trial_id] = trial.number
+        self._live[trial_id] = trial
+        return dict(trial.params)
 
-    def _measured_twin(self, params: Mapping[str, Any]) -> optuna.trial.FrozenTrial | None:
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Intermediate reports hold no latency or emissions: nothing a sampler could use.
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed or trial_id not in self._numbers:
+            return
+        if self._frozen(self._numbers[trial_id]).state.is_finished():
+            # Told before the driver died and before the searcher state was saved again:
+            # the study already holds the outcome, and Optuna refuses a second one.
+            self._finish(trial_id)
+            return
+        values = None if error else objective_values(result, self.metric)
+        failed = values is None
+        trial = self._trial(trial_id)
+        trial.set_user_attr(FAILED, failed)
+        for name, value in constraint_values(result, self._limits, failed=failed).items():
+            trial.set_constraint(name, value)
+        told = self._stand_in_values() if failed else values
+        self._connect().tell(trial, told, state=TrialState.COMPLETE, skip_if_finished=True)
+        self._finish(trial_id)
+
+    def _finish(self, trial_id: str) -> None:
+        self._completed.add(trial_id)
+        self._live.pop(trial_id, None)
+
+    # ------------------------------------------------------------------ clones and failures
+
+    def _measured_twin(self, params: Mapping[str, Any]) -> FrozenTrial | None:
         """A finished trial with exactly these parameters (NSGA-II breeds clones of its parents)."""
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for trial in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if trial.params == params and DUPLICATE_OF not in trial.user_attrs:
                 return trial
         return None
 
-    def _record_twin(self, ot_trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+    def _record_twin(self, trial: optuna.Trial, twin: FrozenTrial) -> None:
         """Tell a clone its twin's outcome instead of running it again, so that the sampler
         draws anew; the budget of Tune trials goes to configurations not measured yet."""
-        ot_trial.set_user_attr(DUPLICATE_OF, twin.number)
-        ot_trial.set_user_attr(FAILED, twin.user_attrs.get(FAILED, False))
+        trial.set_user_attr(DUPLICATE_OF, twin.number)
+        trial.set_user_attr(FAILED, twin.user_attrs.get(FAILED, False))
         for name, value in twin.constraints.items():
-            ot_trial.set_constraint(name, value)
-        self._ot_study.tell(ot_trial, twin.values, state=TrialState.COMPLETE, skip_if_finished=True)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self._ensure_study()
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return
-        ot_trial = self._ot_trials[trial_id]
-        values = None if error else objective_values(result, self.metric)
-        failed = values is None
-        if failed:
-            values = self._stand_in_values()
-        ot_trial.set_user_attr(FAILED, failed)
-        for name, value in constraint_values(result, self._limits, failed=failed).items():
-            ot_trial.set_constraint(name, value)
-        self._ot_study.tell(ot_trial, values, state=TrialState.COMPLETE, skip_if_finished=True)
-        self._completed_trials.add(trial_id)
+            trial.set_constraint(name, value)
+        self._connect().tell(trial, twin.values, state=TrialState.COMPLETE, skip_if_finished=True)
 
     def _stand_in_values(self) -> list[float]:
         """Values for a failed trial: the worst seen so far per objective (its constraints carry the signal).
@@ -208,7 +262,7 @@ class ParetoOptunaSearch(OptunaSearch):
         teacher's baseline) or a neutral 0 stands in.
         """
         succeeded = [
-            t.values for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            t.values for t in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if not t.user_attrs.get(FAILED, False) and t.values
         ]
         stand_in = []
@@ -220,56 +274,181 @@ class ParetoOptunaSearch(OptunaSearch):
                 stand_in.append(float(self._fallback_values.get(key, 0.0)))
         return stand_in
 
+    # ------------------------------------------------------------------ Optuna trials by number
+
+    def _trial_id(self, number: int) -> int:
+        """Storage's id of trial ``number``, through the storage's public lookup."""
+        return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def _frozen(self, number: int) -> FrozenTrial:
+        self._connect()  # sets the storage
+        return self._storage.get_trial(self._trial_id(number))
+
+    def _trial(self, trial_id: str) -> optuna.Trial:
+        """The live Optuna trial of a Tune trial, also one asked for by a driver before a restart.
+
+        Constraints can only be set through a ``Trial`` object, and Optuna's documented
+        constructor is the only way back to one from a stored trial.
+        """
+        trial = self._live.get(trial_id)
+        if trial is None:
+            study = self._connect()
+            trial = optuna.trial.Trial(study, self._trial_id(self._numbers[trial_id]))
+            self._live[trial_id] = trial
+        return trial
+
+    # ------------------------------------------------------------------ the study
+
+    def _connect(self) -> optuna.Study:
+        """Open (or create) the study; on first use after a restore, close what a killed driver left open."""
+        if self._study is not None:
+            return self._study
+        storage = make_storage(self._storage_url)
+        directions = ["maximize" if mode == "max" else "minimize" for mode in self.mode]
+        study = optuna.create_study(storage=storage, sampler=self._sampler, pruner=optuna.pruners.NopPruner(),
+                                    study_name=self._study_name, directions=directions, load_if_exists=True)
+        self._storage, self._study_id = storage, storage.get_study_id_from_name(self._study_name)
+        self._claim(study)
+        self._study = study
+        if self._orphans_pending:
+            self._fail_orphans()
+            self._orphans_pending = False
+        return study
+
+    def _claim(self, study: optuna.Study) -> None:
+        """Make ``study`` this search's, or refuse one that belongs to another run directory.
+
+        A new study is named, marked with the run directory and given the starting points;
+        a study this search already owns is loaded as it is (its starting points were
+        enqueued once). A search resumed from a moved run directory moves its mark along.
+        """
+        owner = study.user_attrs.get(RUN_DIR_ATTR)
+        if owner is None and not study.trials:
+            self._start(study)
+        elif owner in (self._owner_dir, self._run_dir):
+            if owner != self._run_dir:
+                study.set_user_attr(RUN_DIR_ATTR, self._run_dir)
+            if any(trial.state != TrialState.WAITING for trial in study.get_trials(deepcopy=False)):
+                # A restarted driver's sampler starts again from its seed: a fresh seed
+                # keeps it from drawing the same configurations a second time.
+                self._sampler.reseed_rng()
+        else:
+            raise ConfigError(self._ownership_problem(owner))
+        self._owner_dir = self._run_dir
+
+    def _start(self, study: optuna.Study) -> None:
+        study.set_user_attr(RUN_DIR_ATTR, self._run_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # optuna-dashboard then shows "accuracy", "latency_ms" instead of "0", "1".
+            study.set_metric_names(list(self.metric))
+        for point in self._points:
+            study.enqueue_trial(point)
+
+    def _ownership_problem(self, owner: str | None) -> str:
+        whose = f"the search in {owner}" if owner else "no prunetune search (made elsewhere)"
+        resume = f", or resume that search with `prunetune search --resume {owner}`" if owner else ""
+        return (f"search.study_name = {self._study_name!r}: {redact_url(self._storage_url)} already holds this "
+                f"study, and it belongs to {whose}; choose another search.study_name for {self._run_dir}{resume}")
+
+    def _fail_orphans(self) -> None:
+        """Optuna trials asked for after the last saved searcher state belong to no Tune trial."""
+        known = set(self._numbers.values())
+        for trial in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                self._storage.set_trial_user_attr(self._trial_id(trial.number), FAILED, True)
+                self._study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                logger.info("Optuna trial %d had no Tune trial after the restart; marked failed", trial.number)
+
+    def _disconnect(self) -> None:
+        self._study: optuna.Study | None = None
+        self._storage: optuna.storages.RDBStorage | None = None
+        self._study_id: int | None = None
+        self._live: dict[str, optuna.Trial] = {}
+
     # ------------------------------------------------------------------ saving and resuming
     #
-    # Tune pickles the searcher twice: with the Tuner (tuner.pkl, before the search starts)
-    # and in each experiment snapshot (``save``). Ray's OptunaSearch pickles its live study,
-    # whose storage reconnects to the database it was created with as soon as it is
-    # unpickled: a moved run directory would then fail, or silently start an empty study at
-    # the old path. Here the study travels as (storage URL, study name, trial ids) and is
-    # reconnected on first use, to the storage of the run directory being resumed.
+    # Tune pickles the searcher into tuner.pkl before the search starts and calls ``save``
+    # with each experiment snapshot. Neither carries the live study: its storage would
+    # reconnect to the database it was created with, and a moved run directory would then
+    # fail, or silently start an empty study at the old path. The study travels as
+    # (storage URL, study name, trial numbers) and is reconnected on first use, to the
+    # storage of the run directory being resumed.
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        pending = state.pop("_trial_numbers", {})  # unpickled and not reconnected yet
-        state["_trial_numbers"] = {**pending, **{tid: t._trial_id for tid, t in self._ot_trials.items()}}
-        state.update(_ot_study=None, _storage=None, _ot_trials={})
+        state.update(_study=None, _storage=None, _study_id=None, _live={})
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__getstate__(), handle)
+        """Write the searcher's state as JSON; the storage URL without its password."""
+        state = {
+            "version": STATE_VERSION,
+            # For whoever reads the file; the URL connected to comes from the constructor
+            # or ``reopen_at``, which holds the password.
+            "storage_url": redact_url(self._storage_url),
+            "study_name": self._study_name,
+            "run_dir": self._owner_dir,
+            "objectives": dict(zip(self.metric, self.mode)),
+            "trial_numbers": self._numbers,
+            "completed": sorted(self._completed),
+        }
+        with open(checkpoint_path, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=1)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore the snapshot, reconnect to this run's storage, close trials a killed driver left open."""
-        storage_url = self._storage_url  # set by ``reopen_at`` for the run directory being resumed
-        with open(checkpoint_path, "rb") as handle:
-            self.__setstate__(pickle.load(handle))
-        self._storage_url = storage_url or self._storage_url
-        self._ot_study = None
-        self._ensure_study()
-        self._fail_orphans()
+        """Read a state ``save`` wrote; the study is reopened on first use, at this run's storage."""
+        state = _read_state(checkpoint_path)
+        self._study_name = state["study_name"]
+        self._owner_dir = state["run_dir"]
+        self._numbers = {str(tid): int(number) for tid, number in state["trial_numbers"].items()}
+        self._completed = set(state["completed"])
+        self._disconnect()
+        self._orphans_pending = True
 
-    def reopen_at(self, storage_url: str) -> None:
-        """Point a searcher that is about to be restored at the current run directory's storage."""
+    def reopen_at(self, storage_url: str, run_dir: str | None = None) -> None:
+        """Point a searcher about to be restored at the current run directory and its storage."""
         self._storage_url = storage_url
+        if run_dir is not None:
+            self._run_dir = str(run_dir)
+        self._disconnect()
 
-    def _ensure_study(self) -> None:
-        if self._ot_study is not None:
-            return
-        self._storage = make_storage(self._storage_url)
-        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
-        numbers = self.__dict__.pop("_trial_numbers", {})
-        self._ot_trials = {tid: optuna.Trial(self._ot_study, trial_id) for tid, trial_id in numbers.items()}
 
-    def _fail_orphans(self) -> None:
-        """Optuna trials asked for after the last experiment snapshot belong to no Tune trial."""
-        known = {t._trial_id for t in self._ot_trials.values()}
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial._trial_id not in known:
-                self._ot_study._storage.set_trial_user_attr(trial._trial_id, FAILED, True)
-                self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-                logger.info("Optuna trial %d had no Tune trial after the restart; marked failed", trial.number)
+def _read_state(path: str) -> dict[str, Any]:
+    """The JSON state of a searcher, or a ConfigError saying why it cannot be resumed from."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not a searcher state this prunetune can resume from ({error})") from None
+    version = state.get("version") if isinstance(state, dict) else None
+    if version != STATE_VERSION:
+        raise ConfigError(f"{path}: searcher state version {version!r}, expected {STATE_VERSION}")
+    return state
+
+
+# --------------------------------------------------------------------------- Ray's internals
+
+
+@dataclass(frozen=True)
+class RestoredTuner:
+    """What a resume replaces in a restored ``Tuner`` (callbacks, storage): Ray offers no public way."""
+
+    run_config: Any
+    searcher: ParetoOptunaSearch | None
+
+
+def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
+    """The run configuration and searcher inside a ``Tuner.restore``-d tuner; None through Ray Client.
+
+    Everything prunetune reads of Ray's private state is here, tested against the installed
+    Ray (tests/search/test_resume.py), so that a Ray release that moves it fails a test
+    instead of a resume. Through Ray Client the Tuner lives on the cluster: nothing to reach.
+    """
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return None
+    searcher = local._tune_config.search_alg
+    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
+        searcher = getattr(searcher, "searcher", None)  # ConcurrencyLimiter and other wrappers
+    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher)

@@ -4,7 +4,8 @@ Columns, in order: ``trial_id``, ``status`` (TERMINATED | ERROR), ``error``,
 ``started_at``, ``finished_at`` (unix seconds), ``wall_seconds``, ``node_id``,
 ``trial_dir``, then every ``trial.*`` key of the resolved trial configuration (dotted,
 typed from the trial model), then every metric of the contract plus ``teacher_accuracy``
-and ``teacher_latency_ms`` (float64, null for errored trials).
+and ``teacher_latency_ms``, then the extra metrics methods and options may add
+(``prune_seconds``, ``fill_seconds``, ...; float64, null where a trial has none).
 
 Parquet cannot be appended to, so the whole table (small: one row per trial) is written
 to a temporary file and renamed over the old one: a crash at any moment leaves the last
@@ -25,14 +26,11 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from prunetune.config import Config, TrialConfig, flatten_dotted
+from prunetune.metrics import FINAL_METRIC_KEYS, OPTIONAL_METRICS, TEACHER_KEYS
+from prunetune.names import ERRORED as ERROR
+from prunetune.names import NODE_ID, RESULTS_FILE, STARTED_AT, TERMINATED
 from prunetune.spaces import leaf_fields
-from prunetune.metrics import FINAL_METRIC_KEYS
-
-RESULTS_FILE = "results.parquet"
-TERMINATED, ERROR = "TERMINATED", "ERROR"
-TEACHER_KEYS = ("teacher_accuracy", "teacher_latency_ms")
-NODE_ID = "node_id"
-STARTED_AT = "started_at"
+from prunetune.trainables.methods import method_metrics
 
 BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
     ("trial_id", pa.string()),
@@ -44,7 +42,9 @@ BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
     ("node_id", pa.string()),
     ("trial_dir", pa.string()),
 )
-METRIC_COLUMNS: tuple[str, ...] = (*FINAL_METRIC_KEYS, *TEACHER_KEYS)
+#: Metric columns: the contract, the teacher measured beside each student, and the optional extras.
+METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
+    [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
 
 
 # --------------------------------------------------------------------------- schema
@@ -76,14 +76,14 @@ def trial_row(
     *,
     trial_id: str,
     status: str,
-    config: Config,
+    trial: Mapping[str, Any],
     result: Mapping[str, Any] | None,
     started_at: float | None,
     finished_at: float,
     trial_dir: str,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the table (see the module docstring for the columns)."""
+    """One row of the table (see the module docstring for the columns); ``trial`` maps dotted ``trial.*`` keys to values."""
     result = result or {}
     started = started_at if started_at is not None else result.get(STARTED_AT)
     row: dict[str, Any] = {
@@ -96,10 +96,21 @@ def trial_row(
         "node_id": result.get(NODE_ID),
         "trial_dir": trial_dir,
     }
-    row.update(flatten_dotted(config.trial.model_dump(mode="json"), "trial."))
+    row.update(trial)
     for key in METRIC_COLUMNS:
         row[key] = _float_or_none(result.get(key)) if status == TERMINATED else None
     return row
+
+
+def trial_values(base: Config, sampled: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The dotted ``trial.*`` values of a trial: the base configuration's, with the sampled ones.
+
+    Not validated again: the worker validated the trial's configuration before it ran, and a
+    trial whose point is invalid has failed with that reason (its row must still be written).
+    """
+    values = flatten_dotted(base.trial.model_dump(mode="json"), "trial.")
+    values.update({key: value for key, value in flatten_dotted(sampled or {}).items() if key in values})
+    return values
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -163,11 +174,10 @@ class ResultsCallback(Callback):
     def record(self, trial, status: str, *, error: str | None = None) -> None:
         if trial.trial_id in self._rows:
             return
-        config = self._base.with_values(flatten_dotted(trial.config))
         self._rows[trial.trial_id] = trial_row(
             trial_id=trial.trial_id,
             status=status,
-            config=config,
+            trial=trial_values(self._base, trial.config),
             result=trial.last_result,
             started_at=trial.run_metadata.start_time,
             finished_at=time.time(),

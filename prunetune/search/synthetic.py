@@ -20,10 +20,8 @@ from typing import Any, Callable
 
 from prunetune import metrics as M
 from prunetune.errors import TrialError
+from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
 
-CHECKPOINT_DIR = "checkpoint"
-RESULT_FILE = "result.json"
-MODEL_DIR = "model"
 #: One line per start of the trial (first run or resume), so tests can count re-runs.
 STARTS_FILE = "starts.log"
 
@@ -107,7 +105,7 @@ class SyntheticTrial:
             M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.1, M.SPEEDUP: TEACHER_LATENCY_MS / latency,
             M.EMISSIONS_KG: emissions, M.ENERGY_KWH: emissions * 3, M.PARAMS: int(1_000_000 * (0.2 + 0.8 * kept)),
             M.SPARSITY: trial.sparsity, M.HEADS_PRUNED: int(12 * trial.sparsity), M.FFN_KEPT: kept,
-            M.TRAIN_SECONDS: seconds, "teacher_accuracy": TEACHER_ACCURACY, "teacher_latency_ms": TEACHER_LATENCY_MS,
+            M.TRAIN_SECONDS: seconds, M.TEACHER_ACCURACY: TEACHER_ACCURACY, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
             M.STEP: self.steps, "resumed_from_step": resumed_from,
         }
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from prunetune.config import flatten_dotted
 from prunetune import metrics as M
 from prunetune.analysis.wandb_settings import WandbSettings, config_dict, run_id, wandb_settings
+from prunetune.config import flatten_dotted
 
 logger = logging.getLogger(__name__)
 

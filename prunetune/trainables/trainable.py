@@ -23,13 +23,10 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from prunetune import metrics as M
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import TrialError
+from prunetune.names import CHECKPOINT_DIR, NODE_ID, STARTED_AT, TRIAL_DIR
 
 #: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress) -> final metrics``.
 TrialFunction = Callable[..., dict[str, Any]]
-
-#: The trial resumes from ``output_dir/checkpoint`` (the run_trial contract).
-CHECKPOINT_DIR = "checkpoint"
-NODE_ID, STARTED_AT, TRIAL_DIR = "node_id", "started_at", "trial_dir"
 
 
 class TrialWorkspace(Protocol):
@@ -101,11 +98,13 @@ def run_tune_trial(
 
 
 def trial_config(base: Config, sampled: Mapping[str, Any], *, teacher_cache_dir: str | None = None) -> Config:
-    """The base configuration with the sampled dotted keys (and the shared teacher cache) set."""
-    values = dict(flatten_dotted(sampled))
-    if teacher_cache_dir is not None:
-        values["teacher.cache_dir"] = teacher_cache_dir
-    return base.with_values(values)
+    """The base configuration with the sampled dotted keys (and the shared teacher cache) set.
+
+    The sampled point is validated once, here, against the trial section; the rest of the
+    configuration was validated when the search loaded it.
+    """
+    config = base.with_trial_values(flatten_dotted(sampled))
+    return config.with_teacher_cache(teacher_cache_dir) if teacher_cache_dir is not None else config
 
 
 def restore_checkpoint(checkpoint, target: Path) -> None:

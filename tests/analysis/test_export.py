@@ -12,10 +12,15 @@ import pytest
 
 from prunetune import metrics as M
 from prunetune.analysis import analyse, export_trial, load_run
-from prunetune.analysis.export import EXPORT_RECORD, MODELING_FILE, SAMPLE_TEXTS
+from prunetune.analysis.export import EXPORT_RECORD, SAMPLE_TEXTS
 from prunetune.cli import main
 from prunetune.errors import ConfigError
 from tests.analysis.wandb_records import offline_runs
+from tests.models import WITHOUT_PRUNETUNE
+
+#: The remote code a compacted BERT ships: its entry module and the three it imports.
+MODELING_FILE = "modeling_prunetune_bert.py"
+SHIPPED_CODE = ("_spec.py", "_modeling.py", "bert.py")
 
 TEXTS = ["The striker scored twice to win the cup final.", "Shares in the bank rose.", "Tennis"]
 
@@ -35,7 +40,7 @@ def exported(model_run, tmp_path_factory):
 def _trial_predictions(model_dir: Path, texts: list[str]) -> list[str]:
     from transformers import AutoTokenizer
 
-    from prunetune.trainables.compaction import load_compacted
+    from prunetune.trainables.families.compaction import load_compacted
 
     model = load_compacted(model_dir)
     batch = AutoTokenizer.from_pretrained(str(model_dir))(texts, padding=True, return_tensors="pt")
@@ -46,7 +51,7 @@ def test_export_writes_a_model_directory(exported):
     run, result = exported
     names = {p.name for p in result.files}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
-            MODELING_FILE, EXPORT_RECORD, "model.onnx"} <= names
+            MODELING_FILE, *SHIPPED_CODE, EXPORT_RECORD, "model.onnx"} <= names
     config = json.loads((result.out_dir / "config.json").read_text())
     assert config["model_type"] == "prunetune_bert"
     assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_prunetune_bert.")
@@ -66,13 +71,8 @@ def test_pipeline_predicts_what_the_trial_predicted(exported, model_run):
 def test_export_loads_without_prunetune(exported, model_run, tmp_path):
     """A fresh process in which importing prunetune fails: the shipped modeling code is enough."""
     _, result = exported
-    code = f"""
-import importlib.abc, json, sys
-class NoPrunetune(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "prunetune" or name.startswith("prunetune."):
-            raise ImportError("prunetune is not installed here")
-sys.meta_path.insert(0, NoPrunetune())
+    code = WITHOUT_PRUNETUNE + f"""
+import json
 from transformers import pipeline
 classifier = pipeline("text-classification", model={str(result.out_dir)!r}, trust_remote_code=True, device="cpu")
 print(json.dumps([r["label"] for r in classifier({TEXTS!r})]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -151,4 +150,5 @@ def test_trial_callback_pickles_without_live_runs(tmp_path):
     callback._runs["x"] = object()  # stands for a live wandb run
     restored = pickle.loads(pickle.dumps(callback))
     assert restored._runs == {} and restored.settings == callback.settings
-    assert isinstance(Path(restored.settings.run_dir), Path)
+    assert restored.settings.run_dir == (tmp_path / "p").resolve()  # the run directory survives the round trip
+    assert restored.settings.group == "p"

@@ -47,7 +47,10 @@ def pruned_classifier(*, seed: int, sparsity: float):
 
 
 def save_compacted_model(directory: Path, *, seed: int, sparsity: float) -> Path:
-    from prunetune.trainables.compaction import compact_and_verify, save_compacted
+    from prunetune.trainables.families.compaction import (
+        compact_and_verify,
+        save_compacted,
+    )
 
     compacted, _ = compact_and_verify(pruned_classifier(seed=seed, sparsity=sparsity))
     return save_compacted(compacted, directory, tokenizer=tokenizer())

@@ -13,6 +13,7 @@ SPACE = {"trial.block_size": CategoricalDistribution([16, 32, 64]),
 def test_clones_are_redrawn(tmp_path):
     searcher = ParetoOptunaSearch(SPACE, objectives={"accuracy": "max", "latency_ms": "min"},
                                   storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="s",
+                                  run_dir=str(tmp_path),
                                   sampler=make_sampler("nsga2", seed=0, num_trials=8, population_size=4))
     ran = []
     for index in range(8):

@@ -9,7 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.distributions import FloatDistribution
 
-from prunetune.search import ParetoOptunaSearch, constraint_values, make_sampler, run_search
+from prunetune.search import (
+    ParetoOptunaSearch,
+    constraint_values,
+    make_sampler,
+    run_search,
+)
 from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
 from tests.search.conftest import synthetic_config
 
@@ -41,6 +46,7 @@ def test_constraint_values():
 def test_sampler_prefers_feasible_trials(sampler, trials, wanted, tmp_path):
     searcher = ParetoOptunaSearch(
         SPACE, objectives=OBJECTIVES, storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="s",
+        run_dir=str(tmp_path),
         sampler=make_sampler(sampler, seed=0, num_trials=trials, n_startup_trials=8),
         limits={"max_latency_ms": MAX_LATENCY_MS},
     )

@@ -42,8 +42,9 @@ def drive(searcher, trials: int) -> list[bool]:
 
 def pareto_search(tmp_path, sampler: str) -> ParetoOptunaSearch:
     return ParetoOptunaSearch(SPACE, objectives=OBJECTIVES, storage_url=f"sqlite:///{tmp_path / 'study.db'}",
-                              study_name="s", sampler=make_sampler(sampler, seed=1, num_trials=40,
-                                                                    population_size=8, n_startup_trials=8))
+                              study_name="s", run_dir=str(tmp_path),
+                              sampler=make_sampler(sampler, seed=1, num_trials=40, population_size=8,
+                                                   n_startup_trials=8))
 
 
 @pytest.mark.parametrize("sampler, trials, allowed", [("tpe", 40, 6), ("nsga2", 40, 6), ("gp", 24, 3)])

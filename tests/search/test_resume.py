@@ -139,3 +139,27 @@ def test_another_storage_url(tmp_path, ray_local):
     run_search(config, run_dir=tmp_path / "run", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
     assert not (tmp_path / "run" / "study.db").exists()
     assert len(optuna.load_study(study_name="mine", storage=url).trials) == 2
+
+
+def test_the_searcher_is_found_in_a_restored_tuner(tmp_path, ray_local):
+    """Fails when a Ray release moves what ``restored_tuner_parts`` reads of its private state."""
+    from ray import tune
+
+    from prunetune.cluster import RunDir
+    from prunetune.names import TUNE_DIR
+    from prunetune.search import ParetoOptunaSearch, run_search, saved_config
+    from prunetune.search._driver import _trainable
+    from prunetune.search._optuna import restored_tuner_parts
+    from tests.search.conftest import synthetic_config
+
+    run_search(synthetic_config(sampler="random", num_trials=1), run_dir=tmp_path / "run", trial_fn=SyntheticTrial(),
+               teacher_fn=synthetic_teacher)
+    run = RunDir(tmp_path / "run")
+    tuner = tune.Tuner.restore(run.tune_path, trainable=_trainable(saved_config(run), run, SyntheticTrial()))
+
+    parts = restored_tuner_parts(tuner)
+    assert isinstance(parts.searcher, ParetoOptunaSearch)
+    assert isinstance(parts.run_config, tune.RunConfig) and parts.run_config.name == TUNE_DIR
+    assert parts.run_config is tuner._local_tuner.get_run_config()  # the object the next fit reads
+    [state] = (tmp_path / "run" / TUNE_DIR).glob("searcher-state-*.json")  # Tune saved the searcher as JSON
+    assert json.loads(state.read_text())["trial_numbers"]

@@ -80,13 +80,32 @@ def test_fp16_needs_gpus_per_trial():
 
 def test_block_sizes_are_checked_against_the_model(tiny_model_dir):
     # The tiny BERT: hidden 32, 4 heads of 8.
-    raw = {"teacher": {"model": str(tiny_model_dir)}, "trial": {"block_size": 8},
+    short = {"max_length": 16}  # the tiny model embeds 64 positions
+    raw = {"teacher": {"model": str(tiny_model_dir)}, "task": short,
+           "trial": {"block_size": 8, "latency": {"seq_len": 16}},
            "space": {"trial.block_size": {"choice": [4, 8, 12]}}}
     problems = problems_of(raw, check_model=True)
     assert len(problems) == 1
-    assert problems[0].startswith("space.trial.block_size offers 12")
+    assert problems[0].startswith("trial.block_size = 12: must divide")
+    assert problems[0].endswith("(a point of the search space: trial.block_size=12)")
     assert str(tiny_model_dir) in problems[0] and "hidden 32" in problems[0] and "4 heads of 8" in problems[0]
     validate({**raw, "space": {"trial.block_size": {"choice": [4, 8, 16]}}}, check_model=True)
+
+
+def test_the_trials_own_block_size_is_checked_when_the_space_searches_it(tiny_model_dir):
+    raw = {"teacher": {"model": str(tiny_model_dir)}, "task": {"max_length": 16},
+           "trial": {"block_size": 12, "latency": {"seq_len": 16}},
+           "space": {"trial.block_size": {"choice": [4, 8]}}}
+    (problem,) = problems_of(raw, check_model=True)
+    assert problem.startswith("trial.block_size = 12: must divide") and "search space" not in problem
+
+
+def test_lengths_beyond_the_position_embeddings_are_refused(tiny_model_dir):
+    raw = {"teacher": {"model": str(tiny_model_dir)}, "task": {"max_length": 100},
+           "trial": {"block_size": 8, "latency": {"seq_len": 65}}}
+    problems = problems_of(raw, check_model=True)
+    assert any(p.startswith("task.max_length = 100: longer than the 64 positions") for p in problems)
+    assert any(p.startswith("trial.latency.seq_len = 65: longer than the 64 positions") for p in problems)
 
 
 def test_every_problem_at_once():

@@ -8,12 +8,8 @@ import yaml
 from prunetune import metrics as M
 from prunetune.cli import main
 from prunetune.errors import DeviceError, TrialError
-from prunetune.trainables.compaction import load_compacted
+from prunetune.trainables.families.compaction import load_compacted
 from prunetune.trainables.trial import run_trial
-
-
-class StopAfterFirstCheckpoint(Exception):
-    pass
 
 
 def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
@@ -36,22 +32,6 @@ def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
     assert sum(p.numel() for p in model.parameters()) == metrics[M.PARAMS]
 
 
-def test_trial_resumes_from_its_last_checkpoint(tiny_config, tmp_path):
-    config = tiny_config(method="magnitude")
-
-    def crash(metrics, checkpoint):
-        raise StopAfterFirstCheckpoint
-
-    with pytest.raises(StopAfterFirstCheckpoint):
-        run_trial(config, output_dir=tmp_path, report=crash)
-    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 6
-    steps = []
-    metrics = run_trial(config, output_dir=tmp_path, report=lambda m, c: steps.append(m[M.STEP]))
-    assert steps == [12]  # no intermediate report before step 12: steps 0-5 were not re-run
-    assert metrics[M.TRAIN_SECONDS] > 0
-
-
 def test_nan_loss_fails_the_trial_with_its_reason(tiny_config, tmp_path, monkeypatch):
     import torch
 
@@ -72,9 +52,27 @@ def test_fp16_training_on_cpu_fails_before_loading_anything(tiny_config, tmp_pat
     assert not (tmp_path / "never").exists()
 
 
-def test_int8_trial(tiny_config, tmp_path):
+def test_int8_trial_measures_the_quantised_model(tiny_config, tmp_path, monkeypatch):
+    import torch
+
+    from prunetune.trainables import trial as trial_module
+
+    timed = []
+    measure = trial_module.measure_latency
+
+    def spy(model, **kwargs):
+        timed.append(model)
+        return measure(model, **kwargs)
+
+    monkeypatch.setattr(trial_module, "measure_latency", spy)
     metrics = run_trial(tiny_config(inference_precision="int8", method="magnitude", max_steps=6), output_dir=tmp_path)
     assert M.missing_final_keys(metrics) == []
+    student, teacher = timed[-2:]  # the student as served, then the dense fp32 teacher beside it
+    quantised = torch.ao.nn.quantized.dynamic.Linear
+    student_linears = [m for m in student.modules() if isinstance(m, (torch.nn.Linear, quantised))]
+    assert student_linears and all(isinstance(m, quantised) for m in student_linears)
+    assert not any(isinstance(m, quantised) for m in teacher.modules())
+    assert metrics[M.PARAMS] == sum(p.numel() for p in load_compacted(tmp_path / "model").parameters())
 
 
 def test_cli_trial_writes_result_and_prints_metrics(tiny_config, tmp_path, capsys):

@@ -1,0 +1,42 @@
+"""Names shared by a writer and a reader: the run directory's files and the results table's columns.
+
+The search writes them, the trials write their own directories, the analysis and the CLI
+read them: each name is spelled here once.
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------- the run directory
+
+CONFIG_FILE = "config.yaml"  # the resolved configuration
+STUDY_FILE = "study.db"  # the Optuna study (SQLite default)
+TUNE_DIR = "tune"  # the Ray Tune experiment
+TEACHER_DIR = "teacher"  # the fine-tuned teacher cache of this run
+TEACHER_FILE = "teacher.json"  # the teacher's baseline metrics and where it is
+RESULTS_FILE = "results.parquet"  # one row per finished trial
+PARETO_FILE = "pareto.parquet"  # the non-dominated rows
+PLOTS_DIR = "plots"
+EXPORTS_DIR = "exports"
+WANDB_DIR = "wandb"
+TRIALS_DIR = "trials"  # one directory per trial, named by its Tune trial id
+
+# --------------------------------------------------------------------------- a trial's directory
+
+RESULT_FILE = "result.json"  # final metrics and the trial's configuration
+MODEL_DIR = "model"  # the compacted model (a Hugging Face model directory)
+CHECKPOINT_DIR = "checkpoint"  # what a resumed trial restarts from
+
+# --------------------------------------------------------------------------- results.parquet columns
+
+TRIAL_ID = "trial_id"
+STATUS = "status"
+ERROR = "error"
+STARTED_AT = "started_at"
+FINISHED_AT = "finished_at"
+WALL_SECONDS = "wall_seconds"
+NODE_ID = "node_id"
+TRIAL_DIR = "trial_dir"
+#: Values of the status column.
+TERMINATED, ERRORED = "TERMINATED", "ERROR"
+#: Columns of the trial's configuration are its dotted keys: ``trial.sparsity``, ...
+CONFIG_PREFIX = "trial."

@@ -1,0 +1,146 @@
+"""Compacted classifiers of any family: each layer keeps its own number of heads and FFN neurons.
+
+A family's compacted model is its own sequence classifier (``BertForSequenceClassification``,
+``RobertaForSequenceClassification``, ...) whose config also stores ``layer_heads`` and
+``layer_intermediate_sizes``; building it makes the full-size model from the config, then
+shrinks each layer's linear maps to those widths, so ``from_pretrained`` loads the sliced
+weights as they are. State-dict keys stay the family's own.
+
+This module, with ``_spec.py`` and the family's module, is copied into every compacted
+model directory as remote code (``trust_remote_code=True``): it imports only torch,
+transformers and its sibling modules, never prunetune.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import transformers
+from torch import nn
+
+from ._spec import HEAD_COLUMNS, HEAD_ROWS, ROLES, FamilySpec
+
+
+def get_path(root: nn.Module, path: str):
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
+
+
+def has_path(root: nn.Module, path: str) -> bool:
+    try:
+        get_path(root, path)
+    except AttributeError:
+        return False
+    return True
+
+
+def set_path(root: nn.Module, path: str, value) -> None:
+    owner, _, name = path.rpartition(".")
+    setattr(get_path(root, owner) if owner else root, name, value)
+
+
+class LayerView:
+    """One encoder layer seen through its family's spec: the six prunable maps and the heads."""
+
+    def __init__(self, layer: nn.Module, spec: FamilySpec):
+        self.layer, self.spec = layer, spec
+
+    def linear(self, role: str) -> nn.Module:
+        return get_path(self.layer, self.spec.path(role))
+
+    def set_linear(self, role: str, module: nn.Module) -> None:
+        set_path(self.layer, self.spec.path(role), module)
+
+    def linears(self) -> dict[str, nn.Module]:
+        return {role: self.linear(role) for role in ROLES}
+
+    def extra_head_rows(self) -> dict[str, nn.Module]:
+        """The optional per-head projections this layer has (DeBERTa's relative-position ones)."""
+        return {path: get_path(self.layer, path) for path in self.spec.extra_head_rows if has_path(self.layer, path)}
+
+    @property
+    def attention(self) -> nn.Module:
+        return get_path(self.layer, self.spec.attention)
+
+    @property
+    def head_size(self) -> int:
+        return int(getattr(self.attention, self.spec.head_size_attribute))
+
+    @property
+    def num_heads(self) -> int:
+        # Read from the weights, which compaction and pruning change, not from the config.
+        return self.linear("query").out_features // self.head_size
+
+    @property
+    def ffn_width(self) -> int:
+        return self.linear("ffn_in").out_features
+
+    def set_num_heads(self, heads: int) -> None:
+        """Tell the attention module its new head count (it reshapes by head size, so this is all)."""
+        setattr(self.attention, self.spec.heads_attribute, heads)
+        for attribute in self.spec.inner_size_attributes:
+            setattr(self.attention, attribute, heads * self.head_size)
+
+
+def layer_views(model: nn.Module, spec: FamilySpec) -> list[LayerView]:
+    return [LayerView(layer, spec) for layer in get_path(model, spec.layers)]
+
+
+def shrink(model: nn.Module, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int]) -> None:
+    """Give each layer ``layer_heads[i]`` heads and ``layer_widths[i]`` FFN neurons (weights are set later)."""
+    for view, heads, width in zip(layer_views(model, spec), layer_heads, layer_widths):
+        if heads != view.num_heads:
+            inner = heads * view.head_size
+            for role in HEAD_ROWS:
+                view.set_linear(role, _resized(view.linear(role), out_features=inner))
+            for path, linear in view.extra_head_rows().items():
+                set_path(view.layer, path, _resized(linear, out_features=inner))
+            view.set_linear(HEAD_COLUMNS, _resized(view.linear(HEAD_COLUMNS), in_features=inner))
+            view.set_num_heads(heads)
+        if width != view.ffn_width:
+            view.set_linear("ffn_in", _resized(view.linear("ffn_in"), out_features=width))
+            view.set_linear("ffn_out", _resized(view.linear("ffn_out"), in_features=width))
+
+
+def _resized(linear: nn.Linear, *, in_features: int | None = None, out_features: int | None = None) -> nn.Linear:
+    return nn.Linear(
+        in_features if in_features is not None else linear.in_features,
+        out_features if out_features is not None else linear.out_features,
+        bias=linear.bias is not None,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
+
+
+@functools.cache
+def pruned_classes(spec: FamilySpec, module: str = __name__) -> tuple[type, type]:
+    """The (config, model) classes of ``spec``'s compacted models, defined in ``module``."""
+    base_config = getattr(transformers, spec.config_class)
+    base_model = getattr(transformers, spec.model_class)
+    keys = spec.config_keys
+
+    def config_init(self, layer_heads: list[int] | None = None, layer_intermediate_sizes: list[int] | None = None,
+                    **kwargs) -> None:
+        base_config.__init__(self, **kwargs)
+        layers = getattr(self, keys.num_layers)
+        self.layer_heads = list(layer_heads) if layer_heads is not None else [getattr(self, keys.num_heads)] * layers
+        self.layer_intermediate_sizes = (list(layer_intermediate_sizes) if layer_intermediate_sizes is not None
+                                         else [getattr(self, keys.intermediate_size)] * layers)
+        if len(self.layer_heads) != layers or len(self.layer_intermediate_sizes) != layers:
+            raise ValueError(f"layer_heads ({len(self.layer_heads)}) and layer_intermediate_sizes "
+                             f"({len(self.layer_intermediate_sizes)}) must each have {keys.num_layers}={layers} entries")
+
+    def model_init(self, config) -> None:
+        base_model.__init__(self, config)
+        shrink(self, spec, config.layer_heads, config.layer_intermediate_sizes)
+
+    config_class = type(spec.pruned_config_name, (base_config,), {
+        "__module__": module, "__init__": config_init, "model_type": spec.pruned_model_type,
+        "__doc__": f"{spec.config_class} plus the per-layer head counts and FFN widths left by compaction.",
+    })
+    model_class = type(spec.pruned_model_name, (base_model,), {
+        "__module__": module, "__init__": model_init, "config_class": config_class,
+        "__doc__": f"A compacted {spec.model_class}: each layer has its own heads and FFN width.",
+    })
+    return config_class, model_class

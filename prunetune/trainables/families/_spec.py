@@ -1,0 +1,99 @@
+"""How one encoder family lays out a layer, as plain names (no torch, no transformers).
+
+A :class:`FamilySpec` is the whole description of a family: where the encoder layers sit
+in its sequence classifier, the attribute paths of the six prunable linear maps of a
+layer, the attributes that hold a layer's head count, and the names its ``config.json``
+gives to the dimensions. Everything else (masks, compaction, the compacted model's
+classes, save and load) is written once against this description.
+
+This module is shipped, with ``_modeling.py`` and the family's own module, inside every
+compacted model directory as remote code, so it imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The six prunable linear maps of an encoder layer, in the order every view lists them.
+ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
+#: The roles whose rows are per-head (sliced by head) and the one whose columns are.
+HEAD_ROWS = ("query", "key", "value")
+HEAD_COLUMNS = "attention_output"
+
+
+@dataclass(frozen=True)
+class ConfigKeys:
+    """The names a family's ``config.json`` gives to the dimensions prunetune reads."""
+
+    hidden_size: str = "hidden_size"
+    num_heads: str = "num_attention_heads"
+    intermediate_size: str = "intermediate_size"
+    num_layers: str = "num_hidden_layers"
+    max_positions: str = "max_position_embeddings"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One encoder family (BERT, RoBERTa, DistilBERT, ...), described by attribute paths.
+
+    Paths are dotted attribute names: ``layers`` from the sequence classifier to the
+    ``ModuleList`` of encoder layers, the others from one layer. ``attention`` is the
+    module that holds the head count (``heads_attribute``) and the attributes equal to
+    heads x head size (``inner_size_attributes``), which compaction updates per layer.
+    ``extra_head_rows`` names optional projections whose rows are per head as well (they
+    are sliced with the query and key, and are absent from some configurations).
+    ``position_offset`` is how many position ids the family reserves (RoBERTa counts
+    positions from the padding index + 1), so that ``max_positions - position_offset``
+    tokens fit.
+    """
+
+    name: str
+    model_type: str
+    class_prefix: str
+    config_class: str
+    model_class: str
+    layers: str
+    attention: str
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    ffn_in: str
+    ffn_out: str
+    extra_head_rows: tuple[str, ...] = ()
+    heads_attribute: str = "num_attention_heads"
+    inner_size_attributes: tuple[str, ...] = ("all_head_size",)
+    head_size_attribute: str = "attention_head_size"
+    config_keys: ConfigKeys = field(default_factory=ConfigKeys)
+    position_offset: int = 0
+
+    @property
+    def pruned_model_type(self) -> str:
+        """The ``model_type`` of this family's compacted models (per-layer widths in their config)."""
+        return f"prunetune_{self.name}"
+
+    @property
+    def pruned_config_name(self) -> str:
+        return f"Pruned{self.class_prefix}Config"
+
+    @property
+    def pruned_model_name(self) -> str:
+        return f"Pruned{self.class_prefix}ForSequenceClassification"
+
+    def path(self, role: str) -> str:
+        """The attribute path of a prunable role inside one layer."""
+        if role not in ROLES:
+            raise KeyError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        return getattr(self, role)
+
+
+#: The layer layout BERT, RoBERTa, XLM-RoBERTa and ELECTRA share (paths from one layer).
+BERT_LAYER = dict(
+    attention="attention.self",
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    attention_output="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+)

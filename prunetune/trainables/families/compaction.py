@@ -1,0 +1,281 @@
+"""Compaction: turn pruned zeros into a physically smaller model, which is where speed comes from.
+
+A head is removed when its value slice (weights and bias) or its attention-output columns
+are all zero; an FFN neuron when its input row (weights and bias) or its output column is
+all zero. Both removals are exact, and :func:`compact_and_verify` checks it against the
+masked model's logits. The result is the family's compacted classifier
+(:mod:`._modeling`), which saves as a Hugging Face model directory carrying its own
+modeling code, so that ``transformers.pipeline(..., trust_remote_code=True)`` loads it
+where prunetune is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunetune.errors import TrialError
+from prunetune.trainables.families import FAMILIES, FamilySpec, family_for, family_of, is_compacted
+from prunetune.trainables.families._modeling import LayerView, layer_views, pruned_classes
+from prunetune.trainables.families._spec import HEAD_COLUMNS, HEAD_ROWS
+
+#: Relative tolerance of the compaction check: float32 sums in another order differ by ~1e-6.
+LOGIT_RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    heads_before: int
+    heads_after: int
+    ffn_before: int
+    ffn_after: int
+    layer_heads: tuple[int, ...]
+    layer_intermediate_sizes: tuple[int, ...]
+
+    @property
+    def heads_pruned(self) -> int:
+        return self.heads_before - self.heads_after
+
+    @property
+    def ffn_kept(self) -> float:
+        return self.ffn_after / self.ffn_before
+
+
+# --------------------------------------------------------------------------- what is alive
+
+
+def live_heads(view: LayerView) -> list[int]:
+    """Indices of the heads that contribute to the layer's output (may be empty).
+
+    A head whose value slice (weights and bias) or output columns are all zero contributes
+    exactly nothing. A head with a zero query or key slice still adds the mean of its
+    values, so it is only removable once the pruner has masked its values too (which it
+    does for every head whose Q, K or V slice it prunes fully).
+    """
+    value, output = view.linear("value"), view.linear(HEAD_COLUMNS)
+    values = value.weight.detach().ne(0).any(dim=1)
+    if value.bias is not None:
+        values |= value.bias.detach().ne(0)
+    outputs = output.weight.detach().ne(0).any(dim=0)
+    heads = view.num_heads
+    alive = values.view(heads, -1).any(dim=1) & outputs.view(heads, -1).any(dim=1)
+    return alive.nonzero().flatten().tolist()
+
+
+def live_neurons(view: LayerView) -> list[int]:
+    """Indices of the FFN neurons with a non-zero input row (or bias) and output column (may be empty)."""
+    ffn_in, ffn_out = view.linear("ffn_in"), view.linear("ffn_out")
+    incoming = ffn_in.weight.detach().ne(0).any(dim=1)
+    if ffn_in.bias is not None:
+        incoming |= ffn_in.bias.detach().ne(0)
+    outgoing = ffn_out.weight.detach().ne(0).any(dim=0)
+    return (incoming & outgoing).nonzero().flatten().tolist()
+
+
+def _at_least_one(indices: list[int]) -> list[int]:
+    # A fully dead layer keeps unit 0 with its weights: keeping a unit is always exact, and
+    # a zero-width matrix would break the attention reshape.
+    return indices or [0]
+
+
+# --------------------------------------------------------------------------- compaction
+
+
+def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
+    """A smaller copy of ``model`` (a classifier of a supported family whose pruned weights are zeros)."""
+    spec = family_of(model)
+    views = layer_views(model, spec)
+    alive_heads = [live_heads(view) for view in views]
+    alive_neurons = [live_neurons(view) for view in views]
+    heads = [_at_least_one(h) for h in alive_heads]
+    neurons = [_at_least_one(n) for n in alive_neurons]
+    config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons])
+    _, model_class = compacted_classes(spec)
+    compacted = model_class(config).to(next(model.parameters()).device)
+    compacted.load_state_dict(_sliced_state_dict(model, views, heads, neurons))
+    compacted.eval()
+    report = CompactionReport(
+        heads_before=sum(view.num_heads for view in views),
+        heads_after=sum(len(h) for h in alive_heads),
+        ffn_before=sum(view.ffn_width for view in views),
+        ffn_after=sum(len(n) for n in alive_neurons),
+        layer_heads=tuple(config.layer_heads),
+        layer_intermediate_sizes=tuple(config.layer_intermediate_sizes),
+    )
+    return compacted, report
+
+
+def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int]):
+    """The compacted model's config: ``config`` with the per-layer widths and the compacted type."""
+    values = config.to_dict()
+    for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "architectures", "auto_map",
+                  "transformers_version"):
+        values.pop(stale, None)
+    config_class, model_class = compacted_classes(spec)
+    return config_class(layer_heads=layer_heads, layer_intermediate_sizes=layer_widths,
+                        architectures=[model_class.__name__], **values)
+
+
+def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[list[int]],
+                       neurons: list[list[int]]) -> dict[str, torch.Tensor]:
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    names = {id(module): name for name, module in model.named_modules()}
+    for view, kept_heads, kept_neurons in zip(views, heads, neurons):
+        size = view.head_size
+        rows = torch.tensor([h * size + i for h in kept_heads for i in range(size)], dtype=torch.long)
+        cols = torch.tensor(kept_neurons, dtype=torch.long)
+        per_head_rows = [view.linear(role) for role in HEAD_ROWS] + list(view.extra_head_rows().values())
+        for linear in per_head_rows:
+            _select_rows(state, names[id(linear)], rows)
+        _select(state, f"{names[id(view.linear(HEAD_COLUMNS))]}.weight", rows, dim=1)
+        _select_rows(state, names[id(view.linear('ffn_in'))], cols)
+        _select(state, f"{names[id(view.linear('ffn_out'))]}.weight", cols, dim=1)
+    return state
+
+
+def _select_rows(state: dict[str, torch.Tensor], prefix: str, index: torch.Tensor) -> None:
+    _select(state, f"{prefix}.weight", index, dim=0)
+    if f"{prefix}.bias" in state:
+        _select(state, f"{prefix}.bias", index, dim=0)
+
+
+def _select(state: dict[str, torch.Tensor], key: str, index: torch.Tensor, *, dim: int) -> None:
+    tensor = state[key]
+    state[key] = tensor.index_select(dim, index.to(tensor.device)).contiguous()
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@torch.no_grad()
+def logit_difference(reference: nn.Module, candidate: nn.Module, *, vocab_size: int, seq_len: int = 16,
+                     batch_size: int = 4, seed: int = 0) -> tuple[float, float]:
+    """(largest |difference| of the two models' logits, largest |logit| of ``reference``) on random inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    device = next(reference.parameters()).device
+    input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(device)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, seq_len // 2:] = 0  # exercise padding too
+    reference.eval(), candidate.eval()
+    expected = reference(input_ids=input_ids, attention_mask=attention_mask).logits
+    actual = candidate(input_ids=input_ids, attention_mask=attention_mask).logits
+    return float((expected - actual).abs().max()), float(expected.abs().max())
+
+
+def max_logit_difference(reference: nn.Module, candidate: nn.Module, *, vocab_size: int, **kwargs) -> float:
+    return logit_difference(reference, candidate, vocab_size=vocab_size, **kwargs)[0]
+
+
+def compact_and_verify(model: nn.Module, *, rtol: float = LOGIT_RTOL) -> tuple[nn.Module, CompactionReport]:
+    """Compact, then check that the compacted model computes what the masked model computed.
+
+    The tolerance is relative to the logits' own magnitude: small random models have tiny
+    logits, where an absolute tolerance would let a wrongly sliced head through.
+    """
+    compacted, report = compact(model)
+    difference, scale = logit_difference(model, compacted, vocab_size=model.config.vocab_size)
+    if difference > rtol * max(scale, 1e-6):
+        raise TrialError(f"compaction changed the model's logits by up to {difference:.2e}, against logits of "
+                         f"magnitude {scale:.2e} (relative tolerance {rtol:.0e})")
+    return compacted, report
+
+
+# --------------------------------------------------------------------------- classes, save and load
+
+
+def compacted_classes(spec: FamilySpec) -> tuple[type, type]:
+    """The family's compacted (config, model) classes, registered with transformers' Auto classes."""
+    classes = pruned_classes(spec)
+    _register(spec, *classes)
+    return classes
+
+
+def _register(spec: FamilySpec, config_class: type, model_class: type) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    # A second registration in the same process raises ValueError: nothing to do then.
+    with contextlib.suppress(ValueError):
+        AutoConfig.register(spec.pruned_model_type, config_class)
+    with contextlib.suppress(ValueError):
+        AutoModelForSequenceClassification.register(config_class, model_class)
+
+
+def register_auto_classes() -> None:
+    """Let AutoConfig / AutoModelForSequenceClassification / pipeline() load every family's compacted models."""
+    for spec in FAMILIES.values():
+        compacted_classes(spec)
+
+
+def modeling_file(spec: FamilySpec) -> str:
+    """The name of the file that defines ``spec``'s compacted classes in a model directory."""
+    return f"modeling_{spec.pruned_model_type}.py"
+
+
+def ship_modeling_code(model_dir: str | Path, spec: FamilySpec) -> list[Path]:
+    """Copy the compacted classes' code into ``model_dir`` and point ``auto_map`` at it.
+
+    The directory then loads with ``trust_remote_code=True`` where prunetune is not
+    installed: the copied modules import only torch, transformers and each other.
+    """
+    model_dir = Path(model_dir)
+    package = Path(__file__).parent
+    module = Path(_family_module_file(spec)).name
+    shipped = [shutil.copyfile(package / name, model_dir / name) for name in ("_spec.py", "_modeling.py", module)]
+    entry = model_dir / modeling_file(spec)
+    entry.write_text(_entry_module(spec, module.removesuffix(".py")))
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    stem = entry.stem
+    config["auto_map"] = {"AutoConfig": f"{stem}.{spec.pruned_config_name}",
+                          "AutoModelForSequenceClassification": f"{stem}.{spec.pruned_model_name}"}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return [*map(Path, shipped), entry]
+
+
+def _family_module_file(spec: FamilySpec) -> str:
+    import importlib
+
+    return importlib.import_module(f"{__package__}.{spec.name}").__file__
+
+
+def _entry_module(spec: FamilySpec, family_module: str) -> str:
+    return (
+        f'"""A compacted {spec.model_class} (prunetune): each layer keeps its own heads and FFN width."""\n\n'
+        "from ._modeling import pruned_classes\n"
+        f"from .{family_module} import SPEC\n\n"
+        f"{spec.pruned_config_name}, {spec.pruned_model_name} = pruned_classes(SPEC, __name__)\n"
+    )
+
+
+def save_compacted(model: nn.Module, directory: str | Path, *, tokenizer=None) -> Path:
+    """Save a compacted model as a Hugging Face model directory that carries its modeling code."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    if is_compacted(model.config):
+        ship_modeling_code(directory, family_of(model))
+    return directory
+
+
+def load_compacted(directory: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """A saved compacted model, through prunetune's own classes (no remote code is run)."""
+    from transformers import AutoModelForSequenceClassification
+
+    register_auto_classes()
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=False)
+    return model.to(device).eval()
+
+
+def model_of_structure(config_file: str | Path) -> nn.Module:
+    """An untrained compacted model with the structure saved in ``config_file`` (to load weights into)."""
+    raw = json.loads(Path(config_file).read_text())
+    config_class, model_class = compacted_classes(family_for(raw.get("model_type")))
+    return model_class(config_class.from_json_file(str(config_file)))

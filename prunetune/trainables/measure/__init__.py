@@ -1,0 +1,1 @@
+"""Measurement of a trial's model: latency, quality, energy and size."""

@@ -1,0 +1,70 @@
+"""What a trial drives: a pruner's lifecycle, and the context a method builds its pruner from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetune.trainables.families import FamilySpec
+
+
+@dataclass
+class PruningContext:
+    """Everything a method may need to build its pruner and its training set.
+
+    ``settings`` is the trial's configuration (``TrialConfig``); ``texts`` / ``labels`` are
+    the training split (a method that must not read labels ignores them); ``teacher_logits``
+    are the teacher's cached logits on those texts; ``measure_ms`` times a model with the
+    trial's latency settings (median milliseconds); ``cache_dir`` holds what is measured
+    once per teacher (latency cost tables).
+    """
+
+    settings: Any
+    student: nn.Module
+    family: FamilySpec
+    tokenizer: Any
+    texts: Sequence[str]
+    labels: Sequence[int]
+    teacher_logits: torch.Tensor
+    max_length: int
+    device: torch.device
+    measure_ms: Callable[[nn.Module], float]
+    cache_dir: Path
+
+
+class Pruner(nn.Module):
+    """The lifecycle of a method inside a trial, driven step by step by the trial.
+
+    Its buffers and parameters (mask scores, group weights, fixed masks, progress) are its
+    checkpoint state: ``state_dict`` / ``load_state_dict``, saved as safetensors.
+    """
+
+    #: The sparsity the pruner has reached (or is scheduled at), reported during training.
+    current_sparsity: float = 0.0
+    #: Learning rate of ``mask_parameters`` (their own optimiser group, without weight decay).
+    mask_learning_rate: float = 1e-2
+
+    def mask_parameters(self) -> list[nn.Parameter]:
+        """Learned pruning parameters (mask scores): their own optimiser group, larger learning rate."""
+        return []
+
+    def before_step(self, step: int, student: nn.Module) -> nn.Module:
+        """Masks for this step; returns the student to train (a new, smaller one if structure was removed)."""
+        return student
+
+    def penalty(self, step: int) -> torch.Tensor | None:
+        """A regulariser added to the loss at ``step``, or None."""
+        return None
+
+    def finish(self, student: nn.Module) -> nn.Module:
+        """The student at the final sparsity, masks written into its weights, ready for compaction."""
+        return student
+
+    def metrics(self) -> dict[str, float]:
+        """Extra metrics of the method (declared in its ``Method.metrics``), for the final report."""
+        return {}

@@ -1,0 +1,174 @@
+"""The teacher: fine-tuned once per (model, data, settings), cached on disk, shared by every trial.
+
+Besides the fine-tuned model, the cache holds the teacher's logits on the training split
+(computed once, so that no trial runs the teacher at every step: the one-shot
+pseudo-label idea of TT-MPD) and its baseline metrics (accuracy, dense latency, and the
+emissions of the fine-tuning, counted once for the whole search).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from prunetune import metrics as M
+from prunetune.builtins import BUILTIN_MODELS, resolve_model
+from prunetune.config import Config
+from prunetune.errors import ModelError
+from prunetune.trainables.measure.energy import EmissionsMeter
+from prunetune.trainables.measure.latency import measure_latency
+from prunetune.trainables.measure.quality import evaluate, predict_logits
+from prunetune.trainables.measure.size import count_params
+from prunetune.trainables.training.batches import BatchPlan, encode, take
+from prunetune.trainables.training.data import TaskData, load_task_data
+from prunetune.trainables.training.optimisation import optimiser_step
+from prunetune.trainables.training.precision import grad_scaler, resolve_device
+
+BASELINE_FILE = "baseline.json"
+
+# transformers draws a progress bar for every small save and load; trials do many of them.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+LOGITS_FILE = "train_logits.pt"
+
+
+@dataclass(frozen=True)
+class TeacherArtifacts:
+    model_dir: Path
+    key: str
+    baseline: dict
+
+    @property
+    def root(self) -> Path:
+        return self.model_dir.parent
+
+    def train_logits(self) -> torch.Tensor:
+        return torch.load(self.root / LOGITS_FILE, weights_only=True)
+
+
+def cache_root(config: Config) -> Path:
+    if config.teacher.cache_dir:
+        return Path(config.teacher.cache_dir)
+    return Path(os.environ.get("PRUNETUNE_CACHE", Path.home() / ".cache" / "prunetune")) / "teachers"
+
+
+def teacher_key(config: Config, data: TaskData) -> str:
+    """Everything that changes the fine-tuned teacher, and nothing else."""
+    teacher = config.teacher.model_dump(exclude={"cache_dir"})
+    identity = {
+        "model": _model_identity(config.teacher.model),
+        "teacher": teacher,
+        "data": data.fingerprint,
+        "max_length": config.task.max_length,
+        "seed": config.task.seed,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def _model_identity(model: str) -> str:
+    path = Path(resolve_model(model))
+    config_file = path / "config.json"
+    if model in BUILTIN_MODELS or config_file.is_file():
+        weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+        sizes = [f"{w.name}:{w.stat().st_size}" for w in weights]
+        return f"{model}|{config_file.read_text() if config_file.is_file() else ''}|{sizes}"
+    return model
+
+
+def load_pretrained(model: str, data: TaskData):
+    """Tokenizer and classifier from a built-in name, local directory or hub id."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    source = resolve_model(model)
+    labels = dict(enumerate(data.label_names))
+    hf_logging.disable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new classification head is expected to be untrained
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        classifier = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=data.num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
+        )
+    except OSError as exc:
+        raise ModelError(f"teacher.model = {model!r}: cannot load it ({exc})") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return tokenizer, classifier
+
+
+def prepare_teacher(config: Config, *, data: TaskData | None = None, progress: bool = False) -> TeacherArtifacts:
+    """The fine-tuned teacher for ``config``: from the cache, or fine-tuned now and cached."""
+    data = data or load_task_data(config.task)
+    key = teacher_key(config, data)
+    root = cache_root(config) / key
+    root.mkdir(parents=True, exist_ok=True)
+    # Concurrent trials (or nodes on a shared file system) wait for one fine-tuning.
+    with FileLock(str(root / ".lock")):
+        if not (root / BASELINE_FILE).is_file():
+            _fine_tune_into(root, config, data, progress=progress)
+    baseline = json.loads((root / BASELINE_FILE).read_text())
+    return TeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
+
+
+def _fine_tune_into(root: Path, config: Config, data: TaskData, *, progress: bool) -> None:
+    device = resolve_device(config.trial.device)
+    torch.manual_seed(config.task.seed)
+    tokenizer, model = load_pretrained(config.teacher.model, data)
+    model.to(device)
+    train = encode(tokenizer, data.train.texts, config.task.max_length)
+    labels = torch.tensor(data.train.labels)
+    eval_split = data.split(config.task.eval_split)
+    evaluation = encode(tokenizer, eval_split.texts, config.task.max_length)
+    country = config.trial.emissions
+    with EmissionsMeter(country_iso_code=country.country_iso_code, measure_power_secs=country.measure_power_secs) as meter:
+        started = time.perf_counter()
+        _fine_tune(model, train, labels, config, device, progress=progress)
+        train_seconds = time.perf_counter() - started
+        logits = predict_logits(model, train, device=device)
+        quality = evaluate(model, evaluation, eval_split.labels, device=device)
+    latency = measure_latency(model, batch_size=config.trial.latency.batch_size, seq_len=config.trial.latency.seq_len,
+                              vocab_size=model.config.vocab_size, device=device,
+                              min_run_time=config.trial.latency.min_run_time, threads=config.trial.latency.threads)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    torch.save(logits, root / LOGITS_FILE)
+    baseline = {
+        M.ACCURACY: quality.accuracy, M.F1_MACRO: quality.f1_macro,
+        M.LATENCY_MS: latency.median_ms, M.LATENCY_P95_MS: latency.p95_ms,
+        M.PARAMS: count_params(model), M.EMISSIONS_KG: meter.emissions_kg, M.ENERGY_KWH: meter.energy_kwh,
+        M.TRAIN_SECONDS: train_seconds, "label_names": list(data.label_names), "device": str(device),
+    }
+    (root / BASELINE_FILE).write_text(json.dumps(baseline, indent=2))
+    logging.getLogger(__name__).info("teacher fine-tuned: %s", baseline)
+
+
+def _fine_tune(model, train: dict[str, torch.Tensor], labels: torch.Tensor, config: Config,
+               device: torch.device, *, progress: bool) -> None:
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    settings = config.teacher
+    plan = BatchPlan(num_examples=len(labels), batch_size=settings.batch_size, seed=config.task.seed)
+    total = int(settings.epochs * plan.steps_per_epoch)
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps)
+    total = max(total, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=total // 10, num_training_steps=total)
+    scaler = grad_scaler("fp32", device)  # the teacher fine-tunes in fp32: a scaler that does nothing
+    model.train()
+    for step in tqdm(range(total), desc="fine-tuning teacher", disable=not progress, unit="step"):
+        indices = plan.indices(step)
+        loss = model(**take(train, indices, device), labels=labels[indices].to(device)).loss
+        optimiser_step(loss, model, optimizer, scaler, schedule=schedule,
+                       describe=lambda: f"step {step} of the teacher's fine-tuning; lower teacher.learning_rate")
+    model.eval()

@@ -1,0 +1,101 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from prunetune.errors import TrialError
+from prunetune.trainables.families.compaction import (
+    compact,
+    compact_and_verify,
+    load_compacted,
+    max_logit_difference,
+    save_compacted,
+)
+from tests.models import bake, block_pruner, tiny_classifier
+
+
+def pruned_model(method="movement", block_size=8, sparsity=0.5, seed=0):
+    model = tiny_classifier(seed=seed)
+    pruner = block_pruner(model, method, block_size=block_size)
+    torch.manual_seed(seed)
+    for score in pruner.scorer.parameters():
+        torch.nn.init.normal_(score)
+    pruner.update_masks(sparsity)
+    return model, pruner
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 8, 16, 32])
+@pytest.mark.parametrize("method", ["movement", "magnitude"])
+def test_compacted_logits_equal_masked_logits(method, block_size):
+    masked, pruner = pruned_model(method, block_size, sparsity=0.6)
+    reference = tiny_classifier()
+    reference.load_state_dict(masked.state_dict())
+    bake(masked)
+    compacted, report = compact(masked)
+    assert max_logit_difference(masked, compacted, vocab_size=50) < 1e-5
+    assert report.ffn_after < report.ffn_before
+
+
+def test_compaction_removes_dead_heads_and_neurons():
+    model = tiny_classifier()
+    layer = model.bert.encoder.layer[0]
+    with torch.no_grad():
+        layer.attention.self.key.weight[8:16] = 0  # head 1: key slice dead
+        layer.attention.self.key.bias[8:16] = 0
+        layer.attention.self.value.weight[8:16] = 0  # its values are masked too, as the pruner does
+        layer.attention.self.value.bias[8:16] = 0
+        layer.intermediate.dense.weight[:10] = 0
+        layer.intermediate.dense.bias[:10] = 0
+    compacted, report = compact_and_verify(model)
+    assert report.heads_pruned == 1
+    assert report.layer_heads == (3, 4)
+    assert report.layer_intermediate_sizes == (54, 64)
+    kept = compacted.bert.encoder.layer[0]
+    # Exactly the live heads' rows (0 and 2-3) and neurons (10-63), in order.
+    rows = torch.cat([torch.arange(0, 8), torch.arange(16, 32)])
+    for name in ("query", "key", "value"):
+        assert torch.equal(getattr(kept.attention.self, name).weight, getattr(layer.attention.self, name).weight[rows])
+        assert torch.equal(getattr(kept.attention.self, name).bias, getattr(layer.attention.self, name).bias[rows])
+    assert torch.equal(kept.attention.output.dense.weight, layer.attention.output.dense.weight[:, rows])
+    assert torch.equal(kept.intermediate.dense.weight, layer.intermediate.dense.weight[10:])
+    assert torch.equal(kept.output.dense.weight, layer.output.dense.weight[:, 10:])
+
+
+def test_compaction_check_is_relative_to_the_logits_scale(monkeypatch):
+    """Tiny random models have tiny logits: a wrongly sliced head must still fail the check."""
+    from prunetune.trainables.families import compaction
+
+    model = tiny_classifier()
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e-3)  # logits of magnitude ~1e-4, below an absolute 1e-4 tolerance
+        layer = model.bert.encoder.layer[0]
+        layer.attention.self.value.weight[8:16] = 0
+        layer.attention.self.value.bias[8:16] = 0
+    right = compaction._sliced_state_dict
+
+    def off_by_one_head(model, views, heads, neurons):
+        return right(model, views, [[h + 1 if h < 3 else h for h in kept] for kept in heads], neurons)
+
+    monkeypatch.setattr(compaction, "_sliced_state_dict", off_by_one_head)
+    with pytest.raises(TrialError, match="compaction changed the model's logits"):
+        compact_and_verify(model)
+
+
+def test_compaction_of_a_layer_with_no_live_head_keeps_one_unit():
+    model, pruner = pruned_model(block_size=32, sparsity=0.6)  # a 32x32 matrix is a single block
+    bake(model)
+    compacted, report = compact_and_verify(model)
+    assert report.heads_pruned == report.heads_before
+    assert all(h == 1 for h in report.layer_heads)
+
+
+def test_compacted_model_saves_and_loads_with_per_layer_widths(tmp_path):
+    model, pruner = pruned_model(block_size=8, sparsity=0.6)
+    bake(model)
+    compacted, report = compact_and_verify(model)
+    save_compacted(compacted, tmp_path / "model")
+    loaded = load_compacted(tmp_path / "model")
+    assert tuple(loaded.config.layer_heads) == report.layer_heads
+    assert max_logit_difference(compacted, loaded, vocab_size=50) == 0.0
+    through_auto = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", trust_remote_code=False)
+    assert type(through_auto).__name__ == "PrunedBertForSequenceClassification"
+    assert sum(p.numel() for p in loaded.parameters()) < sum(p.numel() for p in tiny_classifier().parameters())

@@ -1,0 +1,160 @@
+"""The contract every method and every encoder family keeps, run over the whole registry.
+
+For each method x family, on a tiny random model built in code: a short trial (whose
+compaction is checked against the masked model's logits inside the trial), the saved model
+loading back with the same predictions, resuming from a checkpoint without re-running
+steps, and the saved model directory serving through ``transformers.pipeline`` with its
+shipped code. Adding a method or a family to its registry adds it here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunetune import metrics as M
+from prunetune.names import MODEL_DIR
+from prunetune.trainables.families import FAMILIES
+from prunetune.trainables.methods import METHODS
+from tests.models import WITHOUT_PRUNETUNE
+
+#: Method options that fit the tiny models (FFN 64, small data).
+OPTIONS = {"test_time": {"test_time": {"pseudo_label_samples": 40, "ranking_samples": 8, "ffn_group_size": 16,
+                                       "prune_rounds": 2}}}
+TEXTS = ["goal match team score today", "bank market profit shares", "chip software phone code robot"]
+
+
+class StopAfterFirstCheckpoint(Exception):
+    pass
+
+
+@pytest.fixture
+def family_config(tiny_family_dir, tiny_dataset_csv, tmp_path_factory):
+    from prunetune.config import validate
+    from tests.conftest import tiny_config_dict
+
+    def make(family: str, method: str):
+        cache = tmp_path_factory.getbasetemp() / "teacher-cache"
+        raw = tiny_config_dict(tiny_family_dir(family), tiny_dataset_csv, cache, method=method,
+                               **OPTIONS.get(method, {}))
+        return validate(raw, check_model=True)
+
+    return make
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_on_every_family(method, family, family_config, tmp_path):
+    import torch
+    from transformers import AutoTokenizer, pipeline
+
+    from prunetune.trainables.families.compaction import load_compacted
+    from prunetune.trainables.trial import run_trial
+
+    config = family_config(family, method)
+
+    def crash(metrics, checkpoint):
+        raise StopAfterFirstCheckpoint
+
+    with pytest.raises(StopAfterFirstCheckpoint):
+        run_trial(config, output_dir=tmp_path, report=crash)
+    steps = []
+    metrics = run_trial(config, output_dir=tmp_path, report=lambda m, c: steps.append(m[M.STEP]))
+    assert steps == [config.trial.max_steps]  # resumed at step 6: no intermediate report re-run
+    assert M.missing_final_keys(metrics) == []
+    assert metrics[M.SPARSITY] == pytest.approx(config.trial.sparsity, abs=0.07)
+
+    model_dir = tmp_path / MODEL_DIR
+    model = load_compacted(model_dir)
+    assert sum(p.numel() for p in model.parameters()) == metrics[M.PARAMS]
+    assert model.config.layer_heads == metrics[M.LAYER_HEADS]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    with torch.no_grad():
+        expected = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.argmax(dim=-1).tolist()
+    served = pipeline("text-classification", model=str(model_dir), trust_remote_code=True, device="cpu")
+    assert [model.config.label2id[r["label"]] for r in served(TEXTS)] == expected
+    assert (model_dir / f"modeling_prunetune_{family}.py").is_file()  # served without prunetune: next test
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_exports_to_onnx(family, tiny_family_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from prunetune.analysis.export import ONNX_TOLERANCE, export_onnx
+
+    compacted = _compacted(tiny_family_dir(family))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_family_dir(family)))
+    # export_onnx runs onnxruntime on padded batches of several shapes and refuses a mismatch
+    assert export_onnx(compacted, tokenizer, tmp_path / "model.onnx") < ONNX_TOLERANCE
+
+
+def _compacted(source: Path):
+    """The family's tiny model with head 1 of layer 0 and a quarter of layer 1's FFN removed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import layer_views
+    from prunetune.trainables.families.compaction import compact_and_verify
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=3).eval()
+    with torch.no_grad():
+        view_0, view_1 = layer_views(model, family_of(model))
+        view_0.linear("value").weight[8:16] = 0
+        view_0.linear("value").bias[8:16] = 0
+        view_1.linear("ffn_in").weight[:16] = 0
+        view_1.linear("ffn_in").bias[:16] = 0
+    compacted, report = compact_and_verify(model)
+    assert report.layer_heads == (3, 4) and report.layer_intermediate_sizes == (64, 48)
+    return compacted
+
+
+def test_shipped_modeling_code_imports_only_torch_transformers_and_itself():
+    from prunetune.trainables import families
+
+    allowed = {"__future__", "dataclasses", "functools", "torch", "transformers"}
+    package = Path(families.__file__).parent
+    for name in ("_spec.py", "_modeling.py", *(f"{family}.py" for family in FAMILIES)):
+        tree = ast.parse((package / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] in allowed, (name, node.module)
+            if isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in allowed for alias in node.names), name
+
+
+def test_every_family_serves_where_prunetune_is_not_installed(tiny_family_dir, tmp_path):
+    """One fresh process per run, in which importing prunetune fails, loads every family's compacted model."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from prunetune.trainables.families.compaction import save_compacted
+
+    expected = {}
+    for family in sorted(FAMILIES):
+        source = tiny_family_dir(family)
+        compacted = _compacted(source)
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        directory = save_compacted(compacted, tmp_path / family / MODEL_DIR, tokenizer=tokenizer)
+        with torch.no_grad():
+            logits = compacted(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
+        expected[str(directory)] = logits.argmax(dim=-1).tolist()
+    code = WITHOUT_PRUNETUNE + f"""
+import json
+from transformers import pipeline
+served = {{}}
+for directory in {list(expected)!r}:
+    classifier = pipeline("text-classification", model=directory, trust_remote_code=True, device="cpu")
+    served[directory] = [classifier.model.config.label2id[r["label"]] for r in classifier({TEXTS!r})]
+print(json.dumps(served))
+"""
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == expected
