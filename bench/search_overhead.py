@@ -36,7 +36,7 @@ def search_config(trials: int, **search) -> object:
         "trial": {"max_steps": 10},
         "space": {"trial.sparsity": {"uniform": [0.0, 0.95]}, "trial.temperature": {"loguniform": [1, 16]},
                   "trial.block_size": {"choice": [16, 32]}},
-        "search": {"sampler": "nsga2", "num_trials": trials, "seed": 0, "verbosity": 0, **search},
+        "search": {"sampler": "nsga2", "num_trials": trials, "seed": 0, "verbosity": 0, "retime": "off", **search},
         "cluster": {"cpus_per_trial": 1, "num_cpus": 2},
     })
 

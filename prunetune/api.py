@@ -75,10 +75,19 @@ def run_trial(config: ConfigSource, *, output_dir: str | os.PathLike | None = No
     return run(resolved, output_dir=output_dir, progress=progress)
 
 
-def report(run_dir: str | os.PathLike, *, wandb: bool = False, console=None) -> "RunSummary":
-    """The front of a finished (or stopped) search: writes pareto.parquet and plots/, prints the table."""
+def report(run_dir: str | os.PathLike, *, wandb: bool = False, retime: str | None = None,
+           address: str | None = None, console=None) -> "RunSummary":
+    """The front of a finished (or stopped) search: writes pareto.parquet and plots/, prints the table.
+
+    ``retime`` (``front`` or ``all``) first times those trials again quietly, on ``address``
+    (default: the search's own cluster setting; Ray in-process on this machine).
+    """
     from prunetune.analysis import summarize_run
 
+    if retime is not None:
+        from prunetune.search import retime_search
+
+        retime_search(run_dir, policy=retime, address=address)
     return summarize_run(run_dir, wandb=wandb, console=console)
 
 

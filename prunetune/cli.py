@@ -91,6 +91,9 @@ def _run_search(args) -> int:
         raise ConfigError("search: give a CONFIG (file or preset) or --resume RUN_DIR")
     print(f"\n{outcome.num_trials} trials ({outcome.num_failed} failed) in {outcome.wall_seconds / 60:.1f} min; "
           f"front: {outcome.front_size} trials; run directory: {outcome.run_dir.location}")
+    if outcome.retimed:
+        print(f"re-timed quietly: {len(outcome.retimed)} trial(s); more than 10% off in the search: "
+              f"{', '.join(outcome.flagged) or 'none'}")
     summarize_run(outcome.run_dir.local, wandb=not args.no_wandb)
     print(f"study: optuna-dashboard {outcome.storage_url}")
     return 0
@@ -152,13 +155,18 @@ def _add_report(subparsers) -> None:
     )
     _add_run_dir_argument(parser)
     parser.add_argument("--wandb", action="store_true", help="also log the W&B summary run (the search logs one itself)")
+    parser.add_argument("--retime", nargs="?", const="front", choices=["front", "all"], default=None,
+                        help="first time the trials again on a quiet node (a whole node per trial, alternating "
+                        "rounds with the teacher): those that could be on the front (default) or all")
+    parser.add_argument("--address", default=None, metavar="ADDRESS",
+                        help="with --retime: the Ray cluster to re-time on (default: the search's own setting)")
     parser.set_defaults(run=_run_report)
 
 
 def _run_report(args) -> int:
     from prunetune import api
 
-    api.report(args.run_dir, wandb=args.wandb)
+    api.report(args.run_dir, wandb=args.wandb, retime=args.retime, address=args.address)
     return 0
 
 

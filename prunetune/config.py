@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from prunetune.builtins import BUILTIN_DATASETS
 from prunetune.errors import ConfigError, PrunetuneError
@@ -68,8 +76,13 @@ class TeacherConfig(_Section):
 class LatencyConfig(_Section):
     batch_size: int = Field(1, ge=1)
     seq_len: int = Field(128, ge=1)
-    min_run_time: float = Field(1.0, gt=0, description="seconds of timing per model")
-    threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's current count")
+    min_run_time: float = Field(1.0, gt=0, description="seconds of timing per model, over all rounds")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: the CPUs the trial was given "
+                                "(in a search, cluster.cpus_per_trial; alone, torch's own count)")
+    rounds: int = Field(5, ge=1, le=50, description="alternating rounds in which the student and the dense "
+                        "teacher are timed")
+    max_spread: float = Field(0.1, gt=0, description="a latency whose round medians spread wider than this "
+                              "(interquartile range / median) is measured again, then flagged noisy")
 
 
 class EmissionsConfig(_Section):
@@ -161,6 +174,9 @@ class SearchConfig(_Section):
     starting_points: list[dict[str, Any]] = Field(default_factory=list, description="points evaluated first")
     known_good_points: bool = Field(True, description="also start from the published configurations")
     max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+    retime: Literal["front", "all", "off"] = Field(
+        "front", description="when the search ends, time again on a quiet node: the trials that could be on the "
+        "front (front), every finished trial (all), or none (off)")
     reuse_actors: bool = Field(False, description="run trials in reused worker processes (faster start, shared state)")
     verbosity: int = Field(1, ge=0, le=3, description="0 quiet, 1 progress lines, 2 + Ray status, 3 + Ray's full table")
 

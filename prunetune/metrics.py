@@ -24,6 +24,7 @@ SPARSITY = "sparsity"
 HEADS_PRUNED = "heads_pruned"
 FFN_KEPT = "ffn_kept"
 TRAIN_SECONDS = "train_seconds"
+LATENCY_THREADS = "latency_threads"
 
 #: What each key means (DESIGN.md's table); also used for table headers and help text.
 METRIC_DESCRIPTIONS: dict[str, str] = {
@@ -40,6 +41,7 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     HEADS_PRUNED: "attention heads removed by compaction",
     FFN_KEPT: "fraction of FFN neurons kept after compaction",
     TRAIN_SECONDS: "wall time of the trial's training",
+    LATENCY_THREADS: "CPU threads the latency was measured with",
 }
 
 #: Every key a final trial report must carry.
@@ -60,6 +62,7 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
     HEADS_PRUNED: "max",
     FFN_KEPT: "min",
     TRAIN_SECONDS: "min",
+    LATENCY_THREADS: "min",
 }
 
 DEFAULT_OBJECTIVES: dict[str, Direction] = {ACCURACY: "max", LATENCY_MS: "min", EMISSIONS_KG: "min"}
@@ -78,11 +81,34 @@ LAYER_FFN = "layer_ffn"
 FILLED_WEIGHTS = "filled_weights"
 FILL_SECONDS = "fill_seconds"
 SPARSE24_LAYERS = "sparse24_layers"
+# How far a latency can be trusted: the spread of its alternating rounds, and whether it
+# stayed wider than trial.latency.max_spread after every attempt.
+LATENCY_SPREAD = "latency_spread"
+LATENCY_NOISY = "latency_noisy"
+# Energy: whether it is an estimate (CPU power from its TDP, no RAPL or NVML reading).
+ENERGY_ESTIMATED = "energy_estimated"
 OPTIONAL_METRICS: dict[str, str] = {
     FILLED_WEIGHTS: "weights re-initialised inside live structure before the filled fine-tuning",
     FILL_SECONDS: "seconds of the filled fine-tuning (inside train_seconds)",
     SPARSE24_LAYERS: "linear maps served with 2:4 semi-structured sparsity",
+    LATENCY_SPREAD: "interquartile range of the latency's alternating rounds over their median",
+    LATENCY_NOISY: "1 when the latency's spread stayed above trial.latency.max_spread",
+    ENERGY_ESTIMATED: "1 when the energy is estimated (CPU power from TDP) rather than read from counters",
 }
+
+# Re-timing after the search: the figures the front uses are the quiet re-timing's; the
+# in-search figures keep their own columns, and a large gap between the two is flagged.
+IN_SEARCH_SUFFIX = "_in_search"
+RETIMED_METRICS: tuple[str, ...] = (LATENCY_MS, LATENCY_P95_MS, SPEEDUP, TEACHER_LATENCY_MS, LATENCY_SPREAD,
+                                    LATENCY_NOISY)
+RETIMED = "retimed"
+RETIME_RATIO = "retime_ratio"  # in-search latency / re-timed latency
+RETIME_FLAG_RATIO = 1.10  # figures further apart than 10% are flagged in the report
+
+
+def in_search(key: str) -> str:
+    """The column that keeps the in-search figure of a re-timed metric."""
+    return f"{key}{IN_SEARCH_SUFFIX}"
 
 #: ``search.constraints`` names -> the metric each one bounds from above.
 CONSTRAINT_METRICS: dict[str, str] = {

@@ -19,6 +19,7 @@ PLOTS_DIR = "plots"
 EXPORTS_DIR = "exports"
 WANDB_DIR = "wandb"
 TRIALS_DIR = "trials"  # one directory per trial, named by its Tune trial id
+ENERGY_FILE = "energy.json"  # each node's energy over the search, beside the trials' shares of it
 
 # --------------------------------------------------------------------------- a trial's directory
 

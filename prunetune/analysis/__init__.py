@@ -10,8 +10,21 @@ modules that need them import them inside their functions.
 """
 
 from prunetune.analysis.export import ExportResult, export_trial
-from prunetune.analysis.front import REFERENCE_POINT, FrontAnalysis, analyse, hypervolume, knee_index
-from prunetune.analysis.pick import PREFERENCES, Constraint, Pick, explain, parse_constraints, pick_trial
+from prunetune.analysis.front import (
+    REFERENCE_POINT,
+    FrontAnalysis,
+    analyse,
+    hypervolume,
+    knee_index,
+)
+from prunetune.analysis.pick import (
+    PREFERENCES,
+    Constraint,
+    Pick,
+    explain,
+    parse_constraints,
+    pick_trial,
+)
 from prunetune.analysis.report import RunSummary, print_summary, summarize_run
 from prunetune.analysis.runs import RunData, TeacherReference, load_run
 from prunetune.analysis.wandb_settings import WandbSettings, wandb_settings

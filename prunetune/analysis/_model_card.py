@@ -67,7 +67,10 @@ def _metrics_section(run: RunData, trial: pd.Series) -> str:
         "processes. The teacher's emissions are its one-off fine-tuning, shared by the whole search."
     )
     precision = str(trial.get("trial.inference_precision", fixed.get("inference_precision", "fp32")))
-    return "## Metrics\n\n" + "\n".join(rows) + "\n\n" + note + _precision_note(precision)
+    from prunetune.analysis.fidelity import trial_notes
+
+    figures = "".join(f" {line}" for line in trial_notes(trial))
+    return "## Metrics\n\n" + "\n".join(rows) + "\n\n" + note + figures + _precision_note(precision)
 
 
 #: How to serve the float32 weights at the precision the latency was measured at.

@@ -27,7 +27,12 @@ import pandas as pd
 from prunetune import metrics as M
 from prunetune.analysis import runs as R
 from prunetune.analysis._format import format_value, label
-from prunetune.analysis.front import ON_FRONT, FrontAnalysis, knee_index, objective_values
+from prunetune.analysis.front import (
+    ON_FRONT,
+    FrontAnalysis,
+    knee_index,
+    objective_values,
+)
 from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError
 from prunetune.pareto import nondominated_mask

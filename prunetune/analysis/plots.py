@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunetune import metrics as M
 from prunetune.analysis import runs as R
 from prunetune.analysis._format import direction_hint, format_value, label
 from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnalysis
@@ -23,6 +24,8 @@ FRONT_COLOUR = "#1f77b4"
 DOMINATED_COLOUR = "#b0b0b0"
 KNEE_COLOUR = "#d62728"
 TEACHER_COLOUR = "#222222"
+#: Axes whose figures re-timing replaces: their label says where the figures come from.
+LATENCY_KEYS = (M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP)
 MAX_POINT_LABELS = 15  # above this, trial ids clutter the figure
 
 
@@ -30,8 +33,11 @@ def write_plots(run: RunData, analysis: FrontAnalysis, out_dir: Path | None = No
     """Every plot of the run, in ``RUN_DIR/plots/``; returns the files written."""
     out_dir = Path(out_dir or run.run_dir / R.PLOTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from prunetune.analysis.fidelity import fidelity
+
+    source = fidelity(run).latency_source
     written = [
-        pair_plot(analysis, run.teacher, x, y, out_dir / f"{y}_vs_{x}.png")
+        pair_plot(analysis, run.teacher, x, y, out_dir / f"{y}_vs_{x}.png", latency_source=source)
         for x, y in objective_pairs(analysis.objectives)
     ]
     written.append(hypervolume_plot(analysis, out_dir / "hypervolume.png"))
@@ -52,8 +58,12 @@ def objective_pairs(objectives: dict[str, str]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- PNG
 
 
-def pair_plot(analysis: FrontAnalysis, teacher: TeacherReference, x: str, y: str, path: Path) -> Path:
-    """Trials of one objective pair: the front highlighted, its 2-D staircase, knee and teacher."""
+def pair_plot(analysis: FrontAnalysis, teacher: TeacherReference, x: str, y: str, path: Path, *,
+              latency_source: str | None = None) -> Path:
+    """Trials of one objective pair: the front highlighted, its 2-D staircase, knee and teacher.
+
+    ``latency_source`` says, on a latency axis, where its figures come from.
+    """
     from matplotlib.figure import Figure
 
     trials = analysis.trials
@@ -75,14 +85,19 @@ def pair_plot(analysis: FrontAnalysis, teacher: TeacherReference, x: str, y: str
             axes.annotate(row[R.TRIAL_ID], (row[x], row[y]), xytext=(5, 5 if rank % 2 == 0 else -11),
                           textcoords="offset points", fontsize=7, color="#333333")
     _teacher_marker(axes, teacher, trials, x, y)
-    axes.set_xlabel(f"{label(x)}  ({direction_hint(analysis.objectives[x])})")
-    axes.set_ylabel(f"{label(y)}  ({direction_hint(analysis.objectives[y])})")
+    axes.set_xlabel(_axis_label(x, analysis.objectives[x], latency_source))
+    axes.set_ylabel(_axis_label(y, analysis.objectives[y], latency_source))
     axes.set_title(f"{label(y)} vs {label(x)}: {len(trials)} finished trials, {len(front)} on the front")
     axes.grid(True, color="#e5e5e5", linewidth=0.8)
     axes.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4), useMathText=True)
     axes.legend(loc="best", fontsize=8, framealpha=0.9, markerscale=0.7)
     figure.savefig(path)
     return path
+
+
+def _axis_label(key: str, direction: str, latency_source: str | None) -> str:
+    source = f"; {latency_source}" if latency_source and key in LATENCY_KEYS else ""
+    return f"{label(key)}  ({direction_hint(direction)}{source})"
 
 
 def _pair_staircase(axes, trials: pd.DataFrame, x: str, y: str, objectives: dict[str, str]) -> None:
@@ -180,8 +195,10 @@ def front_figure(run: RunData, analysis: FrontAnalysis):
     if teacher.notna().all(axis=None):
         figure.add_trace(_scatter(go, keys, teacher, "dense teacher", dict(size=7, color=TEACHER_COLOUR, symbol="x"),
                                   [_teacher_hover(run.teacher, analysis.objectives)]))
-    titles = {f"{axis}axis": dict(title=f"{label(k)} ({direction_hint(analysis.objectives[k])})")
-              for axis, k in zip("xyz", keys)}
+    from prunetune.analysis.fidelity import fidelity
+
+    source = fidelity(run).latency_source
+    titles = {f"{axis}axis": dict(title=_axis_label(k, analysis.objectives[k], source)) for axis, k in zip("xyz", keys)}
     layout = dict(scene=titles) if len(keys) == 3 else titles
     figure.update_layout(title=f"Pareto front of {run.name}: {int(trials[ON_FRONT].sum())} of {len(trials)} "
                                "finished trials (hover a point for its configuration)",

@@ -85,6 +85,7 @@ def print_summary(summary: RunSummary, *, console=None) -> None:
     console = console or make_console()
     run, analysis = summary.run, summary.analysis
     console.print(front_table(run, analysis))
+    _print_notes(console, run)
     _print_errors(console, run)
     _print_files(console, run, summary.files)
     _print_wandb(console, summary)
@@ -140,6 +141,13 @@ def make_console():
 
     console = Console()
     return console if console.is_terminal else Console(width=220)
+
+
+def _print_notes(console, run: RunData) -> None:
+    from prunetune.analysis.fidelity import notes
+
+    for line in notes(run):
+        console.print(line, markup=False, soft_wrap=True, style="yellow" if "more than 10%" in line else None)
 
 
 def _print_errors(console, run: RunData) -> None:

@@ -59,7 +59,11 @@ def log_summary_run(run: RunData, analysis: FrontAnalysis, plots: list[Path], se
 
 
 def _summary_payload(run: RunData, analysis: FrontAnalysis, plots: list[Path], wandb) -> dict[str, Any]:
-    from prunetune.analysis.plots import front_figure, objective_pairs, parallel_coordinates
+    from prunetune.analysis.plots import (
+        front_figure,
+        objective_pairs,
+        parallel_coordinates,
+    )
 
     finished = wandb.Table(dataframe=table_frame(run, analysis.trials))
     payload: dict[str, Any] = {
@@ -107,6 +111,11 @@ def summary_values(run: RunData, analysis: FrontAnalysis) -> dict[str, Any]:
         "objectives": ", ".join(f"{k} ({d})" for k, d in analysis.objectives.items()),
     }
     values.update({f"teacher/{k}": v for k, v in run.teacher.metrics.items()})
+    from prunetune.analysis.fidelity import fidelity, notes
+
+    found = fidelity(run)
+    values.update({"latency_retimed_trials": len(found.retimed), "latency_flagged_trials": ", ".join(found.flagged),
+                   "energy_estimated": found.energy_estimated, "measurement_notes": " ".join(notes(run))})
     return values
 
 

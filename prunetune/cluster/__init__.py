@@ -12,7 +12,13 @@
 
 from pathlib import Path
 
-from prunetune.cluster._ray import RayCluster, address_problem, check_fits, ray_cluster, trial_resources
+from prunetune.cluster._ray import (
+    RayCluster,
+    address_problem,
+    check_fits,
+    ray_cluster,
+    trial_resources,
+)
 from prunetune.cluster._run_dir import RunDir, cache_home, is_uri
 
 CLUSTER_CONFIGS = ("aws.yaml", "gcp.yaml", "kuberay.yaml")

@@ -1,6 +1,7 @@
 """The search: Ray Tune trials, Optuna's multi-objective samplers, results as they finish.
 
-- :func:`run_search` / :func:`resume_search`: the driver (``prunetune search``);
+- :func:`run_search` / :func:`resume_search`: the driver (``prunetune search``), which
+  re-times the front quietly when the trials are done (:func:`retime_search` on its own);
 - :class:`ParetoOptunaSearch` and :func:`make_sampler`: Optuna under Tune, with failures
   and limits told to the sampler as constraints;
 - :class:`ResultsCallback`: ``results.parquet``, one row per finished trial;
@@ -8,8 +9,20 @@
 - :mod:`prunetune.search.synthetic`: a model-free trial for tests and benchmarks.
 """
 
-from prunetune.search._driver import SearchOutcome, resume_search, run_search, saved_config, search_problems
-from prunetune.search._optuna import ParetoOptunaSearch, constraint_values, make_sampler, redact_url
+from prunetune.search._driver import (
+    SearchOutcome,
+    resume_search,
+    retime_search,
+    run_search,
+    saved_config,
+    search_problems,
+)
+from prunetune.search._optuna import (
+    ParetoOptunaSearch,
+    constraint_values,
+    make_sampler,
+    redact_url,
+)
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import RESULTS_FILE, ResultsCallback, results_schema
 
@@ -24,6 +37,7 @@ __all__ = [
     "redact_url",
     "resume_search",
     "results_schema",
+    "retime_search",
     "run_search",
     "saved_config",
     "search_problems",

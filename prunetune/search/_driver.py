@@ -22,13 +22,19 @@ from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
+from prunetune.cluster.energy import collect_ledgers
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import ConfigError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP
 from prunetune.names import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
-from prunetune.search._optuna import ParetoOptunaSearch, make_sampler, restored_tuner_parts
+from prunetune.search._optuna import (
+    ParetoOptunaSearch,
+    make_sampler,
+    restored_tuner_parts,
+)
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import ERROR, RESULTS_FILE, ResultsCallback, read_rows
+from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable
 
@@ -46,6 +52,8 @@ class SearchOutcome:
     front_size: int
     wall_seconds: float
     storage_url: str
+    retimed: tuple[str, ...] = ()  # trials timed again quietly after the search
+    flagged: tuple[str, ...] = ()  # ... whose in-search latency was more than 10% off
 
     @property
     def results_path(self) -> Path:
@@ -61,15 +69,17 @@ def run_search(
     run_dir: str | os.PathLike | RunDir,
     trial_fn: TrialFunction | None = None,
     teacher_fn: TeacherFunction | None = None,
+    retime_fn: RetimeFunction | None = None,
     address: str | None = None,
     callbacks: Sequence[Any] = (),
     stream: TextIO | None = None,
 ) -> SearchOutcome:
     """Search ``config``'s space for the Pareto front; everything lands in ``run_dir``.
 
-    ``trial_fn`` and ``teacher_fn`` replace ``run_trial`` and ``prepare_teacher`` (same
-    shapes; tests and benchmarks use :mod:`prunetune.search.synthetic`). ``callbacks`` are
-    extra Ray Tune callbacks (e.g. W&B logging). ``address`` overrides ``cluster.address``.
+    ``trial_fn``, ``teacher_fn`` and ``retime_fn`` replace ``run_trial``, ``prepare_teacher``
+    and the quiet re-timing of a trial's model (same shapes; tests and benchmarks use
+    :mod:`prunetune.search.synthetic`). ``callbacks`` are extra Ray Tune callbacks (e.g. W&B
+    logging). ``address`` overrides ``cluster.address``.
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if run.exists(TUNE_DIR):
@@ -91,8 +101,8 @@ def run_search(
                                     stream=stream)
         searcher = _make_searcher(resolved, run, baseline)
         tuner = _make_tuner(resolved, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
-        tuner.fit()
-    return _outcome(resolved, run, time.monotonic() - started)
+        retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
+    return _outcome(resolved, run, time.monotonic() - started, retimed)
 
 
 def resume_search(
@@ -100,6 +110,7 @@ def resume_search(
     *,
     trial_fn: TrialFunction | None = None,
     teacher_fn: TeacherFunction | None = None,
+    retime_fn: RetimeFunction | None = None,
     address: str | None = None,
     callbacks: Sequence[Any] = (),
     stream: TextIO | None = None,
@@ -128,8 +139,42 @@ def resume_search(
         tuner = tune.Tuner.restore(run.tune_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
         _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
+        retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
+    return _outcome(resolved, run, time.monotonic() - started, retimed)
+
+
+def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = None, address: str | None = None,
+                  retime_fn: RetimeFunction | None = None, stream: TextIO | None = None) -> RetimeOutcome:
+    """Re-time a finished search's trials quietly (``prunetune report RUN_DIR --retime``).
+
+    ``policy`` defaults to the search's own ``search.retime``, or ``front`` where that was off.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    resolved = saved_config(run)
+    run.pull(RESULTS_FILE)
+    policy = policy or (resolved.search.retime if resolved.search.retime != "off" else "front")
+    address = address if address is not None else resolved.cluster.address
+    with _search_session(resolved, address) as cluster:
+        return _retime(resolved, run, cluster, policy=policy, retime_fn=retime_fn, stream=stream)
+
+
+def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: RetimeFunction | None,
+                    stream: TextIO | None) -> RetimeOutcome | None:
+    """Run the trials, settle the nodes' energy ledgers, then re-time quietly (search.retime)."""
+    try:
         tuner.fit()
-    return _outcome(resolved, run, time.monotonic() - started)
+    finally:
+        collect_ledgers(run.location, run.local)
+    if config.search.retime == "off":
+        return None
+    return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+
+
+def _retime(config: Config, run: RunDir, cluster, *, policy: str, retime_fn: RetimeFunction | None,
+            stream: TextIO | None) -> RetimeOutcome:
+    return retime_run(run, objectives=config.search.objectives, policy=policy,
+                      cpus_per_node=cluster.max_cpus_per_node, gpus_per_trial=config.cluster.gpus_per_trial,
+                      retime_fn=retime_fn, say=lambda text: _say(config, text, stream))
 
 
 # --------------------------------------------------------------------------- configuration
@@ -381,7 +426,7 @@ def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence
 # --------------------------------------------------------------------------- outcome
 
 
-def _outcome(config: Config, run: RunDir, seconds: float) -> SearchOutcome:
+def _outcome(config: Config, run: RunDir, seconds: float, retimed: RetimeOutcome | None = None) -> SearchOutcome:
     import numpy as np
 
     from prunetune.pareto import nondominated_mask
@@ -392,7 +437,9 @@ def _outcome(config: Config, run: RunDir, seconds: float) -> SearchOutcome:
     values = np.array([[row[key] for key in objectives] for row in ok], dtype=float).reshape(len(ok), len(objectives))
     front = int(nondominated_mask(values, list(objectives.values())).sum()) if len(ok) else 0
     return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok), front_size=front,
-                         wall_seconds=seconds, storage_url=_storage_url(config, run))
+                         wall_seconds=seconds, storage_url=_storage_url(config, run),
+                         retimed=tuple(retimed.retimed) if retimed else (),
+                         flagged=tuple(retimed.flagged) if retimed else ())
 
 
 def _say(config: Config, text: str, stream: TextIO | None) -> None:

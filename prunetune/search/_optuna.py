@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import optuna
-from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.samplers import (
+    BaseSampler,
+    GPSampler,
+    NSGAIISampler,
+    RandomSampler,
+    TPESampler,
+)
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
@@ -199,7 +205,7 @@ class ParetoOptunaSearch(Searcher):
         study = self._connect()
         trial = study.ask(fixed_distributions=self._space)
         for _ in range(MAX_REDRAWS):
-            twin = self._measured_twin(trial.params)
+            twin = self._twin(trial)
             if twin is None:
                 break
             self._record_twin(trial, twin)
@@ -238,17 +244,22 @@ class ParetoOptunaSearch(Searcher):
 
     # ------------------------------------------------------------------ clones and failures
 
-    def _measured_twin(self, params: Mapping[str, Any]) -> FrozenTrial | None:
-        """A finished trial with exactly these parameters (NSGA-II breeds clones of its parents)."""
-        for trial in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if trial.params == params and DUPLICATE_OF not in trial.user_attrs:
-                return trial
+    def _twin(self, trial: optuna.Trial) -> FrozenTrial | None:
+        """Another trial with exactly these parameters, measured or being measured (NSGA-II breeds
+        clones of its parents, also while they still run)."""
+        for other in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if other.number != trial.number and other.params == trial.params and DUPLICATE_OF not in other.user_attrs:
+                return other
         return None
 
     def _record_twin(self, trial: optuna.Trial, twin: FrozenTrial) -> None:
-        """Tell a clone its twin's outcome instead of running it again, so that the sampler
-        draws anew; the budget of Tune trials goes to configurations not measured yet."""
+        """Tell a clone its twin's outcome instead of running it again, so that the sampler draws
+        anew; the budget of Tune trials goes to configurations not measured yet. A twin still
+        running has no outcome yet: the clone is told as failed, which samplers leave out."""
         trial.set_user_attr(DUPLICATE_OF, twin.number)
+        if twin.state == TrialState.RUNNING:
+            self._connect().tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return
         trial.set_user_attr(FAILED, twin.user_attrs.get(FAILED, False))
         for name, value in twin.constraints.items():
             trial.set_constraint(name, value)

@@ -26,7 +26,15 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from prunetune.config import Config, TrialConfig, flatten_dotted
-from prunetune.metrics import FINAL_METRIC_KEYS, OPTIONAL_METRICS, TEACHER_KEYS
+from prunetune.metrics import (
+    FINAL_METRIC_KEYS,
+    OPTIONAL_METRICS,
+    RETIME_RATIO,
+    RETIMED,
+    RETIMED_METRICS,
+    TEACHER_KEYS,
+    in_search,
+)
 from prunetune.names import ERRORED as ERROR
 from prunetune.names import NODE_ID, RESULTS_FILE, STARTED_AT, TERMINATED
 from prunetune.spaces import leaf_fields
@@ -45,6 +53,8 @@ BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
 #: Metric columns: the contract, the teacher measured beside each student, and the optional extras.
 METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
+#: Filled in by the quiet re-timing after the search (null until then).
+RETIME_COLUMNS: tuple[str, ...] = (*(in_search(key) for key in RETIMED_METRICS), RETIMED, RETIME_RATIO)
 
 
 # --------------------------------------------------------------------------- schema
@@ -65,7 +75,8 @@ def _arrow_type(annotation: Any) -> pa.DataType:
 
 
 def results_schema() -> pa.Schema:
-    columns = [*BOOKKEEPING, *trial_columns(), *((key, pa.float64()) for key in METRIC_COLUMNS)]
+    columns = [*BOOKKEEPING, *trial_columns(), *((key, pa.float64()) for key in METRIC_COLUMNS),
+               *((key, pa.bool_() if key == RETIMED else pa.float64()) for key in RETIME_COLUMNS)]
     return pa.schema([pa.field(name, kind, nullable=True) for name, kind in columns])
 
 

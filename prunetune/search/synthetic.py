@@ -27,6 +27,8 @@ STARTS_FILE = "starts.log"
 
 TEACHER_ACCURACY = 0.95
 TEACHER_LATENCY_MS = 10.0
+#: How much slower the synthetic trials' in-search latency is than their quiet re-timing.
+IN_SEARCH_SLOWDOWN = 1.3
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def synthetic_teacher(config, *, progress: bool = False) -> SyntheticTeacherArti
     baseline = {
         M.ACCURACY: TEACHER_ACCURACY, M.F1_MACRO: TEACHER_ACCURACY, M.LATENCY_MS: TEACHER_LATENCY_MS,
         M.LATENCY_P95_MS: TEACHER_LATENCY_MS * 1.1, M.PARAMS: 1_000_000, M.EMISSIONS_KG: 1e-5,
-        M.ENERGY_KWH: 3e-5, M.TRAIN_SECONDS: 0.0,
+        M.ENERGY_KWH: 3e-5, M.TRAIN_SECONDS: 0.0, M.LATENCY_THREADS: 1,
     }
     (root / "baseline.json").write_text(json.dumps(baseline))
     return SyntheticTeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
@@ -56,7 +58,9 @@ class SyntheticTrial:
     """Callable like ``run_trial``: ``trial(config, output_dir=..., report=..., progress=...)``.
 
     ``steps`` intermediate reports, each after ``seconds_per_step`` of sleep and with a
-    checkpoint; a trial resumes from ``output_dir/checkpoint``. ``fail_above`` makes every
+    checkpoint; a trial resumes from ``output_dir/checkpoint``. With ``busy_seconds`` the
+    trial keeps a CPU busy that long inside its energy meter and reports the meter's energy
+    (its share of the node, in a search). ``fail_above`` makes every
     trial whose ``trial.sparsity`` exceeds it raise :class:`TrialError` (a known bad region);
     ``nan_above`` makes those trials report a NaN accuracy instead.
     """
@@ -65,8 +69,10 @@ class SyntheticTrial:
     seconds_per_step: float = 0.0
     fail_above: float | None = None
     nan_above: float | None = None
+    busy_seconds: float = 0.0
 
-    def __call__(self, config, *, output_dir, report: Callable | None = None, progress: bool = False) -> dict[str, Any]:
+    def __call__(self, config, *, output_dir, report: Callable | None = None, progress: bool = False,
+                 energy_meter: Callable | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,8 @@ class SyntheticTrial:
             time.sleep(self.seconds_per_step)
             report(self._intermediate(config, step), _save_step(output_dir, step))
         final = self._final(config, time.perf_counter() - started, first_step)
+        if self.busy_seconds and energy_meter is not None:
+            final.update(_busy_energy(energy_meter, self.busy_seconds * (0.5 + config.trial.sparsity)))
         if self.nan_above is not None and sparsity > self.nan_above:
             final[M.ACCURACY] = math.nan
         report({**final, M.DONE: True}, None)
@@ -98,16 +106,55 @@ class SyntheticTrial:
         trial = config.trial
         kept = 1.0 - trial.sparsity
         accuracy = _accuracy(trial)
-        latency = TEACHER_LATENCY_MS * (0.15 + 0.85 * kept) * (0.6 if trial.inference_precision != "fp32" else 1.0)
+        latency = _latency(trial.model_dump(mode="json"))
         emissions = 1e-6 * trial.max_steps * (0.5 + kept) * (0.7 if trial.precision != "fp32" else 1.0)
         return {
             M.ACCURACY: accuracy, M.F1_MACRO: accuracy - 0.01, M.ACCURACY_DROP: TEACHER_ACCURACY - accuracy,
             M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.1, M.SPEEDUP: TEACHER_LATENCY_MS / latency,
             M.EMISSIONS_KG: emissions, M.ENERGY_KWH: emissions * 3, M.PARAMS: int(1_000_000 * (0.2 + 0.8 * kept)),
             M.SPARSITY: trial.sparsity, M.HEADS_PRUNED: int(12 * trial.sparsity), M.FFN_KEPT: kept,
-            M.TRAIN_SECONDS: seconds, M.TEACHER_ACCURACY: TEACHER_ACCURACY, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
+            M.TRAIN_SECONDS: seconds, M.LATENCY_THREADS: trial.latency.threads or 1,
+            M.TEACHER_ACCURACY: TEACHER_ACCURACY, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
             M.STEP: self.steps, "resumed_from_step": resumed_from,
         }
+
+
+@dataclass(frozen=True)
+class SyntheticRetime:
+    """Callable like ``prunetune.trainables.measure.retime.retime``: the quiet latency of a synthetic
+    trial's model, ``IN_SEARCH_SLOWDOWN`` times faster than in the search.
+
+    Each call appends the trial id to ``calls_file`` (when given), and the ``fail_at``-th call
+    raises instead, as a driver stopped while re-timing would leave it.
+    """
+
+    calls_file: str | None = None
+    fail_at: int | None = None
+
+    def __call__(self, request) -> dict[str, Any]:
+        if self.calls_file is not None:
+            with open(self.calls_file, "a") as calls:
+                calls.write(f"{request.trial_id}\n")
+            if self.fail_at is not None and len(Path(self.calls_file).read_text().split()) == self.fail_at:
+                raise RuntimeError(f"re-timing of {request.trial_id} stopped")
+        trial = json.loads((Path(request.model_dir) / "synthetic.json").read_text())
+        latency = _latency(trial) / IN_SEARCH_SLOWDOWN
+        return {M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.05, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
+                M.SPEEDUP: TEACHER_LATENCY_MS / latency, M.LATENCY_SPREAD: 0.01, M.LATENCY_NOISY: False}
+
+
+def _busy_energy(energy_meter: Callable, seconds: float) -> dict[str, float]:
+    """Keep one CPU busy for ``seconds`` inside the meter; its energy and emissions."""
+    with energy_meter() as meter:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            sum(i * i for i in range(10_000))
+    return {M.ENERGY_KWH: meter.energy_kwh, M.EMISSIONS_KG: meter.emissions_kg, M.ENERGY_ESTIMATED: meter.estimated}
+
+
+def _latency(trial: dict) -> float:
+    kept = 1.0 - trial["sparsity"]
+    return TEACHER_LATENCY_MS * (0.15 + 0.85 * kept) * (0.6 if trial["inference_precision"] != "fp32" else 1.0)
 
 
 def _accuracy(trial) -> float:

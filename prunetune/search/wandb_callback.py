@@ -22,7 +22,12 @@ from typing import Any
 from ray.tune import Callback
 
 from prunetune import metrics as M
-from prunetune.analysis.wandb_settings import WandbSettings, config_dict, run_id, wandb_settings
+from prunetune.analysis.wandb_settings import (
+    WandbSettings,
+    config_dict,
+    run_id,
+    wandb_settings,
+)
 from prunetune.config import flatten_dotted
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,12 @@ package imports neither torch nor Optuna.
 """
 
 from prunetune.spaces._dimensions import KINDS, Dimension
-from prunetune.spaces._starting_points import KNOWN_GOOD, StartingPoint, fit_point, starting_points
+from prunetune.spaces._starting_points import (
+    KNOWN_GOOD,
+    StartingPoint,
+    fit_point,
+    starting_points,
+)
 from prunetune.spaces._validate import (
     config_space_problems,
     leaf_fields,

@@ -177,7 +177,11 @@ class Dimension(BaseModel):
 
     def to_optuna(self):
         """The Optuna distribution for a searched dimension (imports Optuna lazily)."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
 
         if self.kind == "uniform":
             return FloatDistribution(float(self.low), float(self.high), step=self.step)

@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from prunetune import metrics as M
+from prunetune.cluster.energy import ledger_meter_factory
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import TrialError
 from prunetune.names import CHECKPOINT_DIR, NODE_ID, STARTED_AT, TRIAL_DIR
 
-#: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress) -> final metrics``.
+#: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress, energy_meter) -> final metrics``.
 TrialFunction = Callable[..., dict[str, Any]]
 
 
 class TrialWorkspace(Protocol):
     """Where a trial reads the teacher and writes its files (``prunetune.cluster.RunDir``)."""
+
+    location: str  # the run directory, as the user names it (one per search)
 
     def trial_output_dir(self, trial_id: str) -> Path: ...
 
@@ -88,9 +91,13 @@ def run_tune_trial(
         return
     output_dir = workspace.trial_output_dir(trial_id)
     restore_checkpoint(tune.get_checkpoint(), output_dir / CHECKPOINT_DIR)
-    config = trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir())
+    config = with_latency_threads(trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir()),
+                                  _cpus_given())
     reporter.send({}, None)  # the node and start time reach the driver even if the trial fails
-    result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False)
+    emissions = config.trial.emissions
+    meter = ledger_meter_factory(trial_id, search_key=workspace.location, country_iso_code=emissions.country_iso_code,
+                                 interval_s=emissions.measure_power_secs)
+    result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False, energy_meter=meter)
     final, checkpoint_dir = reporter.held_final or (result, None)
     check_final(final, objectives)
     workspace.publish_trial(trial_id)
@@ -105,6 +112,20 @@ def trial_config(base: Config, sampled: Mapping[str, Any], *, teacher_cache_dir:
     """
     config = base.with_trial_values(flatten_dotted(sampled))
     return config.with_teacher_cache(teacher_cache_dir) if teacher_cache_dir is not None else config
+
+
+def with_latency_threads(config: Config, cpus: int) -> Config:
+    """Latency is measured with the CPUs the trial was given unless the configuration says otherwise."""
+    if config.trial.latency.threads is not None:
+        return config
+    return config.with_trial_values({"trial.latency.threads": cpus})
+
+
+def _cpus_given() -> int:
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, int(round(cpus)))
 
 
 def restore_checkpoint(checkpoint, target: Path) -> None:

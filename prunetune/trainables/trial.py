@@ -25,11 +25,19 @@ from prunetune.errors import ConfigError, TrialError
 from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
 from prunetune.trainables.families import family_of, is_compacted
 from prunetune.trainables.families._modeling import layer_views
-from prunetune.trainables.families.compaction import compact_and_verify, model_of_structure, save_compacted
+from prunetune.trainables.families.compaction import (
+    compact_and_verify,
+    model_of_structure,
+    save_compacted,
+)
 from prunetune.trainables.measure.energy import EmissionsMeter
-from prunetune.trainables.measure.latency import measure_latency
+from prunetune.trainables.measure.latency import measure_alternating, measure_latency
 from prunetune.trainables.measure.quality import evaluate
-from prunetune.trainables.measure.size import count_params, count_prunable_weights, weight_sparsity
+from prunetune.trainables.measure.size import (
+    count_params,
+    count_prunable_weights,
+    weight_sparsity,
+)
 from prunetune.trainables.methods import METHODS
 from prunetune.trainables.methods._pruner import Pruner, PruningContext
 from prunetune.trainables.training import filling
@@ -46,15 +54,24 @@ from prunetune.trainables.training.precision import (
     resolve_device,
     to_inference_precision,
 )
-from prunetune.trainables.training.teacher import TeacherArtifacts, load_pretrained, prepare_teacher
+from prunetune.trainables.training.teacher import (
+    TeacherArtifacts,
+    load_pretrained,
+    prepare_teacher,
+)
 
 #: ``report(metrics, checkpoint_dir)``: Ray Tune's report inside Tune, any callable otherwise.
 Reporter = Callable[[dict[str, Any], Path | None], None]
 
 
 def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None = None,
-              progress: bool = False) -> dict[str, Any]:
-    """Run (or resume) one trial and return its final metrics; see the module docstring."""
+              progress: bool = False, energy_meter: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) one trial and return its final metrics; see the module docstring.
+
+    ``energy_meter`` makes the meter of the trial's energy (a context manager with
+    ``snapshot()``, ``energy_kwh``, ``emissions_kg`` and ``estimated``): in a search, the
+    trial's share of its node's ledger; by default CodeCarbon on this process alone.
+    """
     device = resolve_device(config.trial.device)
     # Problems of the configuration surface before any data or model is loaded.
     check_training_precision(config.trial.precision, device)
@@ -66,7 +83,7 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_task_data(config.task)
     teacher = prepare_teacher(config, data=data, progress=progress)
-    trial = _Trial(config, teacher, data, device, output_dir)
+    trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter)
     trial.load_checkpoint()
     metrics = trial.train_and_measure(report or _no_report, progress=progress)
     (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": metrics, "config": config.to_dict()}, indent=2))
@@ -89,8 +106,10 @@ class _Progress:
 
 
 class _Trial:
-    def __init__(self, config: Config, teacher: TeacherArtifacts, data: TaskData, device: torch.device, output_dir: Path):
+    def __init__(self, config: Config, teacher: TeacherArtifacts, data: TaskData, device: torch.device, output_dir: Path,
+                 *, energy_meter: Callable[[], Any] | None = None):
         self.config, self.settings = config, config.trial
+        self.energy_meter = energy_meter or self._process_meter
         self.teacher, self.data, self.device, self.output_dir = teacher, data, device, output_dir
         self.method = METHODS[self.settings.method]
         torch.manual_seed(self.settings.seed)
@@ -153,8 +172,7 @@ class _Trial:
     def train_and_measure(self, report: Reporter, *, progress: bool) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
-        emissions = self.settings.emissions
-        with EmissionsMeter(country_iso_code=emissions.country_iso_code, measure_power_secs=emissions.measure_power_secs) as meter:
+        with self.energy_meter() as meter:
             bar = tqdm(total=self.settings.max_steps, initial=self.progress.step, desc="trial", unit="step", disable=not progress)
             segment_start = time.perf_counter()
             while self.progress.step < self.settings.max_steps:
@@ -171,9 +189,14 @@ class _Trial:
             final = self._finish()
         final[M.EMISSIONS_KG] = self.progress.emissions_kg + meter.emissions_kg
         final[M.ENERGY_KWH] = self.progress.energy_kwh + meter.energy_kwh
+        final[M.ENERGY_ESTIMATED] = meter.estimated
         final[M.DONE] = True
         report(final, None)
         return final
+
+    def _process_meter(self) -> EmissionsMeter:
+        emissions = self.settings.emissions
+        return EmissionsMeter(country_iso_code=emissions.country_iso_code, measure_power_secs=emissions.measure_power_secs)
 
     @torch.no_grad()
     def _intermediate_metrics(self) -> dict[str, Any]:
@@ -201,14 +224,17 @@ class _Trial:
         serving = to_inference_precision(copy.deepcopy(compacted), self.settings.inference_precision, self.device)
         serving_device = torch.device("cpu") if self.settings.inference_precision == "int8" else self.device
         quality = evaluate(serving, self.eval_inputs, self.eval_split.labels, device=serving_device)
-        student_latency = self._latency(serving, serving_device)
-        teacher_latency = self._latency(self._dense_teacher(serving_device), serving_device)
+        latencies = self._student_and_teacher_latency(serving, serving_device)
+        student_latency, teacher_latency = latencies["student"], latencies["teacher"]
         teacher_accuracy = float(self.teacher.baseline[M.ACCURACY])
         return {
             M.ACCURACY: quality.accuracy, M.F1_MACRO: quality.f1_macro,
             M.ACCURACY_DROP: teacher_accuracy - quality.accuracy,
             M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
             M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
+            M.LATENCY_THREADS: student_latency.threads,
+            M.LATENCY_SPREAD: max(student_latency.spread, teacher_latency.spread),
+            M.LATENCY_NOISY: student_latency.noisy,
             M.PARAMS: params, M.SPARSITY: sparsity,
             **self._structure_metrics(structure),
             M.TRAIN_SECONDS: self.progress.train_seconds,
@@ -250,7 +276,17 @@ class _Trial:
         latency = self.settings.latency
         return measure_latency(model, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                vocab_size=self.student.config.vocab_size, device=device,
-                               min_run_time=latency.min_run_time, threads=latency.threads)
+                               min_run_time=latency.min_run_time, threads=latency.threads,
+                               max_spread=latency.max_spread)
+
+    def _student_and_teacher_latency(self, serving, device: torch.device):
+        """The served student and the dense fp32 teacher, timed in alternating rounds in the timing slot."""
+        latency = self.settings.latency
+        models = {"student": serving, "teacher": self._dense_teacher(device)}
+        return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
+                                   vocab_size=self.student.config.vocab_size, device=device,
+                                   min_run_time=latency.min_run_time, threads=latency.threads,
+                                   rounds=latency.rounds, max_spread=latency.max_spread)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -258,7 +294,7 @@ class _Trial:
     def checkpoint_dir(self) -> Path:
         return self.output_dir / CHECKPOINT_DIR
 
-    def save_checkpoint(self, meter: EmissionsMeter | None = None) -> Path:
+    def save_checkpoint(self, meter=None) -> Path:
         """Weights and the pruner's state as safetensors, the student's structure when it was
         compacted during training, optimiser and scaler state, and the progress so far."""
         directory = self.checkpoint_dir

@@ -44,7 +44,7 @@ def trial_row(trial_id: str, *, accuracy: float, latency_ms: float, emissions_kg
         M.LATENCY_MS: latency_ms, M.LATENCY_P95_MS: latency_ms * 1.1, M.SPEEDUP: teacher_latency_ms / latency_ms,
         M.EMISSIONS_KG: emissions_kg, M.ENERGY_KWH: emissions_kg * 2.5, M.PARAMS: int(22e6 * (1 - sparsity * 0.6)),
         M.SPARSITY: sparsity, M.HEADS_PRUNED: int(72 * sparsity * 0.5), M.FFN_KEPT: 1 - sparsity * 0.5,
-        M.TRAIN_SECONDS: 60.0,
+        M.TRAIN_SECONDS: 60.0, M.LATENCY_THREADS: 1,
     }
     return {
         R.TRIAL_ID: trial_id, R.STATUS: R.TERMINATED, R.ERROR: None, R.STARTED_AT: finished_at - 60,

@@ -21,7 +21,8 @@ def synthetic_config(*, space=None, **search):
     return validate({
         "trial": {"max_steps": 10},
         "space": space or SPACE,
-        "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True, **search},
+        "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True,
+                   "retime": "off", **search},
         "cluster": {"cpus_per_trial": 1},
     })
 

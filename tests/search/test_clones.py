@@ -27,3 +27,15 @@ def test_clones_are_redrawn(tmp_path):
         twin = searcher.study.trials[clone.user_attrs["duplicate_of"]]
         assert clone.params == twin.params and clone.values == twin.values
         assert "tune_trial_id" not in clone.user_attrs
+
+
+def test_a_clone_of_a_trial_still_running_is_redrawn(tmp_path):
+    searcher = ParetoOptunaSearch(SPACE, objectives={"accuracy": "max", "latency_ms": "min"},
+                                  storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="s",
+                                  run_dir=str(tmp_path), sampler=make_sampler("random", seed=0, num_trials=8))
+    running = [tuple(sorted(searcher.suggest(f"t{index}").items())) for index in range(8)]
+    assert len(set(running)) == len(running), running  # nine combinations, none drawn twice while running
+    clones = [t for t in searcher.study.trials if "duplicate_of" in t.user_attrs]
+    assert clones and all(t.state.name == "FAIL" for t in clones)
+    for clone in clones:
+        assert clone.params == searcher.study.trials[clone.user_attrs["duplicate_of"]].params

@@ -11,7 +11,7 @@ import yaml
 from prunetune.metrics import FINAL_METRIC_KEYS
 from prunetune.pareto import nondominated_mask
 from prunetune.search import run_search
-from prunetune.search._results import METRIC_COLUMNS
+from prunetune.search._results import METRIC_COLUMNS, RETIME_COLUMNS
 from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
 from tests.search.conftest import synthetic_config
 
@@ -49,7 +49,7 @@ def test_results_schema_and_rows(tmp_path, ray_local):
     table = pq.read_table(tmp_path / "run" / "results.parquet")
     names = table.column_names
     trial_keys = [n for n in names if n.startswith("trial.")]
-    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS)
+    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS) + list(RETIME_COLUMNS)
     assert list(METRIC_COLUMNS[:len(FINAL_METRIC_KEYS) + 2]) == [*FINAL_METRIC_KEYS, "teacher_accuracy", "teacher_latency_ms"]
     assert {"trial.sparsity", "trial.block_size", "trial.latency.batch_size", "trial.emissions.country_iso_code"} <= set(trial_keys)
     rows = table.to_pandas()

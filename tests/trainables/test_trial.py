@@ -58,16 +58,17 @@ def test_int8_trial_measures_the_quantised_model(tiny_config, tmp_path, monkeypa
     from prunetune.trainables import trial as trial_module
 
     timed = []
-    measure = trial_module.measure_latency
+    measure = trial_module.measure_alternating
 
-    def spy(model, **kwargs):
-        timed.append(model)
-        return measure(model, **kwargs)
+    def spy(models, **kwargs):
+        timed.append(dict(models))
+        return measure(models, **kwargs)
 
-    monkeypatch.setattr(trial_module, "measure_latency", spy)
+    monkeypatch.setattr(trial_module, "measure_alternating", spy)
     metrics = run_trial(tiny_config(inference_precision="int8", method="magnitude", max_steps=6), output_dir=tmp_path)
     assert M.missing_final_keys(metrics) == []
-    student, teacher = timed[-2:]  # the student as served, then the dense fp32 teacher beside it
+    (pair,) = timed  # the student as served, timed in alternating rounds beside the dense fp32 teacher
+    student, teacher = pair["student"], pair["teacher"]
     quantised = torch.ao.nn.quantized.dynamic.Linear
     student_linears = [m for m in student.modules() if isinstance(m, (torch.nn.Linear, quantised))]
     assert student_linears and all(isinstance(m, quantised) for m in student_linears)

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from prunetune.builtins import BUILTIN_MODELS, resolve_model
 from prunetune.errors import ModelError
-from prunetune.trainables.families import bert, deberta_v2, distilbert, electra, roberta, xlm_roberta
+from prunetune.trainables.families import (
+    bert,
+    deberta_v2,
+    distilbert,
+    electra,
+    roberta,
+    xlm_roberta,
+)
 from prunetune.trainables.families._spec import ROLES, ConfigKeys, FamilySpec
 
 #: Registry: family name -> its spec. One line per family.

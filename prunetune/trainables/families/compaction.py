@@ -21,8 +21,18 @@ import torch
 from torch import nn
 
 from prunetune.errors import TrialError
-from prunetune.trainables.families import FAMILIES, FamilySpec, family_for, family_of, is_compacted
-from prunetune.trainables.families._modeling import LayerView, layer_views, pruned_classes
+from prunetune.trainables.families import (
+    FAMILIES,
+    FamilySpec,
+    family_for,
+    family_of,
+    is_compacted,
+)
+from prunetune.trainables.families._modeling import (
+    LayerView,
+    layer_views,
+    pruned_classes,
+)
 from prunetune.trainables.families._spec import HEAD_COLUMNS, HEAD_ROWS
 
 #: Relative tolerance of the compaction check: float32 sums in another order differ by ~1e-6.

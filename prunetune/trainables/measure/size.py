@@ -11,7 +11,9 @@ from prunetune.trainables.families._modeling import layer_views
 def count_params(model: nn.Module) -> int:
     """All parameters, including the packed weights of dynamically quantised Linears
     (torch.ao keeps those outside ``parameters()``)."""
-    from torch.ao.nn.quantized import Linear as QuantizedLinear  # dynamic Linear derives from it
+    from torch.ao.nn.quantized import (
+        Linear as QuantizedLinear,  # dynamic Linear derives from it
+    )
 
     total = sum(p.numel() for p in model.parameters())
     for module in model.modules():

@@ -64,7 +64,10 @@ from prunetune.trainables.methods._masks import MaskedLinear, cubic_sparsity
 from prunetune.trainables.methods._pruner import Pruner, PruningContext
 from prunetune.trainables.methods.test_time import PRUNE_SECONDS
 from prunetune.trainables.training.batches import take
-from prunetune.trainables.training.training_set import DistillationSet, pseudo_labelled_set
+from prunetune.trainables.training.training_set import (
+    DistillationSet,
+    pseudo_labelled_set,
+)
 
 HEAD, FFN = "head", "ffn"
 #: Examples per backward pass of the Taylor proxy (and per forward pass of both proxies).

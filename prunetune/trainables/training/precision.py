@@ -126,7 +126,10 @@ def prepare_for_inference_precision(model: nn.Module, precision: str) -> dict[st
 
 
 def _to_semi_structured(model: nn.Module, device: torch.device) -> nn.Module:
-    from torch.sparse import SparseSemiStructuredTensorCUTLASS, to_sparse_semi_structured
+    from torch.sparse import (
+        SparseSemiStructuredTensorCUTLASS,
+        to_sparse_semi_structured,
+    )
 
     model = model.to(device=device, dtype=torch.float16)
     prune_semi_structured(model)
