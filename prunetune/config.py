@@ -9,6 +9,8 @@ listing every problem before any model is loaded.
 from __future__ import annotations
 
 import copy
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +92,9 @@ class EmissionsConfig(_Section):
     measure_power_secs: float = Field(5.0, gt=0)
 
 
+DEFAULT_EVAL_EVERY = 50
+
+
 class _TrialSettings(_Section):
     """The keys every method shares; each method's own options are added below, under its name."""
 
@@ -108,7 +113,8 @@ class _TrialSettings(_Section):
     learning_rate: float = Field(3e-5, gt=0, lt=1)
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="dense steps before pruning starts")
     cooldown_fraction: float = Field(0.2, ge=0, lt=1, description="steps at the final sparsity")
-    eval_every: int = Field(50, ge=1)
+    eval_every: int = Field(DEFAULT_EVAL_EVERY, ge=1, description="steps between intermediate reports and "
+                            "checkpoints; default 50, or max_steps when that is smaller")
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     # hybrid filled: after compaction, the zeros left inside live heads are re-initialised and
@@ -118,6 +124,23 @@ class _TrialSettings(_Section):
     fill_init: FillInit = Field("teacher", description="filled zeros take the dense teacher's values, or a fresh random init")
     latency: LatencyConfig = LatencyConfig()
     emissions: EmissionsConfig = EmissionsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_evaluation(cls, data: Any) -> Any:
+        """Unless set, report (and checkpoint) every 50 steps, or once at the end of a shorter trial."""
+        if isinstance(data, dict) and "eval_every" not in data:
+            steps = data.get("max_steps", DEFAULT_EVAL_EVERY)
+            if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1:
+                data = {**data, "eval_every": min(DEFAULT_EVAL_EVERY, steps)}
+        return data
+
+    @model_validator(mode="after")
+    def _evaluation_fits(self) -> "TrialConfig":
+        if self.eval_every > self.max_steps:
+            raise ValueError(f"trial.eval_every must be <= trial.max_steps (a trial reports and checkpoints every "
+                             f"eval_every steps), got {self.eval_every} > {self.max_steps}")
+        return self
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> "TrialConfig":
@@ -173,7 +196,8 @@ class SearchConfig(_Section):
     n_startup_trials: int | None = Field(None, ge=1, description="random trials before TPE/GP model; default scales")
     starting_points: list[dict[str, Any]] = Field(default_factory=list, description="points evaluated first")
     known_good_points: bool = Field(True, description="also start from the published configurations")
-    max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+    max_retries: int = Field(2, ge=0, description="retries of a trial whose node or worker died, from its last "
+                             "checkpoint (a trial whose configuration fails is not retried)")
     retime: Literal["front", "all", "off"] = Field(
         "front", description="when the search ends, time again on a quiet node: the trials that could be on the "
         "front (front), every finished trial (all), or none (off)")
@@ -267,6 +291,16 @@ class Config(_Section):
             raise ConfigError(pydantic_problems(exc, prefix=("trial",))) from None
         return self.model_copy(update={"trial": trial})
 
+    def without_secrets(self) -> "Config":
+        """A copy safe to write, print, log or pickle: a storage URL's password masked.
+
+        The real URL is read from the configuration the user gave, or from ``PRUNETUNE_STORAGE``.
+        """
+        if self.search.storage is None or redact_url(self.search.storage) == self.search.storage:
+            return self
+        search = self.search.model_copy(update={"storage": redact_url(self.search.storage)})
+        return self.model_copy(update={"search": search})
+
     def with_teacher_cache(self, cache_dir: str | None) -> "Config":
         """A copy whose teacher is cached in ``cache_dir`` (where this node finds the run's teacher)."""
         return self.model_copy(update={"teacher": self.teacher.model_copy(update={"cache_dir": cache_dir})})
@@ -296,7 +330,9 @@ def read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
 def read_yaml_mapping(path: Path, *, error: type[PrunetuneError] = ConfigError) -> dict[str, Any]:
     """The mapping a YAML file holds; ``error`` names the file and what is wrong with it."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file; expected a YAML configuration") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -368,21 +404,27 @@ def pydantic_problems(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> 
         key = ".".join(str(part) for part in error["loc"]) or "<root>"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden" and _moved_to(error["loc"]):
-            lines.append(f"{key}: moved to trial.{_moved_to(error['loc'])}")
+            lines.append(f"{key}: moved to {_moved_to(error['loc'])}")
         elif error["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key{_known_keys_hint(error['loc'])}")
         elif error["type"] == "missing":
             lines.append(f"{key}: required key is missing")
+        elif isinstance(error.get("input"), dict):  # a rule over a whole section: its message names the keys
+            lines.append(f"{key}: {message}")
         else:
             lines.append(f"{key} = {error.get('input')!r}: {message}")
     return lines
 
 
+#: Keys of other sections that were renamed: (section, old) -> the new dotted key.
+RENAMED_KEYS: dict[tuple[str, str], str] = {("search", "max_failures"): "search.max_retries"}
+
+
 def _moved_to(loc: tuple) -> str | None:
-    """Where a key that used to be a flat trial key lives now (a method's section), if it is one."""
-    if len(loc) == 2 and loc[0] == "trial":
-        return MOVED_KEYS.get(str(loc[1]))
-    return None
+    """Where a key that used to be a flat trial key (or was renamed) lives now, if it is one."""
+    if len(loc) == 2 and loc[0] == "trial" and str(loc[1]) in MOVED_KEYS:
+        return f"trial.{MOVED_KEYS[str(loc[1])]}"
+    return RENAMED_KEYS.get(tuple(map(str, loc))) if len(loc) == 2 else None
 
 
 def _known_keys_hint(loc: tuple) -> str:
@@ -468,6 +510,39 @@ def _differences(point: dict[str, Any], trial: TrialConfig) -> dict[str, Any]:
 
 def _describe_point(point: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in point.items())
+
+
+# --------------------------------------------------------------------------- secrets
+
+#: Names the study's database in full (password included) without writing it anywhere.
+STORAGE_ENV = "PRUNETUNE_STORAGE"
+MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked (``postgresql://user:***@host/db``): safe to write or print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy can parse (so not one it could connect to either): mask
+        # whatever sits between ``user:`` and ``@`` all the same.
+        return re.sub(r"(//[^/:@]*):[^/@]*@", rf"\1:{MASK}@", url)
+
+
+def storage_url(configured: str | None, default: str) -> str:
+    """The study's database: ``PRUNETUNE_STORAGE``, else ``search.storage``, else ``default``.
+
+    A configuration read back from a run directory has the password masked; then the full URL
+    must come from the environment.
+    """
+    url = os.environ.get(STORAGE_ENV) or configured or default
+    if f":{MASK}@" in url:
+        raise ConfigError(f"search.storage = {url!r}: the password is not stored in the run directory; set "
+                          f"{STORAGE_ENV} to the full URL to reach this study")
+    return url
 
 
 # --------------------------------------------------------------------------- helpers

@@ -35,5 +35,9 @@ class DeviceError(PrunetuneError, RuntimeError):
     """The requested precision or feature is not available on this device."""
 
 
+class RunDirFullError(PrunetuneError, OSError):
+    """The run directory's file system is full: the search stopped, what finished is safe."""
+
+
 class TrialError(PrunetuneError, RuntimeError):
     """A trial could not produce its metrics (diverged, ran out of memory, ...)."""

@@ -148,6 +148,7 @@ TRAIN_LOSS = "train_loss"
 CURRENT_SPARSITY = "current_sparsity"
 DONE = "done"
 ERROR = "error"
+FAILED = "failed"  # a trial's configuration failed: its final report says why, and holds no objective
 
 
 def missing_final_keys(report: dict) -> list[str]:

@@ -19,6 +19,8 @@ PLOTS_DIR = "plots"
 EXPORTS_DIR = "exports"
 WANDB_DIR = "wandb"
 TRIALS_DIR = "trials"  # one directory per trial, named by its Tune trial id
+LOCK_FILE = ".search.lock"  # held by the one search working in the run directory
+LOCK_OWNER_FILE = ".search.owner"  # who holds it (host, process, since when)
 ENERGY_FILE = "energy.json"  # each node's energy over the search, beside the trials' shares of it
 
 # --------------------------------------------------------------------------- a trial's directory

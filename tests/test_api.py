@@ -30,7 +30,7 @@ def test_run_trial_from_python(tiny_config, tmp_path):
 def test_tune_param_space_mirrors_the_configs_space():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    config = prunetune.load_config("quickstart", ["space.trial.max_steps={int: [10, 40], step: 10}"])
+    config = prunetune.load_config("quickstart", ["space.trial.max_steps={int: [20, 40], step: 10}"])
     space = prunetune.tune_param_space(config)
     assert set(space) == {key for key, dim in config.space.items() if dim.is_searched}
     assert isinstance(space["trial.sparsity"], Float) and isinstance(space["trial.block_size"], Categorical)

@@ -107,3 +107,36 @@ def test_method_options_nest_under_the_method_and_may_be_searched():
                                    "space.trial.group_lasso.reweight_every={int: [5, 50]}"])
     assert config.trial.group_lasso.penalty == 0.001
     assert config.space["trial.group_lasso.reweight_every"].high == 50
+
+
+def test_reports_must_fit_in_the_trial():
+    with pytest.raises(ConfigError, match=r"trial: trial.eval_every must be <= trial.max_steps .* got 40 > 30"):
+        C.load("quickstart", ["trial.eval_every=40"])
+    assert C.validate({"trial": {"max_steps": 10}}).trial.eval_every == 10  # unset: every 50, at most max_steps
+    assert C.validate({"trial": {"max_steps": 300}}).trial.eval_every == 50
+
+
+def test_a_large_space_is_still_checked_key_pair_by_key_pair():
+    keys = ["sparsity", "temperature", "alpha", "min_head_density", "learning_rate", "warmup_fraction",
+            "cooldown_fraction", "batch_size", "max_steps"]
+    space = {f"space.trial.{key}": value for key, value in {
+        "sparsity": "{uniform: [0.1, 0.9]}", "temperature": "{loguniform: [1.0, 8.0]}",
+        "alpha": "{uniform: [0.5, 1.0]}", "min_head_density": "{uniform: [0.0, 0.5]}",
+        "learning_rate": "{loguniform: [1.0e-5, 1.0e-3]}", "warmup_fraction": "{uniform: [0.0, 0.6]}",
+        "cooldown_fraction": "{uniform: [0.0, 0.6]}", "batch_size": "{choice: [8, 16]}",
+        "max_steps": "{int: [30, 60]}"}.items()}
+    assert len(keys) == 9  # 2^9 = 512 corners: more than are checked one by one
+    with pytest.raises(ConfigError, match=r"warmup_fraction=0.6, trial.cooldown_fraction=0.6\) is not a valid trial"):
+        C.load("quickstart", [f"{key}={value}" for key, value in space.items()])
+
+
+def test_a_config_file_that_is_not_text_is_refused(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="not a text file"):
+        C.load(path)
+
+
+def test_a_renamed_search_key_names_its_new_name():
+    with pytest.raises(ConfigError, match="search.max_failures: moved to search.max_retries"):
+        C.load("quickstart", ["search.max_failures=3"])

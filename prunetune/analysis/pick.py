@@ -38,6 +38,8 @@ from prunetune.errors import ConfigError
 from prunetune.pareto import nondominated_mask
 
 PREFERENCES = ("knee", "accuracy", "latency", "emissions")
+#: Metrics that are fractions: a limit outside [0, 1] can never bind or never be met.
+FRACTION_METRICS = (M.ACCURACY, M.F1_MACRO, M.ACCURACY_DROP, M.SPARSITY, M.FFN_KEPT)
 _TIE_BREAKS: dict[str, list[tuple[str, str]]] = {
     "accuracy": [(M.ACCURACY, "max"), (M.LATENCY_MS, "min"), (M.EMISSIONS_KG, "min")],
     "latency": [(M.LATENCY_MS, "min"), (M.ACCURACY, "max"), (M.EMISSIONS_KG, "min")],
@@ -83,6 +85,9 @@ def parse_constraints(values: dict[str, Any], *, source: str) -> list[Constraint
                             f"{', '.join(M.FINAL_METRIC_KEYS)}")
         elif isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
             problems.append(f"{source}.{name} = {limit!r}: expected a finite number")
+        elif limit < 0 or (metric in FRACTION_METRICS and limit > 1):
+            bounds = "between 0 and 1" if metric in FRACTION_METRICS else "at least 0"
+            problems.append(f"{source}.{name} = {limit!r}: {metric} is {bounds}, so the limit must be too")
         else:
             constraints.append(Constraint(metric, bound, float(limit)))
     if problems:

@@ -12,10 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from prunetune.errors import ConfigError
 from prunetune.names import (
+    LOCK_FILE,
+    LOCK_OWNER_FILE,
     MODEL_DIR,
     RESULT_FILE,
     STUDY_FILE,
@@ -31,6 +37,15 @@ def is_uri(location: str | os.PathLike) -> bool:
 
 def cache_home() -> Path:
     return Path(os.environ.get("PRUNETUNE_CACHE", Path.home() / ".cache" / "prunetune"))
+
+
+def _holder(owner: Path) -> str:
+    try:
+        held = json.loads(owner.read_text())
+    except (OSError, ValueError):
+        return "holder unknown"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.get("since", 0)))
+    return f"process {held.get('pid')} on host {held.get('host')}, since {since}"
 
 
 class RunDir:
@@ -139,6 +154,32 @@ class RunDir:
         pyarrow.fs.copy_files("/".join([root, *parts]), str(target), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
         return True
+
+    # ------------------------------------------------------------------ one search at a time
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for one search; a second one is refused, naming the holder.
+
+        An operating-system lock: a driver that dies (even killed) lets go of it. For an
+        object-store run directory it guards this machine's mirror only.
+        """
+        from filelock import FileLock, Timeout
+
+        self.local.mkdir(parents=True, exist_ok=True)
+        owner = self.local_path(LOCK_OWNER_FILE)
+        lock = FileLock(str(self.local_path(LOCK_FILE)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise ConfigError(f"run directory {self.location} is in use by another search ({_holder(owner)}); "
+                              "wait for it to end, or choose another run directory") from None
+        try:
+            owner.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
+            yield
+        finally:
+            owner.unlink(missing_ok=True)
+            lock.release()
 
     # ------------------------------------------------------------------ what trials need
 

@@ -10,6 +10,7 @@ from their last checkpoint.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -24,16 +25,24 @@ from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
 from prunetune.cluster.energy import collect_ledgers
 from prunetune.config import Config, flatten_dotted
-from prunetune.errors import ConfigError
+from prunetune.errors import ConfigError, RunDirFullError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP
 from prunetune.names import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
 from prunetune.search._optuna import (
     ParetoOptunaSearch,
+    check_study_is_free,
     make_sampler,
     restored_tuner_parts,
 )
 from prunetune.search._progress import ProgressCallback
-from prunetune.search._results import ERROR, RESULTS_FILE, ResultsCallback, read_rows
+from prunetune.search._results import (
+    ERROR,
+    RESULTS_FILE,
+    CheckpointCleanup,
+    ResultsCallback,
+    backfill,
+    read_rows,
+)
 from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable
@@ -93,10 +102,11 @@ def run_search(
     if problems:
         raise ConfigError(problems)
     run.local.mkdir(parents=True, exist_ok=True)
-    config_module.dump_yaml(resolved, run.local_path(CONFIG_FILE))
-    run.push(CONFIG_FILE)
+    check_study_is_free(_storage_url(resolved, run), resolved.search.study_name, run.location)
     started = time.monotonic()
-    with _search_session(resolved, address) as cluster:
+    with run.lock(), _search_session(resolved, address) as cluster:
+        config_module.dump_yaml(resolved.without_secrets(), run.local_path(CONFIG_FILE))
+        run.push(CONFIG_FILE)
         baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=config.teacher.cache_dir,
                                     stream=stream)
         searcher = _make_searcher(resolved, run, baseline)
@@ -132,12 +142,14 @@ def resume_search(
         resolved = resolved.with_values({"search.verbosity": verbosity})
     address = address if address is not None else resolved.cluster.address
     started = time.monotonic()
-    with _search_session(resolved, address) as cluster:
+    with run.lock(), _search_session(resolved, address) as cluster:
         if not run.local_path(TEACHER_FILE).is_file():
             _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
         trainable = _trainable(resolved, run, trial_fn)
+        # A trial that errored lost its node or worker (its configuration's failures end it
+        # normally, with a failure report): it is resumed from its last checkpoint.
         tuner = tune.Tuner.restore(run.tune_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+                                   resume_errored=True, restart_errored=False)
         _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
     return _outcome(resolved, run, time.monotonic() - started, retimed)
@@ -154,20 +166,64 @@ def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = N
     run.pull(RESULTS_FILE)
     policy = policy or (resolved.search.retime if resolved.search.retime != "off" else "front")
     address = address if address is not None else resolved.cluster.address
-    with _search_session(resolved, address) as cluster:
+    with run.lock(), _search_session(resolved, address) as cluster:
         return _retime(resolved, run, cluster, policy=policy, retime_fn=retime_fn, stream=stream)
 
 
 def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: RetimeFunction | None,
                     stream: TextIO | None) -> RetimeOutcome | None:
     """Run the trials, settle the nodes' energy ledgers, then re-time quietly (search.retime)."""
+    with _stops_clearly_when_full(run):
+        try:
+            results = tuner.fit()
+        finally:
+            collect_ledgers(run.location, run.local)
+        if backfill(run.local_path(RESULTS_FILE), config, run, results):
+            run.push(RESULTS_FILE)
+        if config.search.retime == "off":
+            return None
+        return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+
+
+#: Below this much free space, a failure of the search is taken for a full run directory.
+FULL_BELOW_BYTES = 1 << 20
+_FULL_MESSAGES = ("no space left on device", "disk is full", "database or disk is full")
+
+
+@contextmanager
+def _stops_clearly_when_full(run: RunDir) -> Iterator[None]:
+    """A run directory whose file system filled up stops the search with a clear error.
+
+    Writes there are atomic (results.parquet through a temporary file, the study in SQLite
+    transactions), so what finished stays readable, and ``--resume`` continues once there is
+    space again.
+    """
     try:
-        tuner.fit()
-    finally:
-        collect_ledgers(run.location, run.local)
-    if config.search.retime == "off":
-        return None
-    return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+        yield
+    except Exception as error:
+        if not _is_full(run, error):
+            raise
+        raise RunDirFullError(
+            f"run directory {run.location}: its file system is full ({_free(run)} bytes free); the trials that "
+            f"finished are safe in {RESULTS_FILE} and the study. Free some space, then continue with "
+            f"`prunetune search --resume {run.location}`") from error
+
+
+def _is_full(run: RunDir, error: BaseException) -> bool:
+    chain = []
+    while error is not None and len(chain) < 20:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    text = " ".join(str(link).lower() for link in chain)
+    return any(getattr(link, "errno", None) == errno.ENOSPC for link in chain) or \
+        any(message in text for message in _FULL_MESSAGES) or _free(run) < FULL_BELOW_BYTES
+
+
+def _free(run: RunDir) -> int:
+    try:
+        return shutil.disk_usage(run.local).free
+    except OSError:
+        return FULL_BELOW_BYTES  # unknown: not taken for full
 
 
 def _retime(config: Config, run: RunDir, cluster, *, policy: str, retime_fn: RetimeFunction | None,
@@ -346,7 +402,7 @@ def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> Par
 
 
 def _storage_url(config: Config, run: RunDir) -> str:
-    return config.search.storage or run.study_url
+    return config_module.storage_url(config.search.storage, run.study_url)
 
 
 def _fallback_values(objectives: dict[str, str], baseline: dict[str, Any]) -> dict[str, float]:
@@ -365,7 +421,8 @@ def _fallback_values(objectives: dict[str, str], baseline: dict[str, Any]) -> di
 def _trainable(config: Config, run: RunDir, trial_fn: TrialFunction | None):
     from ray import tune
 
-    function = make_trainable(config, run, trial_fn=trial_fn, objectives=list(config.search.objectives))
+    # The trainable is pickled with the experiment: it carries no password (trials do not need one).
+    function = make_trainable(config.without_secrets(), run, trial_fn=trial_fn, objectives=list(config.search.objectives))
     return tune.with_resources(function, trial_resources(config.cluster.cpus_per_trial, config.cluster.gpus_per_trial))
 
 
@@ -379,7 +436,8 @@ def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO
     sync = (STUDY_FILE,) if run.is_remote and not config.search.storage else ()
     progress = ProgressCallback(config.search.objectives, num_trials=config.search.num_trials,
                                 verbosity=config.search.verbosity, initial=initial, stream=stream)
-    return [ResultsCallback(run, config, sync_files=sync), progress, *extra]
+    # Callbacks are pickled with the experiment: they carry no password.
+    return [ResultsCallback(run, config.without_secrets(), sync_files=sync), CheckpointCleanup(), progress, *extra]
 
 
 def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, trial_fn: TrialFunction | None,
@@ -402,7 +460,7 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
             storage_path=run.location,
             verbose=ray_verbose(search.verbosity),
             callbacks=_callbacks(config, run, callbacks, stream),
-            failure_config=tune.FailureConfig(max_failures=search.max_failures),
+            failure_config=tune.FailureConfig(max_failures=search.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
@@ -437,7 +495,7 @@ def _outcome(config: Config, run: RunDir, seconds: float, retimed: RetimeOutcome
     values = np.array([[row[key] for key in objectives] for row in ok], dtype=float).reshape(len(ok), len(objectives))
     front = int(nondominated_mask(values, list(objectives.values())).sum()) if len(ok) else 0
     return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok), front_size=front,
-                         wall_seconds=seconds, storage_url=_storage_url(config, run),
+                         wall_seconds=seconds, storage_url=config_module.redact_url(_storage_url(config, run)),
                          retimed=tuple(retimed.retimed) if retimed else (),
                          flagged=tuple(retimed.flagged) if retimed else ())
 

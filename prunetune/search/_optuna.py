@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -37,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from prunetune import metrics as M
+from prunetune.config import redact_url
 from prunetune.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -96,19 +96,6 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
 def _engine_kwargs(url: str) -> dict[str, Any]:
     # SQLite: wait for a lock instead of failing while the dashboard reads the file.
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password masked (``postgresql://user:***@host/db``): safe to write or print."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        # Not a URL SQLAlchemy can parse (so not one it could connect to either): mask
-        # whatever sits between ``user:`` and ``@`` all the same.
-        return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 # --------------------------------------------------------------------------- constraints
@@ -228,7 +215,13 @@ class ParetoOptunaSearch(Searcher):
             # the study already holds the outcome, and Optuna refuses a second one.
             self._finish(trial_id)
             return
-        values = None if error else objective_values(result, self.metric)
+        if error:
+            # Tune gave up on the infrastructure (a node or worker died, retries spent): nothing is
+            # known about the configuration, so it is not told as infeasible; samplers skip FAIL.
+            self._connect().tell(self._trial(trial_id), state=TrialState.FAIL, skip_if_finished=True)
+            self._finish(trial_id)
+            return
+        values = objective_values(result, self.metric)
         failed = values is None
         trial = self._trial(trial_id)
         trial.set_user_attr(FAILED, failed)
@@ -357,10 +350,7 @@ class ParetoOptunaSearch(Searcher):
             study.enqueue_trial(point)
 
     def _ownership_problem(self, owner: str | None) -> str:
-        whose = f"the search in {owner}" if owner else "no prunetune search (made elsewhere)"
-        resume = f", or resume that search with `prunetune search --resume {owner}`" if owner else ""
-        return (f"search.study_name = {self._study_name!r}: {redact_url(self._storage_url)} already holds this "
-                f"study, and it belongs to {whose}; choose another search.study_name for {self._run_dir}{resume}")
+        return ownership_problem(self._storage_url, self._study_name, self._run_dir, owner)
 
     def _fail_orphans(self) -> None:
         """Optuna trials asked for after the last saved searcher state belong to no Tune trial."""
@@ -388,7 +378,9 @@ class ParetoOptunaSearch(Searcher):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_study=None, _storage=None, _study_id=None, _live={})
+        # Pickled into tuner.pkl: no password there; a resumed search gets the URL from ``reopen_at``.
+        state.update(_study=None, _storage=None, _study_id=None, _live={},
+                     _storage_url=redact_url(self._storage_url))
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -436,6 +428,26 @@ def _read_state(path: str) -> dict[str, Any]:
     if version != STATE_VERSION:
         raise ConfigError(f"{path}: searcher state version {version!r}, expected {STATE_VERSION}")
     return state
+
+
+def ownership_problem(storage_url: str, study_name: str, run_dir: str, owner: str | None) -> str:
+    whose = f"the search in {owner}" if owner else "no prunetune search (made elsewhere)"
+    resume = f", or resume that search with `prunetune search --resume {owner}`" if owner else ""
+    return (f"search.study_name = {study_name!r}: {redact_url(storage_url)} already holds this study, and it "
+            f"belongs to {whose}; choose another search.study_name for {run_dir}{resume}")
+
+
+def check_study_is_free(storage_url: str, study_name: str, run_dir: str) -> None:
+    """Refuse, before anything is fine-tuned, a study that another search (run directory) owns."""
+    storage = make_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return  # no such study yet: this search creates it
+    owner = storage.get_study_user_attrs(study_id).get(RUN_DIR_ATTR)
+    has_trials = bool(storage.get_all_trials(study_id, deepcopy=False))
+    if owner != run_dir and (owner is not None or has_trials):
+        raise ConfigError(ownership_problem(storage_url, study_name, run_dir, owner))
 
 
 # --------------------------------------------------------------------------- Ray's internals

@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from prunetune.pareto import nondominated_mask
 from prunetune.search._optuna import objective_values
-from prunetune.search._results import error_reason
+from prunetune.search._results import error_reason, failure_of
 
 ARROWS = {"max": "↑", "min": "↓"}
 
@@ -51,6 +51,10 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._count(trial.trial_id, trial.last_result)
+        failure = failure_of(trial.last_result)
+        if failure:
+            self._print(f"failed {trial.trial_id}: {failure}")
+            return
         values = self._finished.get(trial.trial_id)
         self._print(f"{'finished' if values else 'no metrics'} {trial.trial_id}")
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
+from prunetune import metrics as M
 from prunetune.config import Config, TrialConfig, flatten_dotted
 from prunetune.metrics import (
     FINAL_METRIC_KEYS,
@@ -177,14 +178,16 @@ class ResultsCallback(Callback):
         self._rows = {row["trial_id"]: row for row in read_rows(self.path)}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self.record(trial, TERMINATED)
+        failure = failure_of(trial.last_result)
+        self.record(trial, ERROR if failure else TERMINATED, error=failure)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.record(trial, ERROR, error=error_reason(trial))
 
     def record(self, trial, status: str, *, error: str | None = None) -> None:
-        if trial.trial_id in self._rows:
-            return
+        known = self._rows.get(trial.trial_id)
+        if known is not None and known["status"] != ERROR:
+            return  # a trial that errored (its node died) may finish after a resume: that row replaces it
         self._rows[trial.trial_id] = trial_row(
             trial_id=trial.trial_id,
             status=status,
@@ -202,6 +205,53 @@ class ResultsCallback(Callback):
     @property
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows.values())
+
+
+def backfill(path: Path, base: Config, run_dir, results) -> list[str]:
+    """Add the rows of ended trials that results.parquet lacks (a driver that died after Tune saved
+    a trial as ended and before its row was written); returns their ids."""
+    rows = {row["trial_id"]: row for row in read_rows(path)}
+    added = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id")
+        if not trial_id or trial_id in rows:
+            continue
+        failure = str(result.error) if result.error is not None else failure_of(metrics)
+        rows[trial_id] = trial_row(trial_id=trial_id, status=ERROR if failure else TERMINATED,
+                                   trial=trial_values(base, result.config), result=metrics, started_at=None,
+                                   finished_at=time.time(), trial_dir=run_dir.trial_location(trial_id), error=failure)
+        added.append(trial_id)
+    if added:
+        write_results(rows.values(), path)
+    return added
+
+
+class CheckpointCleanup(Callback):
+    """Deletes the checkpoints Tune keeps of a trial once it has ended: a finished trial keeps its
+    model and its result (in ``trials/<id>/``), nothing else."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        delete_tune_checkpoints(trial)
+
+
+def delete_tune_checkpoints(trial) -> None:
+    """Remove ``checkpoint_*`` from the trial's folder of the Tune experiment (local or object store)."""
+    import pyarrow.fs
+
+    storage = trial.storage  # Ray's StorageContext: the experiment's file system and this trial's folder
+    filesystem, folder = storage.storage_filesystem, storage.trial_fs_path
+    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+    for info in filesystem.get_file_info(selector):
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+            filesystem.delete_dir(info.path)
+
+
+def failure_of(result: Mapping[str, Any] | None) -> str | None:
+    """Why a trial's configuration failed, when its final report says so (else None)."""
+    if result and result.get(M.FAILED):
+        return str(result.get(M.ERROR) or "the trial failed")
+    return None
 
 
 def error_reason(trial) -> str:

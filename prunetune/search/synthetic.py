@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
 
 #: One line per start of the trial (first run or resume), so tests can count re-runs.
 STARTS_FILE = "starts.log"
+#: Written by a trial just before it kills its own worker process.
+KILLED_FILE = "killed"
 
 TEACHER_ACCURACY = 0.95
 TEACHER_LATENCY_MS = 10.0
@@ -70,6 +74,8 @@ class SyntheticTrial:
     fail_above: float | None = None
     nan_above: float | None = None
     busy_seconds: float = 0.0
+    kill_at_step: int | None = None  # SIGKILL the worker there once per trial, as the OOM killer would
+    model_bytes: int = 0  # the size of the model the trial saves (to fill a disk in tests)
 
     def __call__(self, config, *, output_dir, report: Callable | None = None, progress: bool = False,
                  energy_meter: Callable | None = None) -> dict[str, Any]:
@@ -86,6 +92,7 @@ class SyntheticTrial:
         for step in range(first_step + 1, self.steps + 1):
             time.sleep(self.seconds_per_step)
             report(self._intermediate(config, step), _save_step(output_dir, step))
+            self._maybe_die(output_dir, step)
         final = self._final(config, time.perf_counter() - started, first_step)
         if self.busy_seconds and energy_meter is not None:
             final.update(_busy_energy(energy_meter, self.busy_seconds * (0.5 + config.trial.sparsity)))
@@ -94,8 +101,16 @@ class SyntheticTrial:
         report({**final, M.DONE: True}, None)
         (output_dir / MODEL_DIR).mkdir(exist_ok=True)
         (output_dir / MODEL_DIR / "synthetic.json").write_text(json.dumps(config.trial.model_dump(mode="json")))
+        if self.model_bytes:
+            (output_dir / MODEL_DIR / "weights.bin").write_bytes(os.urandom(self.model_bytes))
         (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": final, "config": config.to_dict()}))
         return final
+
+    def _maybe_die(self, output_dir: Path, step: int) -> None:
+        marker = output_dir / KILLED_FILE
+        if step == self.kill_at_step and not marker.exists():
+            marker.write_text(str(step))
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _intermediate(self, config, step: int) -> dict[str, Any]:
         fraction = step / self.steps

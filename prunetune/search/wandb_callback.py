@@ -75,7 +75,8 @@ class WandbTrialCallback(Callback):
             run.log(curves, step=_step(result, run))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._finish(trial, status="TERMINATED", exit_code=0)
+        failed = bool((getattr(trial, "last_result", None) or {}).get(M.FAILED))
+        self._finish(trial, status="ERROR" if failed else "TERMINATED", exit_code=1 if failed else 0)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._finish(trial, status="ERROR", exit_code=1)
@@ -136,6 +137,9 @@ def _trial_section(config: Any) -> dict[str, Any]:
 
 
 def _error_text(trial) -> str | None:
+    reported = (getattr(trial, "last_result", None) or {}).get(M.ERROR)
+    if reported:  # a configuration failure, reported by the trial itself
+        return str(reported)[:500]
     for attribute in ("error_message", "error_msg"):
         text = getattr(trial, attribute, None)
         if text:

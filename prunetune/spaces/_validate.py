@@ -126,28 +126,37 @@ def _field_error(trial_model, base: dict, values: Mapping, field_path: list[str]
 
 
 def _corner_problems(dimensions: dict[str, Dimension], base: dict, trial_model: type[BaseModel]) -> list[str]:
-    """Rules that span several keys (no single field to blame) checked at the corners of the space."""
+    """Rules that span several keys (no single field to blame) checked at the corners of the space.
+
+    Every corner when there are at most MAX_CORNERS; beyond, every corner of every pair of
+    searched keys (the others at the trial's values): the trial's cross-key rules each
+    relate two keys, so the pairs find every violation the full product would.
+    """
     searched = {key: dim.extremes() for key, dim in dimensions.items()}
+    if len(searched) < 2:
+        return []
     corners = 1
     for extremes in searched.values():
         corners *= len(extremes)
-    if len(searched) < 2 or corners > MAX_CORNERS:
-        return []
-    paths = [tuple(key.removeprefix(TRIAL_PREFIX).split(".")) for key in searched]
-    for corner in itertools.product(*searched.values()):
-        message = _model_level_error(trial_model, _with_values(base, dict(zip(paths, corner))))
-        if message:
-            point = ", ".join(f"{key}={value!r}" for key, value in zip(searched, corner))
-            return [f"space: the point ({point}) is not a valid trial: {message}"]
+    groups = [list(searched)] if corners <= MAX_CORNERS else [list(pair) for pair in itertools.combinations(searched, 2)]
+    leaves = {tuple(key.removeprefix(TRIAL_PREFIX).split(".")) for key in searchable_keys(trial_model)}
+    for keys in groups:
+        paths = [tuple(key.removeprefix(TRIAL_PREFIX).split(".")) for key in keys]
+        for corner in itertools.product(*(searched[key] for key in keys)):
+            message = _cross_key_error(trial_model, _with_values(base, dict(zip(paths, corner))), leaves)
+            if message:
+                point = ", ".join(f"{key}={value!r}" for key, value in zip(keys, corner))
+                return [f"space: the point ({point}) is not a valid trial: {message}"]
     return []
 
 
-def _model_level_error(trial_model, raw: dict) -> str | None:
+def _cross_key_error(trial_model, raw: dict, leaves: set[tuple[str, ...]]) -> str | None:
+    """The first error that no single key carries (a rule over the model or one of its sections)."""
     try:
         trial_model.model_validate(raw)
     except ValidationError as exc:
         for error in exc.errors():
-            if not error["loc"]:
+            if tuple(str(part) for part in error["loc"]) not in leaves:
                 return error["msg"].removeprefix("Value error, ")
     return None
 

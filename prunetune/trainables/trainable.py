@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from prunetune import metrics as M
 from prunetune.cluster.energy import ledger_meter_factory
 from prunetune.config import Config, flatten_dotted
-from prunetune.errors import TrialError
+from prunetune.errors import PrunetuneError, TrialError
 from prunetune.names import CHECKPOINT_DIR, NODE_ID, STARTED_AT, TRIAL_DIR
 
 #: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress, energy_meter) -> final metrics``.
@@ -91,17 +91,50 @@ def run_tune_trial(
         return
     output_dir = workspace.trial_output_dir(trial_id)
     restore_checkpoint(tune.get_checkpoint(), output_dir / CHECKPOINT_DIR)
+    reporter.send({}, None)  # the node and start time reach the driver even if the trial fails
+    try:
+        final = _run(base, workspace, sampled, trial_id, output_dir, reporter, trial_fn=trial_fn,
+                     objectives=objectives)
+    except Exception as error:
+        if not is_configuration_failure(error):
+            raise  # the infrastructure failed: Tune retries the trial from its last checkpoint
+        reporter.send(failure_report(error), None)
+        return
+    workspace.publish_trial(trial_id)
+    reporter.send(final, None)
+
+
+def _run(base: Config, workspace: TrialWorkspace, sampled: Mapping[str, Any], trial_id: str, output_dir: Path,
+         reporter: "TuneReporter", *, trial_fn: TrialFunction, objectives: Sequence[str]) -> dict[str, Any]:
     config = with_latency_threads(trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir()),
                                   _cpus_given())
-    reporter.send({}, None)  # the node and start time reach the driver even if the trial fails
     emissions = config.trial.emissions
     meter = ledger_meter_factory(trial_id, search_key=workspace.location, country_iso_code=emissions.country_iso_code,
                                  interval_s=emissions.measure_power_secs)
     result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False, energy_meter=meter)
-    final, checkpoint_dir = reporter.held_final or (result, None)
+    final = reporter.held_final or result
     check_final(final, objectives)
-    workspace.publish_trial(trial_id)
-    reporter.send(final, checkpoint_dir)
+    return final
+
+
+def is_configuration_failure(error: BaseException) -> bool:
+    """A failure of the trial's configuration (it would fail again: not retried, and told to the
+    sampler as infeasible), as opposed to one of the infrastructure (a node or worker died,
+    the object store was lost), which Tune retries from the last checkpoint.
+
+    prunetune's own errors (NaN loss, a configuration or data problem, a precision the device
+    lacks) and running out of GPU memory at this configuration's batch size are the trial's.
+    """
+    if isinstance(error, PrunetuneError):
+        return True
+    kind = type(error)
+    return kind.__name__ == "OutOfMemoryError" and kind.__module__.startswith("torch")
+
+
+def failure_report(error: BaseException) -> dict[str, Any]:
+    """The final report of a trial whose configuration failed: why, and no objective."""
+    first_line = next((line for line in str(error).splitlines() if line.strip()), "")
+    return {M.ERROR: f"{type(error).__name__}: {first_line.strip()}", M.FAILED: True}
 
 
 def trial_config(base: Config, sampled: Mapping[str, Any], *, teacher_cache_dir: str | None = None) -> Config:
@@ -164,11 +197,11 @@ class TuneReporter:
 
     def __init__(self, *, node_id: str, trial_dir: str):
         self._extra = {NODE_ID: node_id, STARTED_AT: time.time(), TRIAL_DIR: trial_dir}
-        self.held_final: tuple[dict[str, Any], Path | None] | None = None
+        self.held_final: dict[str, Any] | None = None
 
     def __call__(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if metrics.get(M.DONE):
-            self.held_final = (dict(metrics), checkpoint_dir)
+            self.held_final = dict(metrics)
             return
         self.send(metrics, checkpoint_dir)
 
@@ -180,6 +213,9 @@ class TuneReporter:
         payload.update(self._extra)
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report(payload, checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            # Tune has its own copy now (a resumed trial is given it back): no second copy on disk.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def _is_scalar(value: Any) -> bool:

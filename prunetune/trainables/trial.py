@@ -10,7 +10,9 @@ reporting function; the final report carries every key of the metric contract.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,7 +89,17 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     trial.load_checkpoint()
     metrics = trial.train_and_measure(report or _no_report, progress=progress)
     (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": metrics, "config": config.to_dict()}, indent=2))
+    # A finished trial keeps its model and its result; the checkpoint has served its purpose.
+    shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
     return metrics
+
+
+def configuration_fingerprint(config: Config) -> str:
+    """What a checkpoint must have been written with to be continued: task, teacher and trial settings."""
+    identity = {"task": config.task.model_dump(mode="json"),
+                "teacher": config.teacher.model_dump(mode="json", exclude={"cache_dir"}),
+                "trial": config.trial.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _no_report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -306,7 +318,7 @@ class _Trial:
         if pruner_state:
             save_file(pruner_state, directory / "pruner.safetensors")
         torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}, directory / "optimizer.pt")
-        progress = asdict(self.progress)
+        progress = {**asdict(self.progress), "fingerprint": configuration_fingerprint(self.config)}
         if meter is not None:  # emissions so far, so that a resumed trial reports the total
             running = meter.snapshot()
             progress["emissions_kg"] += running.emissions_kg
@@ -318,6 +330,11 @@ class _Trial:
         directory = self.checkpoint_dir
         if not (directory / "state.json").is_file():
             return False
+        state = json.loads((directory / "state.json").read_text())
+        if state.pop("fingerprint", None) != configuration_fingerprint(self.config):
+            raise ConfigError(
+                f"{directory} holds the checkpoint of a trial with another configuration, which this one must not "
+                f"continue: give this trial its own directory (--output), or delete {directory} to start afresh")
         if (directory / "student_config.json").is_file():
             self._use_student(model_of_structure(directory / "student_config.json"))
         self.student.load_state_dict(load_file(directory / "student.safetensors", device=str(self.device)))
@@ -326,7 +343,7 @@ class _Trial:
         states = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(states["optimizer"])
         self.scaler.load_state_dict(states["scaler"])
-        self.progress = _Progress(**json.loads((directory / "state.json").read_text()))
+        self.progress = _Progress(**state)
         if not 0 <= self.progress.step <= self.settings.max_steps:
             raise TrialError(
                 f"checkpoint {directory} is at step {self.progress.step}, outside this trial's "

@@ -151,6 +151,11 @@ def test_export_refuses_errored_trials_and_foreign_directories(model_run, tmp_pa
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not a prunetune export"):
         export_trial(run, analysis, "m0", foreign, wandb=False)
+    a_file = tmp_path / "model.tar"
+    a_file.write_text("not a directory")
+    with pytest.raises(ConfigError, match="is a file; choose an empty or new directory"):
+        export_trial(run, analysis, "m0", a_file, wandb=False)
+    assert a_file.read_text() == "not a directory"
 
 
 def test_cli_export_by_pick(model_run, tmp_path, capsys):

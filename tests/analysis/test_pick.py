@@ -109,3 +109,13 @@ def test_cli_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert M.ACCURACY  # the metric module is the source of keys used above
+
+
+def test_limits_a_metric_can_never_take_are_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_constraints({"max_latency_ms": -1, "min_accuracy": 1.5, "max_accuracy_drop": -0.1}, source="option")
+    assert info.value.problems == [
+        "option.max_latency_ms = -1: latency_ms is at least 0, so the limit must be too",
+        "option.min_accuracy = 1.5: accuracy is between 0 and 1, so the limit must be too",
+        "option.max_accuracy_drop = -0.1: accuracy_drop is between 0 and 1, so the limit must be too",
+    ]

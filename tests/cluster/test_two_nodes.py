@@ -60,7 +60,9 @@ class TwoNodeCluster:
         common = ["--num-cpus=1", "--disable-usage-stats"]
         self._ray("start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
                   "--include-dashboard=false", *common)
+        head = {p.pid for p in self.processes()}
         self._ray("start", f"--address={self.address}", *common)
+        self.worker_roots = [p for p in self.processes() if p.pid not in head]
         deadline = time.monotonic() + 60
         while self.alive_nodes() < 2:
             if time.monotonic() > deadline:
@@ -86,6 +88,21 @@ class TwoNodeCluster:
             for process in (root, *root.children(recursive=True)):
                 family[process.pid] = process
         return list(family.values())
+
+    def kill_worker_node(self) -> None:
+        """SIGKILL the second node: its own processes and everything they started."""
+        family = []
+        for root in self.worker_roots:
+            try:
+                family += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        for process in family:
+            try:
+                process.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        _wait_gone(family, timeout=10)
 
     def stop(self) -> None:
         processes = self.processes()
@@ -142,3 +159,39 @@ def test_search_on_a_two_node_cluster(two_nodes, tmp_path, tiny_model_dir, tiny_
     assert len(rows) == 4 and set(rows["status"]) == {"TERMINATED"}
     assert rows["node_id"].nunique() == 2, "trials ran on one node only"
     assert "4 trials (0 failed)" in search.stdout
+
+
+DRIVER = """
+import sys
+from prunetune.search import run_search
+from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
+from tests.search.conftest import synthetic_config
+
+config = synthetic_config(sampler="random", num_trials=4, max_concurrent=2, reuse_actors=False, verbosity=1)
+outcome = run_search(config, run_dir=sys.argv[1], address=sys.argv[2], teacher_fn=synthetic_teacher,
+                     trial_fn=SyntheticTrial(steps=8, seconds_per_step=1.0))
+print(f"finished {outcome.num_trials} failed {outcome.num_failed}")
+"""
+
+
+def test_a_lost_worker_node_costs_its_trial_nothing_but_time(two_nodes, tmp_path):
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(run_dir), two_nodes.address], env=cluster_env(),
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        started = list((run_dir / "trials").glob("*/starts.log")) if run_dir.exists() else []
+        if len(started) >= 2:  # a trial runs on each node
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, "the search ended before a node could be lost"
+    time.sleep(3.5)  # both past their first checkpoints
+    two_nodes.kill_worker_node()
+    output, _ = driver.communicate(timeout=240)
+    assert driver.returncode == 0, output[-4000:]
+    assert "finished 4 failed 0" in output, output[-2000:]
+    rows = pq.read_table(run_dir / "results.parquet").to_pandas()
+    assert len(rows) == 4 and set(rows["status"]) == {"TERMINATED"}
+    starts = {t.name: (t / "starts.log").read_text().split() for t in (run_dir / "trials").iterdir()}
+    moved = [steps for steps in starts.values() if len(steps) > 1]
+    assert moved and all(int(steps[-1]) >= 1 for steps in moved), starts  # resumed from its checkpoint

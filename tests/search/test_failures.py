@@ -35,7 +35,8 @@ def drive(searcher, trials: int) -> list[bool]:
         trial_id = f"t{index}"
         params = searcher.suggest(trial_id)
         result = evaluate(params)
-        searcher.on_trial_complete(trial_id, result=result, error=result is None)
+        # A configuration that fails reports why (the trainable's failure report), without objectives.
+        searcher.on_trial_complete(trial_id, result=result or {"failed": True, "error": "TrialError: fails"})
         failed.append(result is None)
     return failed
 
@@ -61,7 +62,12 @@ def test_plain_optuna_search_keeps_sampling_the_failing_region(tmp_path):
     searcher = OptunaSearch(SPACE, metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()),
                             sampler=optuna.samplers.TPESampler(seed=1, n_startup_trials=8),
                             storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'plain.db'}"))
-    failed = drive(searcher, 40)
+    failed = []
+    for index in range(40):  # Ray's searcher tells a trial without objectives as pruned
+        params = searcher.suggest(f"t{index}")
+        result = evaluate(params)
+        searcher.on_trial_complete(f"t{index}", result=result, error=result is None)
+        failed.append(result is None)
     assert sum(failed[-16:]) >= 12, failed
 
 
@@ -75,6 +81,15 @@ def test_failures_are_told_as_infeasible(tmp_path):
         assert trial.user_attrs["failed"] is failed
         assert (trial.constraints["failed"] > 0) is failed
         assert all(math.isfinite(v) for v in trial.values)
+
+
+def test_a_lost_worker_is_not_told_as_an_infeasible_configuration(tmp_path):
+    searcher = pareto_search(tmp_path, "tpe")
+    searcher.suggest("lost")
+    searcher.on_trial_complete("lost", result=None, error=True)  # Tune gave up: the node died, retries spent
+    (trial,) = searcher.study.get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL  # samplers leave it out
+    assert "failed" not in trial.user_attrs and not trial.constraints
 
 
 def test_a_failing_trainable_fails_alone_with_its_reason(tmp_path, ray_local):

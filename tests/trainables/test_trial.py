@@ -7,14 +7,14 @@ import yaml
 
 from prunetune import metrics as M
 from prunetune.cli import main
-from prunetune.errors import DeviceError, TrialError
+from prunetune.errors import ConfigError, DeviceError, TrialError
 from prunetune.trainables.families.compaction import load_compacted
 from prunetune.trainables.trial import run_trial
 
 
 def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
     reports = []
-    metrics = run_trial(tiny_config(), output_dir=tmp_path / "trial", report=lambda m, c: reports.append((m, c)))
+    metrics = run_trial(tiny_config(), output_dir=tmp_path / "trial", report=lambda m, c: reports.append((m, c and (c / "student.safetensors").is_file())))
     assert M.missing_final_keys(metrics) == []
     assert 0.0 <= metrics[M.ACCURACY] <= 1.0
     assert metrics[M.SPARSITY] == pytest.approx(0.5, abs=0.05)
@@ -23,13 +23,28 @@ def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
     assert metrics[M.FFN_KEPT] == pytest.approx(0.5, abs=0.05)
     intermediate, final = reports[0], reports[-1]
     assert intermediate[0][M.STEP] == 6 and intermediate[0][M.DONE] is False
-    assert (intermediate[1] / "student.safetensors").is_file()
+    assert intermediate[1] is True  # the checkpoint came with the intermediate report
     assert final[0][M.DONE] is True and final[0] == metrics
     saved = json.loads((tmp_path / "trial" / "result.json").read_text())
     assert saved["metrics"][M.ACCURACY] == metrics[M.ACCURACY]
     assert saved["config"]["trial"]["sparsity"] == 0.5
     model = load_compacted(tmp_path / "trial" / "model")
     assert sum(p.numel() for p in model.parameters()) == metrics[M.PARAMS]
+
+
+def test_a_checkpoint_of_another_configuration_is_never_continued(tiny_config, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop(metrics, checkpoint):
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_trial(tiny_config(), output_dir=tmp_path, report=stop)  # leaves a checkpoint at step 6
+    with pytest.raises(ConfigError, match=r"checkpoint of a trial with another configuration.*--output.*delete"):
+        run_trial(tiny_config(sparsity=0.3), output_dir=tmp_path)
+    metrics = run_trial(tiny_config(), output_dir=tmp_path)  # the same configuration continues it
+    assert metrics[M.STEP] == 12 and not (tmp_path / "checkpoint").exists()  # done: the checkpoint went
 
 
 def test_nan_loss_fails_the_trial_with_its_reason(tiny_config, tmp_path, monkeypatch):
