@@ -204,6 +204,12 @@ class SearchConfig(_Section):
     reuse_actors: bool = Field(False, description="run trials in reused worker processes (faster start, shared state)")
     verbosity: int = Field(1, ge=0, le=3, description="0 quiet, 1 progress lines, 2 + Ray status, 3 + Ray's full table")
 
+    @field_validator("retime", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false.
+        return "off" if value is False else value
+
     @field_validator("objectives", mode="before")
     @classmethod
     def _objective_list(cls, value: Any) -> Any:
