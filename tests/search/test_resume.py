@@ -41,13 +41,20 @@ def finished_ids(run_dir: Path) -> list[str]:
 
 
 def checkpointed_unfinished(run_dir: Path) -> list[str]:
-    """Trials with a checkpoint past step 1 and no result yet: the ones to resume."""
+    """Trials with no result yet whose checkpoint Tune holds (the copy a resume gives back)."""
     ids = []
     for trial in (run_dir / "trials").glob("*"):
-        state = trial / "checkpoint" / "state.json"
-        if not (trial / "result.json").exists() and state.is_file() and json.loads(state.read_text())["step"] >= 1:
+        held = list((run_dir / "tune" / trial.name).glob("checkpoint_*/state.json"))
+        if not (trial / "result.json").exists() and any(_step(path) >= 1 for path in held):
             ids.append(trial.name)
     return ids
+
+
+def _step(state: Path) -> int:
+    try:
+        return int(json.loads(state.read_text())["step"])
+    except (OSError, ValueError, KeyError):  # being written (or removed) right now
+        return 0
 
 
 def kill_tree(process: subprocess.Popen) -> None:
@@ -80,7 +87,8 @@ def killed_search(tmp_path):
         assert len(finished_ids(run_dir)) >= 2, "no two trials finished in time"
         time.sleep(1.2)  # let the experiment snapshot (every second) see the running trials' checkpoints
     finally:
-        kill_tree(process)
+        if process.poll() is None:
+            kill_tree(process)
     return run_dir, finished_ids(run_dir)
 
 
