@@ -34,7 +34,7 @@ from prunetune.cluster import RunDir
 from prunetune.names import ENERGY_FILE, RESULTS_FILE, STATUS, TERMINATED, TRIAL_ID
 from prunetune.pareto import nondominated_mask
 from prunetune.search._results import read_rows
-from prunetune.search._retime import _teacher_dir, retime_request
+from prunetune.search._retime import retime_request, run_teacher_dir
 from prunetune.trainables.measure.retime import retime
 
 
@@ -47,7 +47,7 @@ def run_search(run_dir: Path, overrides: list[str]) -> None:
 def idle_latencies(run_dir: Path, rows: list[dict], rounds: int, seconds: float) -> dict[str, dict]:
     """Every finished trial timed again here, beside the teacher, with its own settings."""
     run = RunDir(run_dir)
-    teacher_dir = _teacher_dir(run)
+    teacher_dir = run_teacher_dir(run)
     idle = {}
     for row in rows:
         request = retime_request(row, run, teacher_dir, gpu=False)

@@ -2,8 +2,8 @@
 
 The command line's verbs are importable from here (see :mod:`prunetune.api`):
 ``load_config``, ``run_search``, ``resume_search``, ``run_trial``, ``report``, ``pick``,
-``export``, and ``tune_trainable`` / ``tune_param_space`` for a ``ray.tune.Tuner`` of your
-own. They are imported on first use, so ``import prunetune`` stays light.
+``export``, and ``tune_trainable`` / ``tune_param_space`` / ``tune_scheduler`` for a
+``ray.tune.Tuner`` of your own. They are imported on first use, so ``import prunetune`` stays light.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = ("load_config", "run_search", "resume_search", "run_trial", "report", "pick", "export",
-        "tune_trainable", "tune_param_space")
+        "tune_trainable", "tune_param_space", "tune_scheduler")
 _ROOT = {"Config": "prunetune.config", "PrunetuneError": "prunetune.errors", "ConfigError": "prunetune.errors"}
 
 __all__ = [*_API, *_ROOT, "__version__"]

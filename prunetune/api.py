@@ -146,9 +146,23 @@ def tune_trainable(config: ConfigSource, *, run_dir: str | os.PathLike):
     resolved = load_config(config)
     run = RunDir(run_dir)
     resolved = resolved.with_teacher_cache(str(run.local_path(TEACHER_DIR)))
+    if resolved.search.scheduler != "fifo":  # the scheduler ranks the objectives of intermediate reports
+        resolved = resolved.with_trial_values({"trial.report_objectives": True})
     trainable = make_trainable(resolved, run, objectives=list(resolved.search.objectives))
     return tune.with_resources(trainable, trial_resources(resolved.cluster.cpus_per_trial,
                                                           resolved.cluster.gpus_per_trial))
+
+
+def tune_scheduler(config: ConfigSource, *, run_dir: str | os.PathLike | None = None):
+    """``search.scheduler`` as a Ray Tune ``TrialScheduler`` (FIFO, ASHA or multi-objective ASHA) for a
+    ``tune.Tuner`` of your own, with :func:`tune_trainable`; ``run_dir`` keeps its rungs in ``scheduler.json``."""
+    from prunetune.names import SCHEDULER_FILE
+    from prunetune.search.scheduler import make_scheduler
+
+    state = Path(run_dir) / SCHEDULER_FILE if run_dir is not None else None
+    if state is not None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+    return make_scheduler(load_config(config), state_path=state)
 
 
 def tune_param_space(config: ConfigSource) -> dict[str, Any]:

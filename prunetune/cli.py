@@ -91,6 +91,9 @@ def _run_search(args) -> int:
         raise ConfigError("search: give a CONFIG (file or preset) or --resume RUN_DIR")
     print(f"\n{outcome.num_trials} trials ({outcome.num_failed} failed) in {outcome.wall_seconds / 60:.1f} min; "
           f"front: {outcome.front_size} trials; run directory: {outcome.run_dir.location}")
+    if outcome.num_stopped:
+        print(f"stopped early by the scheduler: {outcome.num_stopped} trial(s), saving about "
+              f"{outcome.trial_seconds_saved / 60:.1f} min of trial time")
     if outcome.retimed:
         print(f"re-timed quietly: {len(outcome.retimed)} trial(s); more than 10% off in the search: "
               f"{', '.join(outcome.flagged) or 'none'}")

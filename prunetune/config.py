@@ -116,6 +116,9 @@ class _TrialSettings(_Section):
     eval_every: int = Field(DEFAULT_EVAL_EVERY, ge=1, description="steps between intermediate reports and "
                             "checkpoints; default 50, or max_steps when that is smaller")
     seed: int = 0
+    report_objectives: bool = Field(
+        False, description="intermediate reports also carry the objectives the trial would score if it stopped "
+        "there (the asha and moasha schedulers rank trials on them and turn this on)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     # hybrid filled: after compaction, the zeros left inside live heads are re-initialised and
     # the compacted student distils again for fill_steps steps.
@@ -170,6 +173,8 @@ TrialConfig = create_model(
 
 Sampler = Literal["nsga2", "tpe", "gp", "random"]
 SAMPLERS: tuple[str, ...] = Sampler.__args__
+Scheduler = Literal["fifo", "asha", "moasha"]
+SCHEDULERS: tuple[str, ...] = Scheduler.__args__
 
 
 class ConstraintsConfig(_Section):
@@ -198,6 +203,12 @@ class SearchConfig(_Section):
     known_good_points: bool = Field(True, description="also start from the published configurations")
     max_retries: int = Field(2, ge=0, description="retries of a trial whose node or worker died, from its last "
                              "checkpoint (a trial whose configuration fails is not retried)")
+    scheduler: Scheduler = Field(
+        "fifo", description="fifo runs every trial to the end; asha (first objective) and moasha (every objective, "
+        "by non-dominated sorting) stop the trials that rank below the top 1/reduction_factor at a rung")
+    grace_steps: int | None = Field(
+        None, ge=1, description="the first rung (asha, moasha); default trial.eval_every, the first report")
+    reduction_factor: int = Field(3, ge=2, description="1/reduction_factor of the trials at a rung go on")
     retime: Literal["front", "all", "off"] = Field(
         "front", description="when the search ends, time again on a quiet node: the trials that could be on the "
         "front (front), every finished trial (all), or none (off)")
@@ -384,12 +395,50 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     section = lambda name: raw.get(name) if isinstance(raw.get(name), dict) else {}  # noqa: E731
     problems += check_dataset(str(section("task").get("dataset", TaskConfig().dataset)))
     problems += config_space_problems(raw, trial_model=TrialConfig)
+    if config is not None:
+        problems += scheduler_problems(config)
     if check_model:
         problems += model_problems(config) if config is not None else _family_problems(raw)
     if problems:
         raise ConfigError(_unique(problems), source=source)
     assert config is not None  # no problems means pydantic accepted it
     return config
+
+
+def scheduler_problems(config: Config) -> list[str]:
+    """An early-stopping scheduler needs rungs on evaluation steps and objectives a rung can rank."""
+    from prunetune.metrics import RUNG_METRICS
+
+    search, trial = config.search, config.trial
+    if search.scheduler == "fifo":
+        return []
+    key = f"search.scheduler = {search.scheduler!r}"
+    problems = [f"{key} ranks trials on intermediate reports, which cannot carry {name}; objectives it can rank: "
+                f"{', '.join(RUNG_METRICS)}" for name in search.objectives if name not in RUNG_METRICS]
+    if "trial.max_steps" in config.space and config.space["trial.max_steps"].is_searched:
+        problems.append(f"{key} with a searched trial.max_steps: every trial must end at the same last rung")
+    grace = search.grace_steps or trial.eval_every
+    rungs = rung_steps(grace, search.reduction_factor, trial.max_steps)
+    if not rungs:
+        problems.append(f"{key}: no rung before the last step: search.grace_steps ({grace}) must be below "
+                        f"trial.max_steps ({trial.max_steps})")
+    off_report = [step for step in rungs if step % trial.eval_every]
+    if off_report:
+        problems.append(f"search.grace_steps = {grace}: rungs at steps {', '.join(map(str, rungs))} must be "
+                        f"evaluation steps, multiples of trial.eval_every ({trial.eval_every})")
+    return problems
+
+
+def rung_steps(grace_steps: int, reduction_factor: int, max_steps: int) -> list[int]:
+    """The steps at which trials are ranked: grace, grace * eta, grace * eta^2, ... below max_steps.
+
+    The last step is not a rung: a trial that reaches it has finished.
+    """
+    steps, step = [], grace_steps
+    while step < max_steps:
+        steps.append(step)
+        step *= reduction_factor
+    return steps
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -106,6 +106,15 @@ RETIME_RATIO = "retime_ratio"  # in-search latency / re-timed latency
 RETIME_FLAG_RATIO = 1.10  # figures further apart than 10% are flagged in the report
 
 
+def retime_flagged(ratio) -> bool:
+    """Whether re-timing moved a latency by more than 10% either way (``ratio``: in-search / re-timed)."""
+    try:
+        ratio = float(ratio)
+    except (TypeError, ValueError):
+        return False
+    return ratio == ratio and not 1 / RETIME_FLAG_RATIO <= ratio <= RETIME_FLAG_RATIO  # NaN: not flagged
+
+
 def in_search(key: str) -> str:
     """The column that keeps the in-search figure of a re-timed metric."""
     return f"{key}{IN_SEARCH_SUFFIX}"
@@ -151,6 +160,24 @@ ERROR = "error"
 FAILED = "failed"  # a trial's configuration failed: its final report says why, and holds no objective
 
 
+#: Objectives an intermediate report carries with ``trial.report_objectives``: what the trial
+#: would score if it stopped there. Early-stopping schedulers rank trials on these only.
+RUNG_METRICS: tuple[str, ...] = (ACCURACY, F1_MACRO, ACCURACY_DROP, LATENCY_MS, EMISSIONS_KG, ENERGY_KWH, PARAMS,
+                                 SPARSITY)
+#: Seconds an intermediate report spent projecting the objectives (compaction and timing of a copy).
+PROJECTION_SECONDS = "projection_seconds"
+#: Results column: the step at which a scheduler stopped the trial (null for a trial that ran to its end).
+STOPPED_AT_STEP = "stopped_at_step"
+
+
 def missing_final_keys(report: dict) -> list[str]:
     """Contract keys absent from ``report`` (empty when the report is complete)."""
     return [key for key in FINAL_METRIC_KEYS if key not in report]
+
+
+def stopped_at(result: dict | None) -> int | None:
+    """The step of a trial's last report when that report is an intermediate one (a scheduler
+    stopped the trial there), else None: a finished or failed trial ends with a final report."""
+    if not result or result.get(FAILED) or result.get(STEP) is None or not missing_final_keys(result):
+        return None
+    return int(result[STEP])

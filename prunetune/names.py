@@ -21,6 +21,7 @@ WANDB_DIR = "wandb"
 TRIALS_DIR = "trials"  # one directory per trial, named by its Tune trial id
 LOCK_FILE = ".search.lock"  # held by the one search working in the run directory
 LOCK_OWNER_FILE = ".search.owner"  # who holds it (host, process, since when)
+SCHEDULER_FILE = "scheduler.json"  # the rungs of an early-stopping scheduler and its decisions
 ENERGY_FILE = "energy.json"  # each node's energy over the search, beside the trials' shares of it
 
 # --------------------------------------------------------------------------- a trial's directory
@@ -39,7 +40,7 @@ FINISHED_AT = "finished_at"
 WALL_SECONDS = "wall_seconds"
 NODE_ID = "node_id"
 TRIAL_DIR = "trial_dir"
-#: Values of the status column.
-TERMINATED, ERRORED = "TERMINATED", "ERROR"
+#: Values of the status column: ran to its end, failed, stopped early by the scheduler.
+TERMINATED, ERRORED, STOPPED = "TERMINATED", "ERROR", "STOPPED"
 #: Columns of the trial's configuration are its dotted keys: ``trial.sparsity``, ...
 CONFIG_PREFIX = "trial."

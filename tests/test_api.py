@@ -30,7 +30,8 @@ def test_run_trial_from_python(tiny_config, tmp_path):
 def test_tune_param_space_mirrors_the_configs_space():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    config = prunetune.load_config("quickstart", ["space.trial.max_steps={int: [20, 40], step: 10}"])
+    config = prunetune.load_config("quickstart", ["space.trial.max_steps={int: [20, 40], step: 10}",
+                                                  "search.scheduler=fifo"])
     space = prunetune.tune_param_space(config)
     assert set(space) == {key for key, dim in config.space.items() if dim.is_searched}
     assert isinstance(space["trial.sparsity"], Float) and isinstance(space["trial.block_size"], Categorical)
@@ -60,3 +61,16 @@ def test_the_trainable_in_a_users_own_tuner(tiny_config, tmp_path):
     finals = sorted(result.metrics[M.SPARSITY] for result in results)
     assert len(finals) == 2 and finals[0] < finals[1]
     assert all(M.missing_final_keys(result.metrics) == [] for result in results)
+
+
+def test_tune_scheduler_is_the_configs_scheduler(tmp_path):
+    from ray.tune.schedulers import FIFOScheduler
+
+    from prunetune.search import RungScheduler
+
+    moasha = prunetune.tune_scheduler(prunetune.load_config("quickstart", ["search.scheduler=moasha"]),
+                                      run_dir=tmp_path)
+    assert isinstance(moasha, RungScheduler) and moasha.objectives == ["accuracy", "latency_ms", "emissions_kg"]
+    assert moasha.ladder.rungs == [10] and moasha.ladder.reduction_factor == 3
+    fifo = prunetune.tune_scheduler(prunetune.load_config("quickstart", ["search.scheduler=fifo"]))
+    assert type(fifo) is FIFOScheduler

@@ -97,6 +97,10 @@ def export_trial(run: RunData, analysis: FrontAnalysis, trial_id: str, out_dir: 
 
 def _finished_trial(run: RunData, trial_id: str):
     trial = run.trial(trial_id)
+    if trial[R.STATUS] == R.STOPPED:
+        raise ConfigError(f"--trial {trial_id!r}: the scheduler stopped this trial early, at step "
+                          f"{trial.get(M.STOPPED_AT_STEP)}, so it has no model; finished trials: "
+                          f"{', '.join(run.finished[R.TRIAL_ID])}")
     if trial[R.STATUS] != R.TERMINATED:
         raise ConfigError(f"--trial {trial_id!r}: the trial ended {trial[R.STATUS]} ({trial.get(R.ERROR)}); "
                           f"finished trials: {', '.join(run.finished[R.TRIAL_ID])}")

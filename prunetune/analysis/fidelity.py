@@ -33,7 +33,7 @@ def fidelity(run: RunData) -> Fidelity:
     trials = run.trials[run.trials[R.STATUS] == R.TERMINATED]
     return Fidelity(
         retimed=_ids(trials, _true(trials, M.RETIMED)),
-        flagged=_ids(trials, _column(trials, M.RETIME_RATIO).map(_off_by_more_than_ten_percent)),
+        flagged=_ids(trials, _column(trials, M.RETIME_RATIO).map(M.retime_flagged)),
         noisy=_ids(trials, _true(trials, M.LATENCY_NOISY)),
         energy_estimated=bool(_true(trials, M.ENERGY_ESTIMATED).any()),
     )
@@ -86,10 +86,6 @@ def _true(table: pd.DataFrame, key: str) -> pd.Series:
 
 def _truthy(value) -> bool:
     return bool(value) and not pd.isna(value)
-
-
-def _off_by_more_than_ten_percent(ratio) -> bool:
-    return _truthy(ratio) and not 1 / M.RETIME_FLAG_RATIO <= float(ratio) <= M.RETIME_FLAG_RATIO
 
 
 def _ids(table: pd.DataFrame, mask: pd.Series) -> list[str]:

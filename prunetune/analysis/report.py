@@ -117,7 +117,8 @@ def front_table(run: RunData, analysis: FrontAnalysis):
 def _title(run: RunData, analysis: FrontAnalysis) -> str:
     front = int(analysis.trials["on_front"].sum())
     errored = f", {len(run.errored)} errored" if len(run.errored) else ""
-    return (f"Pareto front of {run.name}: {front} of {len(analysis.trials)} finished trials{errored} "
+    stopped = f", {len(run.stopped)} stopped early" if len(run.stopped) else ""
+    return (f"Pareto front of {run.name}: {front} of {len(analysis.trials)} finished trials{errored}{stopped} "
             f"(from {run.source})")
 
 

@@ -33,6 +33,7 @@ from prunetune.names import (  # noqa: E402,F401  (re-exported: the analysis rea
     RESULTS_FILE,
     STARTED_AT,
     STATUS,
+    STOPPED,
     STUDY_FILE,
     TEACHER_FILE,
     TERMINATED,
@@ -90,7 +91,13 @@ class RunData:
 
     @property
     def errored(self) -> pd.DataFrame:
-        return self.trials[self.trials[STATUS] != TERMINATED]
+        """Trials that did not finish, except those the scheduler stopped early."""
+        return self.trials[~self.trials[STATUS].isin((TERMINATED, STOPPED))]
+
+    @property
+    def stopped(self) -> pd.DataFrame:
+        """Trials the scheduler stopped early: their values are those of a rung, never on a front."""
+        return self.trials[self.trials[STATUS] == STOPPED]
 
     @property
     def config_columns(self) -> list[str]:

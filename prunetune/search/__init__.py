@@ -5,6 +5,8 @@
 - :class:`ParetoOptunaSearch` and :func:`make_sampler`: Optuna under Tune, with failures
   and limits told to the sampler as constraints;
 - :class:`ResultsCallback`: ``results.parquet``, one row per finished trial;
+- :class:`RungScheduler` and :func:`make_scheduler`: ASHA and multi-objective ASHA as a Tune
+  scheduler, over the :class:`RungLadder` that :mod:`prunetune.search.replay` also drives;
 - :class:`ProgressCallback`: the terminal view;
 - :mod:`prunetune.search.synthetic`: a model-free trial for tests and benchmarks.
 """
@@ -25,15 +27,20 @@ from prunetune.search._optuna import (
 )
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import RESULTS_FILE, ResultsCallback, results_schema
+from prunetune.search.rungs import RungLadder
+from prunetune.search.scheduler import RungScheduler, make_scheduler
 
 __all__ = [
     "RESULTS_FILE",
     "ParetoOptunaSearch",
     "ProgressCallback",
     "ResultsCallback",
+    "RungLadder",
+    "RungScheduler",
     "SearchOutcome",
     "constraint_values",
     "make_sampler",
+    "make_scheduler",
     "redact_url",
     "resume_search",
     "results_schema",

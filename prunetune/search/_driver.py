@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
@@ -27,8 +27,18 @@ from prunetune.cluster.energy import collect_ledgers
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import ConfigError, RunDirFullError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP
-from prunetune.names import CONFIG_FILE, STUDY_FILE, TEACHER_DIR, TEACHER_FILE, TUNE_DIR
+from prunetune.names import (
+    CONFIG_FILE,
+    SCHEDULER_FILE,
+    STOPPED,
+    STUDY_FILE,
+    TEACHER_DIR,
+    TEACHER_FILE,
+    TERMINATED,
+    TUNE_DIR,
+)
 from prunetune.search._optuna import (
+    STOPPED_TOLD_AS,
     ParetoOptunaSearch,
     check_study_is_free,
     make_sampler,
@@ -36,7 +46,6 @@ from prunetune.search._optuna import (
 )
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import (
-    ERROR,
     RESULTS_FILE,
     CheckpointCleanup,
     ResultsCallback,
@@ -44,6 +53,7 @@ from prunetune.search._results import (
     read_rows,
 )
 from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
+from prunetune.search.scheduler import RungScheduler, make_scheduler
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable
 
@@ -63,6 +73,8 @@ class SearchOutcome:
     storage_url: str
     retimed: tuple[str, ...] = ()  # trials timed again quietly after the search
     flagged: tuple[str, ...] = ()  # ... whose in-search latency was more than 10% off
+    num_stopped: int = 0  # trials the scheduler stopped early
+    trial_seconds_saved: float = 0.0  # their trial time saved, estimated from the finished trials
 
     @property
     def results_path(self) -> Path:
@@ -136,7 +148,7 @@ def resume_search(
     resolved = saved_config(run)
     if not run.exists(TUNE_DIR, "tuner.pkl"):
         raise ConfigError(f"--resume {run.location}: no Tune experiment to resume there (no {TUNE_DIR}/tuner.pkl)")
-    for name in (STUDY_FILE, RESULTS_FILE, TEACHER_FILE):
+    for name in (STUDY_FILE, RESULTS_FILE, TEACHER_FILE, SCHEDULER_FILE):
         run.pull(name)
     if verbosity is not None:
         resolved = resolved.with_values({"search.verbosity": verbosity})
@@ -245,9 +257,12 @@ def saved_config(run: RunDir) -> Config:
 
 
 def resolve_config(config: Config, run: RunDir) -> Config:
-    """Fixed dimensions applied, and the teacher cached in the run directory (shared by all nodes)."""
+    """Fixed dimensions applied, the teacher cached in the run directory (shared by all nodes), and
+    intermediate reports that carry objectives when a scheduler ranks them."""
     values: dict[str, Any] = {key: dim.value for key, dim in config.space.items() if not dim.is_searched}
     values["teacher.cache_dir"] = str(run.local_path(TEACHER_DIR))
+    if config.search.scheduler != "fifo":  # rungs rank trials on the objectives of their reports
+        values["trial.report_objectives"] = True
     return config.with_values(values)
 
 
@@ -381,6 +396,12 @@ def ray_verbose(verbosity: int) -> int:
 
 
 def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> ParetoOptunaSearch:
+    return make_searcher(config, storage_url=_storage_url(config, run), run_dir=run.location, baseline=baseline)
+
+
+def make_searcher(config: Config, *, storage_url: str, run_dir: str, baseline: Mapping[str, Any],
+                  stopped_as: str = STOPPED_TOLD_AS) -> ParetoOptunaSearch:
+    """The search's Optuna searcher: its space, sampler, limits, starting points (also for the replay)."""
     search = config.search
     dimensions = {key: dim for key, dim in config.space.items() if dim.is_searched}
     base_values = flatten_dotted(config.trial.model_dump(mode="json"), "trial.")
@@ -392,12 +413,13 @@ def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> Par
         objectives=search.objectives,
         sampler=make_sampler(search.sampler, seed=search.seed, num_trials=search.num_trials,
                              population_size=search.population_size, n_startup_trials=search.n_startup_trials),
-        storage_url=_storage_url(config, run),
+        storage_url=storage_url,
         study_name=search.study_name,
-        run_dir=run.location,
+        run_dir=run_dir,
         limits=limits,
         points_to_evaluate=points,
         fallback_values=_fallback_values(search.objectives, baseline),
+        stopped_as=stopped_as,
     )
 
 
@@ -405,7 +427,7 @@ def _storage_url(config: Config, run: RunDir) -> str:
     return config_module.storage_url(config.search.storage, run.study_url)
 
 
-def _fallback_values(objectives: dict[str, str], baseline: dict[str, Any]) -> dict[str, float]:
+def _fallback_values(objectives: Mapping[str, str], baseline: Mapping[str, Any]) -> dict[str, float]:
     """Stand-ins for a failure before any success: no accuracy, the teacher's cost."""
     values = {}
     for key, mode in objectives.items():
@@ -433,7 +455,8 @@ def trial_dirname(trial) -> str:
 
 def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO | None) -> list[Any]:
     initial = read_rows(run.local_path(RESULTS_FILE))
-    sync = (STUDY_FILE,) if run.is_remote and not config.search.storage else ()
+    sync = (*((STUDY_FILE,) if run.is_remote and not config.search.storage else ()),
+            *((SCHEDULER_FILE,) if run.is_remote and config.search.scheduler != "fifo" else ()))
     progress = ProgressCallback(config.search.objectives, num_trials=config.search.num_trials,
                                 verbosity=config.search.verbosity, initial=initial, stream=stream)
     # Callbacks are pickled with the experiment: they carry no password.
@@ -450,6 +473,7 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
         param_space={},
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=make_scheduler(config, state_path=run.local_path(SCHEDULER_FILE)),
             num_samples=search.num_trials,
             max_concurrent_trials=search.max_concurrent,
             trial_dirname_creator=trial_dirname,
@@ -479,6 +503,8 @@ def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence
     parts.run_config.callbacks = _callbacks(config, run, callbacks, stream)
     if parts.searcher is not None:
         parts.searcher.reopen_at(_storage_url(config, run), run_dir=run.location)
+    if isinstance(parts.scheduler, RungScheduler):  # Tune does not save schedulers: the ladder is ours
+        parts.scheduler.reopen_at(run.local_path(SCHEDULER_FILE))
 
 
 # --------------------------------------------------------------------------- outcome
@@ -490,14 +516,29 @@ def _outcome(config: Config, run: RunDir, seconds: float, retimed: RetimeOutcome
     from prunetune.pareto import nondominated_mask
 
     rows = read_rows(run.local_path(RESULTS_FILE))
-    ok = [row for row in rows if row["status"] != ERROR]
+    ok = [row for row in rows if row["status"] == TERMINATED]
     objectives = config.search.objectives
     values = np.array([[row[key] for key in objectives] for row in ok], dtype=float).reshape(len(ok), len(objectives))
     front = int(nondominated_mask(values, list(objectives.values())).sum()) if len(ok) else 0
-    return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok), front_size=front,
+    stopped = [row for row in rows if row["status"] == STOPPED]
+    return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok) - len(stopped),
+                         num_stopped=len(stopped), trial_seconds_saved=trial_seconds_saved(ok, stopped),
+                         front_size=front,
                          wall_seconds=seconds, storage_url=config_module.redact_url(_storage_url(config, run)),
                          retimed=tuple(retimed.retimed) if retimed else (),
                          flagged=tuple(retimed.flagged) if retimed else ())
+
+
+def trial_seconds_saved(finished: Sequence[Mapping[str, Any]], stopped: Sequence[Mapping[str, Any]]) -> float:
+    """Trial time the scheduler saved: for each stopped trial, the median finished trial's wall
+    time minus its own (what it would have taken to run to its end, estimated)."""
+    import statistics
+
+    walls = [row["wall_seconds"] for row in finished if row.get("wall_seconds") is not None]
+    if not walls:
+        return 0.0
+    typical = statistics.median(walls)
+    return sum(max(0.0, typical - (row.get("wall_seconds") or 0.0)) for row in stopped)
 
 
 def _say(config: Config, text: str, stream: TextIO | None) -> None:

@@ -46,6 +46,12 @@ DUPLICATE_OF = "duplicate_of"
 #: Draws of an already-measured configuration told from its twin before the sampler must give a new one.
 MAX_REDRAWS = 8
 TUNE_TRIAL_ATTR = "tune_trial_id"
+#: Trial user attr: the step a scheduler stopped the trial at.
+STOPPED_AT_ATTR = M.STOPPED_AT_STEP
+#: How a trial stopped early is told: its rung values as a result, or those values marked infeasible.
+STOPPED_AS = ("values", "infeasible")
+#: What the live search tells (chosen on the replay figures: bench/replay.py).
+STOPPED_TOLD_AS = "values"
 #: Study user attr: the run directory whose search owns the study.
 RUN_DIR_ATTR = "run_dir"
 STATE_VERSION = 1
@@ -139,6 +145,10 @@ def objective_values(result: Mapping[str, Any] | None, objectives: Sequence[str]
 class ParetoOptunaSearch(Searcher):
     """A Tune searcher over several objectives that tells failures and limits as constraints.
 
+    A trial a scheduler stopped early is told as COMPLETE with the objectives of its last
+    rung and a ``stopped_at_step`` user attribute; with ``stopped_as="infeasible"`` its
+    ``failed`` constraint is set too, so that constrained samplers keep away from it.
+
     The study lives in ``storage_url`` as ``study_name`` and belongs to the search of
     ``run_dir``: another search meeting it in a shared database is refused. Tune trial ids
     map to Optuna trial numbers; that mapping is the searcher's whole state (JSON). The
@@ -161,11 +171,15 @@ class ParetoOptunaSearch(Searcher):
         limits: Mapping[str, float] | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
         fallback_values: Mapping[str, float] | None = None,
+        stopped_as: str = "values",
     ):
         bad = {key: mode for key, mode in objectives.items() if mode not in ("min", "max")}
         if not objectives or bad:
             raise ConfigError(f"search.objectives = {dict(objectives)!r}: each objective needs 'min' or 'max'")
+        if stopped_as not in STOPPED_AS:
+            raise ConfigError(f"stopped_as = {stopped_as!r}: expected one of {', '.join(STOPPED_AS)}")
         super().__init__(metric=list(objectives), mode=list(objectives.values()))
+        self._stopped_as = stopped_as
         self._space = dict(space)
         self._sampler = sampler
         self._storage_url = storage_url
@@ -225,7 +239,11 @@ class ParetoOptunaSearch(Searcher):
         failed = values is None
         trial = self._trial(trial_id)
         trial.set_user_attr(FAILED, failed)
-        for name, value in constraint_values(result, self._limits, failed=failed).items():
+        stopped_at = M.stopped_at(result)
+        if stopped_at is not None:
+            trial.set_user_attr(STOPPED_AT_ATTR, stopped_at)
+        infeasible = failed or (stopped_at is not None and self._stopped_as == "infeasible")
+        for name, value in constraint_values(result, self._limits, failed=infeasible).items():
             trial.set_constraint(name, value)
         told = self._stand_in_values() if failed else values
         self._connect().tell(trial, told, state=TrialState.COMPLETE, skip_if_finished=True)
@@ -459,6 +477,7 @@ class RestoredTuner:
 
     run_config: Any
     searcher: ParetoOptunaSearch | None
+    scheduler: Any = None
 
 
 def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
@@ -474,4 +493,4 @@ def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
     searcher = local._tune_config.search_alg
     while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
         searcher = getattr(searcher, "searcher", None)  # ConcurrencyLimiter and other wrappers
-    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher)
+    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher, scheduler=local._tune_config.scheduler)

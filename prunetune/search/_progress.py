@@ -1,9 +1,10 @@
 """The terminal view of a search: one readable line per event instead of Ray's trial table.
 
-Each line says how many trials finished, run and failed, the best value so far of each
-objective, and the size of the current Pareto front::
+Each line says how many trials finished, run, failed and were stopped early by the
+scheduler, the best value so far of each objective, and the size of the current Pareto
+front (finished trials only)::
 
-    [ 7/16]  done 5  running 2  failed 1 | accuracy 0.912 ↑  latency_ms 3.41 ↓  emissions_kg 2.1e-06 ↓ | front 3 | 4m12s
+    [ 7/16]  done 4  running 2  failed 1  stopped 1 | accuracy 0.912 ↑  latency_ms 3.41 ↓ | front 3 | 4m12s
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Mapping, TextIO
 import numpy as np
 from ray.tune import Callback
 
+from prunetune import metrics as M
+from prunetune.names import STOPPED, TERMINATED
 from prunetune.pareto import nondominated_mask
 from prunetune.search._optuna import objective_values
 from prunetune.search._results import error_reason, failure_of
@@ -34,9 +37,11 @@ class ProgressCallback(Callback):
         self._started = time.monotonic()
         self._running: set[str] = set()
         self._failed: set[str] = set()
+        self._stopped: set[str] = set()
         self._finished: dict[str, list[float] | None] = {}
         for row in initial:  # trials recorded before a resume
-            self._count(str(row["trial_id"]), row if row.get("status") == "TERMINATED" else None)
+            status = row.get("status")
+            self._count(str(row["trial_id"]), row if status == TERMINATED else None, stopped=status == STOPPED)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -50,8 +55,12 @@ class ProgressCallback(Callback):
         self._print(f"started {trial.trial_id} {_short_config(trial.config)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._count(trial.trial_id, trial.last_result)
+        step = M.stopped_at(trial.last_result)
+        self._count(trial.trial_id, trial.last_result, stopped=step is not None)
         failure = failure_of(trial.last_result)
+        if step is not None:
+            self._print(f"stopped {trial.trial_id} at step {step}")
+            return
         if failure:
             self._print(f"failed {trial.trial_id}: {failure}")
             return
@@ -64,16 +73,23 @@ class ProgressCallback(Callback):
 
     # ------------------------------------------------------------------ state
 
-    def _count(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
+    def _count(self, trial_id: str, result: Mapping[str, Any] | None, *, stopped: bool = False) -> None:
+        """A stopped trial's rung values are not results: it counts apart, off the front."""
         self._running.discard(trial_id)
+        if stopped:
+            self._stopped.add(trial_id)
+            self._finished[trial_id] = None
+            return
         values = objective_values(result, list(self._objectives))
         self._finished[trial_id] = values
         if values is None:
             self._failed.add(trial_id)
 
     def summary(self) -> str:
-        done = len(self._finished) - len(self._failed)
+        done = len(self._finished) - len(self._failed) - len(self._stopped)
         head = f"[{len(self._finished):>2}/{self._num_trials}]  done {done}  running {len(self._running)}  failed {len(self._failed)}"
+        if self._stopped:
+            head += f"  stopped {len(self._stopped)}"
         return f"{head} | {self._best_line()} | front {self.front_size()} | {_elapsed(time.monotonic() - self._started)}"
 
     def _successes(self) -> np.ndarray:

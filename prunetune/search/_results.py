@@ -1,11 +1,14 @@
 """``results.parquet``: one row per finished trial, rewritten as each trial finishes.
 
-Columns, in order: ``trial_id``, ``status`` (TERMINATED | ERROR), ``error``,
+Columns, in order: ``trial_id``, ``status`` (TERMINATED | ERROR | STOPPED), ``error``,
 ``started_at``, ``finished_at`` (unix seconds), ``wall_seconds``, ``node_id``,
 ``trial_dir``, then every ``trial.*`` key of the resolved trial configuration (dotted,
 typed from the trial model), then every metric of the contract plus ``teacher_accuracy``
 and ``teacher_latency_ms``, then the extra metrics methods and options may add
-(``prune_seconds``, ``fill_seconds``, ...; float64, null where a trial has none).
+(``prune_seconds``, ``fill_seconds``, ...; float64, null where a trial has none), then
+``stopped_at_step``. A trial the scheduler stopped early (STOPPED) holds the objectives of its
+last rung (what it would have scored had it stopped there) and the step it stopped at; it is
+never on the front.
 
 Parquet cannot be appended to, so the whole table (small: one row per trial) is written
 to a temporary file and renamed over the old one: a crash at any moment leaves the last
@@ -15,6 +18,7 @@ complete table, holding every trial that had finished.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import types
 import typing
@@ -37,7 +41,7 @@ from prunetune.metrics import (
     in_search,
 )
 from prunetune.names import ERRORED as ERROR
-from prunetune.names import NODE_ID, RESULTS_FILE, STARTED_AT, TERMINATED
+from prunetune.names import CHECKPOINT_DIR, NODE_ID, RESULTS_FILE, STARTED_AT, STOPPED, TERMINATED
 from prunetune.spaces import leaf_fields
 from prunetune.trainables.methods import method_metrics
 
@@ -56,6 +60,8 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
 #: Filled in by the quiet re-timing after the search (null until then).
 RETIME_COLUMNS: tuple[str, ...] = (*(in_search(key) for key in RETIMED_METRICS), RETIMED, RETIME_RATIO)
+#: Statuses whose rows hold metrics (a stopped trial's are those of its last rung).
+MEASURED = (TERMINATED, STOPPED)
 
 
 # --------------------------------------------------------------------------- schema
@@ -77,7 +83,8 @@ def _arrow_type(annotation: Any) -> pa.DataType:
 
 def results_schema() -> pa.Schema:
     columns = [*BOOKKEEPING, *trial_columns(), *((key, pa.float64()) for key in METRIC_COLUMNS),
-               *((key, pa.bool_() if key == RETIMED else pa.float64()) for key in RETIME_COLUMNS)]
+               *((key, pa.bool_() if key == RETIMED else pa.float64()) for key in RETIME_COLUMNS),
+               (M.STOPPED_AT_STEP, pa.int64())]
     return pa.schema([pa.field(name, kind, nullable=True) for name, kind in columns])
 
 
@@ -110,7 +117,8 @@ def trial_row(
     }
     row.update(trial)
     for key in METRIC_COLUMNS:
-        row[key] = _float_or_none(result.get(key)) if status == TERMINATED else None
+        row[key] = _float_or_none(result.get(key)) if status in MEASURED else None
+    row[M.STOPPED_AT_STEP] = M.stopped_at(result) if status == STOPPED else None
     return row
 
 
@@ -179,7 +187,7 @@ class ResultsCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         failure = failure_of(trial.last_result)
-        self.record(trial, ERROR if failure else TERMINATED, error=failure)
+        self.record(trial, ending_status(trial.last_result), error=failure)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.record(trial, ERROR, error=error_reason(trial))
@@ -201,6 +209,8 @@ class ResultsCallback(Callback):
         write_results(self._rows.values(), self.path)
         for name in (RESULTS_FILE, *self._sync_files):
             self._run_dir.push(name)
+        if status == STOPPED:  # a stopped trial keeps its row and its curve, no checkpoint
+            shutil.rmtree(self._run_dir.trial_output_dir(trial.trial_id) / CHECKPOINT_DIR, ignore_errors=True)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -218,7 +228,7 @@ def backfill(path: Path, base: Config, run_dir, results) -> list[str]:
         if not trial_id or trial_id in rows:
             continue
         failure = str(result.error) if result.error is not None else failure_of(metrics)
-        rows[trial_id] = trial_row(trial_id=trial_id, status=ERROR if failure else TERMINATED,
+        rows[trial_id] = trial_row(trial_id=trial_id, status=ERROR if failure else ending_status(metrics),
                                    trial=trial_values(base, result.config), result=metrics, started_at=None,
                                    finished_at=time.time(), trial_dir=run_dir.trial_location(trial_id), error=failure)
         added.append(trial_id)
@@ -245,6 +255,13 @@ def delete_tune_checkpoints(trial) -> None:
     for info in filesystem.get_file_info(selector):
         if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
             filesystem.delete_dir(info.path)
+
+
+def ending_status(result: Mapping[str, Any] | None) -> str:
+    """How a trial that Tune saw complete ended: failed, stopped early by the scheduler, or finished."""
+    if failure_of(result):
+        return ERROR
+    return STOPPED if M.stopped_at(dict(result or {})) is not None else TERMINATED
 
 
 def failure_of(result: Mapping[str, Any] | None) -> str | None:

@@ -142,8 +142,7 @@ def apply_retiming(row: dict[str, Any], figures: Mapping[str, Any]) -> dict[str,
 
 def is_flagged(row: Mapping[str, Any]) -> bool:
     """Whether re-timing moved the latency by more than 10% either way."""
-    ratio = row.get(M.RETIME_RATIO)
-    return _finite(ratio) and not 1 / M.RETIME_FLAG_RATIO <= float(ratio) <= M.RETIME_FLAG_RATIO
+    return M.retime_flagged(row.get(M.RETIME_RATIO))
 
 
 def retime_resources(*, cpus_per_node: float, gpu: bool) -> dict[str, float]:
@@ -160,7 +159,7 @@ def retime_run(run, *, objectives: Mapping[str, str], policy: str, cpus_per_node
     import ray
 
     path = run.local_path(RESULTS_FILE)
-    teacher_dir = _teacher_dir(run)
+    teacher_dir = run_teacher_dir(run)
     retimed: list[str] = []
     while todo := candidates(read_rows(path), objectives, policy=policy):
         say(f"re-timing {len(todo)} trial(s) quietly, each in a task that takes a whole node")
@@ -203,7 +202,7 @@ def retime_request(row: Mapping[str, Any], run, teacher_dir: str, *, gpu: bool):
     )
 
 
-def _teacher_dir(run) -> str:
+def run_teacher_dir(run) -> str:
     """The fine-tuned teacher in the run directory's cache (pulled to this node for an object store)."""
     import json
 

@@ -114,8 +114,15 @@ class SyntheticTrial:
 
     def _intermediate(self, config, step: int) -> dict[str, Any]:
         fraction = step / self.steps
-        return {M.STEP: step, M.TRAIN_LOSS: 1.0 / (1 + step), M.CURRENT_SPARSITY: config.trial.sparsity * fraction,
-                M.ACCURACY: _accuracy(config.trial) * fraction, M.DONE: False}
+        report = {M.STEP: step, M.TRAIN_LOSS: 1.0 / (1 + step), M.CURRENT_SPARSITY: config.trial.sparsity * fraction,
+                  M.ACCURACY: _accuracy(config.trial) * fraction, M.DONE: False}
+        if config.trial.report_objectives:  # what it would score if it stopped here
+            final = self._final(config, 0.0, 0)
+            report.update({key: final[key] for key in M.RUNG_METRICS if key != M.ACCURACY})
+            report[M.ACCURACY_DROP] = TEACHER_ACCURACY - report[M.ACCURACY]
+            if self.nan_above is not None and config.trial.sparsity > self.nan_above:
+                report[M.ACCURACY] = math.nan
+        return report
 
     def _final(self, config, seconds: float, resumed_from: int) -> dict[str, Any]:
         trial = config.trial

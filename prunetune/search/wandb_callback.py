@@ -29,6 +29,7 @@ from prunetune.analysis.wandb_settings import (
     wandb_settings,
 )
 from prunetune.config import flatten_dotted
+from prunetune.search._results import ending_status
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ class WandbTrialCallback(Callback):
             run.log(curves, step=_step(result, run))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        failed = bool((getattr(trial, "last_result", None) or {}).get(M.FAILED))
-        self._finish(trial, status="ERROR" if failed else "TERMINATED", exit_code=1 if failed else 0)
+        last = getattr(trial, "last_result", None) or {}
+        failed = bool(last.get(M.FAILED))
+        self._finish(trial, status=ending_status(last), exit_code=1 if failed else 0)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._finish(trial, status="ERROR", exit_code=1)
@@ -109,6 +111,8 @@ class WandbTrialCallback(Callback):
             if _is_number(final.get(key)):
                 run.summary[key] = final[key]
         run.summary["status"] = status
+        if M.stopped_at(final) is not None:  # its curve ends at the rung; the summary says so
+            run.summary[M.STOPPED_AT_STEP] = M.stopped_at(final)
         error = _error_text(trial) if exit_code else None
         if error:
             run.summary[M.ERROR] = error

@@ -212,10 +212,12 @@ class TuneReporter:
         payload = {k: v for k, v in metrics.items() if k != M.DONE and _is_scalar(v)}
         payload.update(self._extra)
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(payload, checkpoint=checkpoint)
-        if checkpoint_dir is not None:
-            # Tune has its own copy now (a resumed trial is given it back): no second copy on disk.
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        try:
+            tune.report(payload, checkpoint=checkpoint)  # exits the trial when a scheduler stopped it
+        finally:
+            if checkpoint_dir is not None:
+                # Tune has its own copy now (a resumed trial is given it back): no second copy on disk.
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -102,6 +102,21 @@ def configuration_fingerprint(config: Config) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def detached_copy(*modules: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
+    """Deep copies of ``modules`` in one memo (a pruner's views of a student stay views of the copy).
+
+    Masks set on a module during training are graph outputs (straight-through), which
+    ``copy.deepcopy`` refuses: the copies get them detached.
+    """
+    memo: dict[int, Any] = {}
+    for module in modules:
+        for sub in module.modules():
+            for value in vars(sub).values():
+                if isinstance(value, torch.Tensor) and not value.is_leaf:
+                    memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(modules, memo)
+
+
 def _no_report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
     """Outside Tune, intermediate reports have nowhere to go."""
 
@@ -194,7 +209,7 @@ class _Trial:
                 bar.set_postfix(loss=f"{self.progress.last_loss:.3f}", sparsity=f"{self.pruner.current_sparsity:.2f}")
                 if self.progress.step % self.settings.eval_every == 0 and self.progress.step < self.settings.max_steps:
                     self.progress.train_seconds += time.perf_counter() - segment_start
-                    report(self._intermediate_metrics(), self.save_checkpoint(meter))
+                    report(self._intermediate_report(meter), self.save_checkpoint(meter))
                     segment_start = time.perf_counter()
             bar.close()
             self.progress.train_seconds += time.perf_counter() - segment_start
@@ -210,12 +225,48 @@ class _Trial:
         emissions = self.settings.emissions
         return EmissionsMeter(country_iso_code=emissions.country_iso_code, measure_power_secs=emissions.measure_power_secs)
 
+    def _intermediate_report(self, meter) -> dict[str, Any]:
+        metrics = self._intermediate_metrics()
+        if self.settings.report_objectives:
+            metrics.update(self._projected_objectives(meter, accuracy=metrics[M.ACCURACY]))
+        return metrics
+
     @torch.no_grad()
     def _intermediate_metrics(self) -> dict[str, Any]:
         quality = evaluate(self.student, self.eval_inputs, self.eval_split.labels, device=self.device, autocast=self.autocast)
         return {M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
                 M.CURRENT_SPARSITY: self.pruner.current_sparsity, M.ACCURACY: quality.accuracy,
                 M.F1_MACRO: quality.f1_macro, M.DONE: False}
+
+    @torch.no_grad()
+    def _projected_objectives(self, meter, *, accuracy: float) -> dict[str, Any]:
+        """What the trial would score if it stopped now, for a scheduler to rank it by.
+
+        Accuracy is the student's now. Latency is that of the structure it would have if it
+        finished now: a copy of the student and its pruner is finished at the target sparsity,
+        compacted, put in the inference precision and timed (in the timing slot). Emissions so
+        far are scaled to the whole trial.
+        """
+        started = time.perf_counter()
+        student, pruner = detached_copy(self.student, self.pruner)
+        student.eval()
+        compacted, _ = compact_and_verify(pruner.finish(student))
+        prepare_for_inference_precision(compacted, self.settings.inference_precision)
+        params, sparsity = count_params(compacted), weight_sparsity(compacted, dense_total=self.dense_weights)
+        serving = to_inference_precision(compacted, self.settings.inference_precision, self.device)
+        serving_device = torch.device("cpu") if self.settings.inference_precision == "int8" else self.device
+        latency = self._latency(serving, serving_device)
+        running = meter.snapshot()
+        to_whole_trial = self.settings.max_steps / self.progress.step
+        return {
+            M.ACCURACY_DROP: float(self.teacher.baseline[M.ACCURACY]) - accuracy,
+            M.LATENCY_MS: latency.median_ms,
+            M.EMISSIONS_KG: (self.progress.emissions_kg + running.emissions_kg) * to_whole_trial,
+            M.ENERGY_KWH: (self.progress.energy_kwh + running.energy_kwh) * to_whole_trial,
+            M.PARAMS: params,
+            M.SPARSITY: sparsity,
+            M.PROJECTION_SECONDS: time.perf_counter() - started,
+        }
 
     # ------------------------------------------------------------------ the end
 

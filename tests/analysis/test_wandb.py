@@ -118,10 +118,17 @@ def test_trial_callback_logs_one_run_per_trial(tmp_path):
     callback.on_trial_complete(0, [], good)
     bad.error_message = "Traceback ...\nTrialError: loss diverged"
     callback.on_trial_error(0, [], bad)
+    stopped = _trial("c_00002", sparsity=0.9)  # stopped early at its rung: its curve, and why it ends there
+    callback.on_trial_start(0, [], stopped)
+    stopped.last_result = {"training_iteration": 1, M.STEP: 10, M.ACCURACY: 0.4, M.LATENCY_MS: 2.0, M.DONE: True}
+    callback.on_trial_result(0, [], stopped, stopped.last_result)
+    callback.on_trial_complete(0, [], stopped)
     callback.on_experiment_end([])
 
     runs = {wb.run.display_name: wb for wb in offline_runs(tmp_path / "search-c")}
-    assert set(runs) == {"c_00000", "c_00001"}
+    assert set(runs) == {"c_00000", "c_00001", "c_00002"}
+    assert runs["c_00002"].summary["status"] == "STOPPED" and runs["c_00002"].summary[M.STOPPED_AT_STEP] == 10
+    assert [row[M.ACCURACY] for row in runs["c_00002"].history if M.ACCURACY in row] == [0.4]
     wb = runs["c_00000"]
     assert wb.run.run_group == "search-c" and wb.run.job_type == "trial"
     assert wb.config["trial.sparsity"] == 0.7 and wb.config["trial.block_size"] == 32  # searched + fixed keys

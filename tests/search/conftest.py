@@ -16,10 +16,10 @@ SPACE = {
 }
 
 
-def synthetic_config(*, space=None, **search):
+def synthetic_config(*, space=None, trial=None, **search):
     """A search over the synthetic trial: no model, no data, milliseconds per trial."""
     return validate({
-        "trial": {"max_steps": 10},
+        "trial": {"max_steps": 10, **(trial or {})},
         "space": space or SPACE,
         "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True,
                    "retime": "off", **search},

@@ -24,15 +24,20 @@ TRIAL = SyntheticTrial(steps=4, seconds_per_step=1.0)
 NUM_TRIALS = 6
 
 DRIVER = textwrap.dedent(f"""
-    import sys
+    import json, sys
     from prunetune.search import run_search
     from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
     from tests.search.conftest import synthetic_config
 
-    config = synthetic_config(sampler="tpe", num_trials={NUM_TRIALS}, max_concurrent=2, reuse_actors=False)
+    search = {{"sampler": "tpe", "num_trials": {NUM_TRIALS}, "max_concurrent": 2, "reuse_actors": False,
+              **json.loads(sys.argv[2])}}
+    config = synthetic_config(trial=search.pop("trial", None), **search)
     run_search(config, run_dir=sys.argv[1], trial_fn=SyntheticTrial(steps=4, seconds_per_step=1.0),
                teacher_fn=synthetic_teacher)
 """)
+#: The driver's search settings per case: no scheduler, and MO-ASHA stopping some trials early.
+CASES = {"fifo": {}, "moasha": {"scheduler": "moasha", "sampler": "random", "grace_steps": 1, "reduction_factor": 2,
+                                "trial": {"eval_every": 1}}}  # a report every step: rungs at steps 1, 2, 4 and 8
 
 
 def finished_ids(run_dir: Path) -> list[str]:
@@ -42,12 +47,22 @@ def finished_ids(run_dir: Path) -> list[str]:
 
 def checkpointed_unfinished(run_dir: Path) -> list[str]:
     """Trials with no result yet whose checkpoint Tune holds (the copy a resume gives back)."""
-    ids = []
+    ids, ended = [], {*statuses(run_dir), *stopped_by_scheduler(run_dir)}
     for trial in (run_dir / "trials").glob("*"):
         held = list((run_dir / "tune" / trial.name).glob("checkpoint_*/state.json"))
-        if not (trial / "result.json").exists() and any(_step(path) >= 1 for path in held):
+        if trial.name not in ended and not (trial / "result.json").exists() and any(_step(p) >= 1 for p in held):
             ids.append(trial.name)
     return ids
+
+
+def stopped_by_scheduler(run_dir: Path) -> set[str]:
+    """Trials the scheduler has decided to stop (their rows may not be written yet)."""
+    from prunetune.search.rungs import RungLadder
+
+    try:
+        return set(RungLadder.from_json((run_dir / "scheduler.json").read_text()).stopped())
+    except (OSError, ValueError):  # no scheduler, or the file is being replaced
+        return set()
 
 
 def _step(state: Path) -> int:
@@ -69,18 +84,25 @@ def kill_tree(process: subprocess.Popen) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-@pytest.fixture
-def killed_search(tmp_path):
+def statuses(run_dir: Path) -> dict[str, str]:
+    path = run_dir / "results.parquet"
+    table = pq.read_table(path).to_pydict() if path.is_file() else {"trial_id": [], "status": []}
+    return dict(zip(table["trial_id"], table["status"]))
+
+
+@pytest.fixture(params=list(CASES))
+def killed_search(tmp_path, request):
     run_dir = tmp_path / "run"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(script), str(run_dir)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, str(script), str(run_dir), json.dumps(CASES[request.param])],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if len(finished_ids(run_dir)) >= 2 and checkpointed_unfinished(run_dir):
+            stopped_yet = request.param == "fifo" or "STOPPED" in statuses(run_dir).values()
+            if len(finished_ids(run_dir)) >= 2 and stopped_yet and checkpointed_unfinished(run_dir):
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the search ended before it could be killed"
@@ -96,6 +118,9 @@ def test_resume_after_the_driver_was_killed(killed_search, ray_local):
     run_dir, finished_before = killed_search
     assert 2 <= len(finished_before) < NUM_TRIALS
 
+    stopped_before = {trial for trial, status in statuses(run_dir).items() if status == "STOPPED"}
+    ladder_before = _ladder(run_dir)
+
     outcome = resume_search(run_dir, trial_fn=TRIAL, teacher_fn=synthetic_teacher)
 
     ids = finished_ids(run_dir)
@@ -105,8 +130,12 @@ def test_resume_after_the_driver_was_killed(killed_search, ray_local):
     for trial in finished_before:
         assert starts[trial] == ["0"], f"finished trial {trial} ran again: {starts[trial]}"
     resumed = [trial for trial, steps in starts.items() if len(steps) > 1]
-    assert resumed and all(int(starts[t][-1]) >= 1 for t in resumed), starts
+    # Running trials start again: from their checkpoint where Tune held one, from step 0 otherwise.
+    assert any(int(starts[t][-1]) >= 1 for t in resumed), starts
     for trial in resumed:
+        if not (run_dir / "trials" / trial / "result.json").exists():
+            assert statuses(run_dir)[trial] == "STOPPED"  # resumed, then stopped at a later rung: no result
+            continue
         result = json.loads((run_dir / "trials" / trial / "result.json").read_text())
         assert result["metrics"]["resumed_from_step"] >= 1
 
@@ -114,6 +143,27 @@ def test_resume_after_the_driver_was_killed(killed_search, ray_local):
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert sorted(t.user_attrs["tune_trial_id"] for t in complete if "duplicate_of" not in t.user_attrs) == sorted(ids)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+    # Trials stopped early stay stopped; the rungs keep what they recorded before the kill.
+    after = statuses(run_dir)
+    assert all(after[trial] == "STOPPED" for trial in stopped_before)
+    assert outcome.num_stopped == sum(status == "STOPPED" for status in after.values())
+    if ladder_before is not None:
+        assert stopped_before, "the search was killed before the scheduler stopped a trial"
+        ladder_after = _ladder(run_dir)
+        for rung, records in ladder_before["records"].items():
+            assert records.items() <= ladder_after["records"][rung].items()
+        assert stopped_before <= set(ladder_after["stopped"])
+
+
+def _ladder(run_dir: Path) -> dict | None:
+    from prunetune.search.rungs import RungLadder
+
+    path = run_dir / "scheduler.json"
+    if not path.is_file():
+        return None
+    ladder = RungLadder.from_json(path.read_text())
+    return {"records": json.loads(ladder.to_json())["records"], "stopped": ladder.stopped()}
 
 
 def test_resume_needs_a_search(tmp_path):

@@ -49,7 +49,7 @@ def test_results_schema_and_rows(tmp_path, ray_local):
     table = pq.read_table(tmp_path / "run" / "results.parquet")
     names = table.column_names
     trial_keys = [n for n in names if n.startswith("trial.")]
-    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS) + list(RETIME_COLUMNS)
+    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS) + list(RETIME_COLUMNS) + ["stopped_at_step"]
     assert list(METRIC_COLUMNS[:len(FINAL_METRIC_KEYS) + 2]) == [*FINAL_METRIC_KEYS, "teacher_accuracy", "teacher_latency_ms"]
     assert {"trial.sparsity", "trial.block_size", "trial.latency.batch_size", "trial.emissions.country_iso_code"} <= set(trial_keys)
     rows = table.to_pandas()

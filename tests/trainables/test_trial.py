@@ -32,6 +32,31 @@ def test_full_trial_reports_every_contract_key(tiny_config, tmp_path):
     assert sum(p.numel() for p in model.parameters()) == metrics[M.PARAMS]
 
 
+@pytest.mark.parametrize("method", ["movement", "magnitude"])
+def test_intermediate_reports_project_the_objectives_of_stopping_there(tiny_config, tmp_path, method):
+    reports = []
+    final = run_trial(tiny_config(method=method, report_objectives=True), output_dir=tmp_path / "trial",
+                      report=lambda m, c: reports.append(m))
+    rung = reports[0]
+    assert rung[M.STEP] == 6 and rung[M.DONE] is False
+    for key in M.RUNG_METRICS:
+        assert rung[key] == rung[key], key  # present and not NaN
+    assert M.stopped_at(rung) == 6 and M.stopped_at(final) is None
+    # The structure it would have at its target sparsity: the final one, up to what training still moves.
+    assert rung[M.SPARSITY] == pytest.approx(final[M.SPARSITY], abs=0.05)
+    assert rung[M.PARAMS] == pytest.approx(final[M.PARAMS], rel=0.1)
+    assert rung[M.ACCURACY_DROP] == pytest.approx(final[M.TEACHER_ACCURACY] - rung[M.ACCURACY])
+    assert rung[M.EMISSIONS_KG] > 0 and rung[M.PROJECTION_SECONDS] > 0
+    # The student itself was not touched: it trained on and finished as usual.
+    assert final[M.STEP] == 12
+
+
+def test_without_report_objectives_intermediate_reports_stay_small(tiny_config, tmp_path):
+    reports = []
+    run_trial(tiny_config(), output_dir=tmp_path / "trial", report=lambda m, c: reports.append(m))
+    assert M.LATENCY_MS not in reports[0]
+
+
 def test_a_checkpoint_of_another_configuration_is_never_continued(tiny_config, tmp_path):
     class Stop(Exception):
         pass

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from prunetune.trainables.methods._base import Method, Options
+from prunetune.trainables.methods._base import Method, Options, block_size_fits
 
 
 class GroupLassoOptions(Options):
@@ -39,8 +39,7 @@ class GroupLasso(Method):
     def model_problems(self, trial: Any, dims) -> list[str]:
         rows, cols = self.group_shape(trial)
         problems = []
-        head = dims.head_size
-        if dims.hidden_size % rows or not (head % rows == 0 or rows % head == 0):
+        if not block_size_fits(rows, dims):  # along the head dimension a tile is a block: same rule
             problems.append(f"trial.group_lasso.block_rows = {rows}: must divide the hidden size and either divide "
                             f"the head size or be a multiple of it, for {dims.describe()}")
         if dims.hidden_size % cols:
