@@ -40,8 +40,15 @@ from prunetune.metrics import (
     TEACHER_KEYS,
     in_search,
 )
+from prunetune.names import (
+    CHECKPOINT_DIR,
+    NODE_ID,
+    RESULTS_FILE,
+    STARTED_AT,
+    STOPPED,
+    TERMINATED,
+)
 from prunetune.names import ERRORED as ERROR
-from prunetune.names import CHECKPOINT_DIR, NODE_ID, RESULTS_FILE, STARTED_AT, STOPPED, TERMINATED
 from prunetune.spaces import leaf_fields
 from prunetune.trainables.methods import method_metrics
 
