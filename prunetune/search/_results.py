@@ -124,7 +124,7 @@ def trial_row(
     }
     row.update(trial)
     for key in METRIC_COLUMNS:
-        row[key] = _float_or_none(result.get(key)) if status in MEASURED else None
+        row[key] = float_or_none(result.get(key)) if status in MEASURED else None
     row[M.STOPPED_AT_STEP] = M.stopped_at(result) if status == STOPPED else None
     return row
 
@@ -140,7 +140,7 @@ def trial_values(base: Config, sampled: Mapping[str, Any] | None) -> dict[str, A
     return values
 
 
-def _float_or_none(value: Any) -> float | None:
+def float_or_none(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
     except (TypeError, ValueError):

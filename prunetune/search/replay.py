@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from prunetune import metrics as M
 from prunetune.config import Config, validate
 from prunetune.names import CONFIG_FILE, ERRORED, RESULTS_FILE, TUNE_DIR
+from prunetune.search._results import float_or_none, read_rows
 
 #: Columns of a curves table besides the trial's ``trial.*`` values.
 TRIAL, STEP, SECONDS, FINAL, FAILED = "trial", M.STEP, "seconds", "final", M.FAILED
@@ -40,8 +41,6 @@ CONFIG_KEY, COMMAND_KEY = b"prunetune.config", b"prunetune.command"
 
 def write_curves(run_dir: str | Path, out: str | Path, *, command: str) -> pa.Table:
     """The curves table of a finished search in ``run_dir`` (every report of every trial), written to ``out``."""
-    from prunetune.search._results import read_rows
-
     run_dir, out = Path(run_dir), Path(out)
     config_text = (run_dir / CONFIG_FILE).read_text()
     rows = []
@@ -68,19 +67,13 @@ def _trial_reports(trial: Mapping[str, Any], result_file: Path) -> list[dict[str
         rows.append({
             TRIAL: trial["trial_id"], STEP: int(report.get(M.STEP) or 0), FINAL: final, FAILED: failed,
             SECONDS: wall if final else float(report["time_total_s"]) + start_offset,
-            **{key: _float(report.get(key)) for key in CURVE_METRICS}, **values,
+            **{key: float_or_none(report.get(key)) for key in CURVE_METRICS}, **values,
         })
     if failed and not any(row[FINAL] for row in rows):
         rows.append({TRIAL: trial["trial_id"], STEP: 0, FINAL: True, FAILED: True, SECONDS: wall,
                      **{key: None for key in CURVE_METRICS}, **values})
     return rows
 
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- the recorded trials
