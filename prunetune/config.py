@@ -39,6 +39,7 @@ PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
 Method = Literal.__getitem__(tuple(METHOD_REGISTRY))  # the registry's names
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 InferencePrecision = Literal["fp32", "fp16", "bf16", "int8", "sparse24"]
+Runtime = Literal["torch", "onnxruntime"]
 FillInit = Literal["teacher", "random"]
 
 METHODS: tuple[str, ...] = tuple(METHOD_REGISTRY)
@@ -99,7 +100,14 @@ class _TrialSettings(_Section):
     """The keys every method shares; each method's own options are added below, under its name."""
 
     method: Method = "movement"
-    sparsity: float = Field(0.5, ge=0, lt=1)
+    sparsity: float | None = Field(0.5, ge=0, lt=1, description="fraction of the prunable encoder weights to "
+                                   "remove; null (and a reported result) when trial.target_speedup is set")
+    target_speedup: float | None = Field(
+        None, gt=1, description="prune to this speed-up over the dense teacher in the same runtime and precision, "
+        "predicted by the per-layer latency table, instead of to trial.sparsity")
+    layer_distill: float = Field(
+        0.0, ge=0, description="weight of the distillation of hidden states of mapped teacher layers, beside the "
+        "logit distillation (0: logits only)")
     block_size: int = Field(32, ge=1)
     min_head_density: float = Field(
         0.25, ge=0, lt=1, description="a head keeping less than this fraction of its Q, K or V blocks is removed whole"
@@ -108,6 +116,8 @@ class _TrialSettings(_Section):
     alpha: float = Field(0.9, ge=0, le=1, description="weight of distillation vs task loss")
     precision: TrainPrecision = "fp32"
     inference_precision: InferencePrecision = "fp32"
+    runtime: Runtime = Field("torch", description="what the student is served, measured and exported in: PyTorch "
+                             "eager, or ONNX Runtime (fp32, or its dynamic int8)")
     max_steps: int = Field(300, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0, lt=1)
@@ -137,6 +147,33 @@ class _TrialSettings(_Section):
             if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1:
                 data = {**data, "eval_every": min(DEFAULT_EVAL_EVERY, steps)}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _speed_replaces_sparsity(cls, data: Any) -> Any:
+        """A target speed-up replaces the sparsity target: the sparsity becomes a result."""
+        if isinstance(data, dict) and data.get("target_speedup") is not None:
+            data = {**data, "sparsity": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_pruning_target(self) -> "TrialConfig":
+        if self.sparsity is None and self.target_speedup is None:
+            raise ValueError("set trial.sparsity (a fraction of weights to remove) or trial.target_speedup")
+        if self.target_speedup is not None and not METHOD_REGISTRY[self.method].supports_target_speedup:
+            able = [name for name, method in METHOD_REGISTRY.items() if method.supports_target_speedup]
+            raise ValueError(f"trial.target_speedup with trial.method = {self.method!r}: {self.method} prunes to "
+                             f"trial.sparsity; methods that prune to a speed-up: {', '.join(able)}")
+        return self
+
+    @model_validator(mode="after")
+    def _runtime_serves_precision(self) -> "TrialConfig":
+        from prunetune.trainables.measure.runtime_checks import pairing_problems
+
+        problems = pairing_problems(self.runtime, self.inference_precision)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _evaluation_fits(self) -> "TrialConfig":
@@ -388,6 +425,7 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     """Validate a raw mapping; every problem (types, ranges, model fit) is reported at once."""
     problems: list[str] = []
     config = None
+    raw = speed_replaces_searched_sparsity(raw)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -397,12 +435,44 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     problems += config_space_problems(raw, trial_model=TrialConfig)
     if config is not None:
         problems += scheduler_problems(config)
+        problems += target_speedup_problems(config)
     if check_model:
         problems += model_problems(config) if config is not None else _family_problems(raw)
     if problems:
         raise ConfigError(_unique(problems), source=source)
     assert config is not None  # no problems means pydantic accepted it
     return config
+
+
+def speed_replaces_searched_sparsity(raw: dict[str, Any]) -> dict[str, Any]:
+    """With a target speed-up set or searched, a sparsity dimension of the space (a preset's) goes:
+    the sparsity is then what the pruner reaches, a result, not a knob."""
+    trial = raw.get("trial") if isinstance(raw.get("trial"), dict) else {}
+    space = raw.get("space") if isinstance(raw.get("space"), dict) else {}
+    if "trial.sparsity" not in space or (trial.get("target_speedup") is None and "trial.target_speedup" not in space):
+        return raw
+    raw = {**raw, "space": {key: value for key, value in space.items() if key != "trial.sparsity"}}
+    search = raw.get("search") if isinstance(raw.get("search"), dict) else {}
+    points = search.get("starting_points")
+    if isinstance(points, list):  # a starting point's sparsity went with the dimension
+        points = [{k: v for k, v in p.items() if k != "trial.sparsity"} if isinstance(p, dict) else p for p in points]
+        raw["search"] = {**search, "starting_points": points}
+    return raw
+
+
+def target_speedup_problems(config: Config) -> list[str]:
+    """A searched method must be able to prune to a speed-up when the speed-up is set or searched."""
+    searched = "trial.target_speedup" in config.space and config.space["trial.target_speedup"].is_searched
+    if config.trial.target_speedup is None and not searched:
+        return []
+    method = config.space.get("trial.method")
+    offered = method.values() if method is not None and method.is_searched else [config.trial.method]
+    unable = [name for name in offered or [] if not METHOD_REGISTRY[name].supports_target_speedup]
+    if not unable:
+        return []
+    able = [name for name, m in METHOD_REGISTRY.items() if m.supports_target_speedup]
+    return [f"space.trial.method offers {', '.join(unable)}, which prune(s) to trial.sparsity, not to "
+            f"trial.target_speedup; with a target speed-up, offer only {', '.join(able)}"]
 
 
 def scheduler_problems(config: Config) -> list[str]:

@@ -140,3 +140,27 @@ def test_a_config_file_that_is_not_text_is_refused(tmp_path):
 def test_a_renamed_search_key_names_its_new_name():
     with pytest.raises(ConfigError, match="search.max_failures: moved to search.max_retries"):
         C.load("quickstart", ["search.max_failures=3"])
+
+
+def test_a_target_speedup_replaces_the_sparsity_also_a_presets_searched_one():
+    from prunetune import config as C
+
+    fixed = C.load("bbc-news", ["trial.target_speedup=3", "space.trial.method={choice: [movement, magnitude]}"],
+                   check_model=False)
+    assert fixed.trial.sparsity is None and fixed.trial.target_speedup == 3.0
+    assert "trial.sparsity" not in fixed.space
+    searched = C.load("quickstart", ["space.trial.target_speedup={uniform: [1.5, 4.0]}"], check_model=False)
+    assert "trial.sparsity" not in searched.space and searched.space["trial.target_speedup"].is_searched
+    sampled = searched.with_trial_values({"trial.target_speedup": 2.5}).trial
+    assert sampled.sparsity is None and sampled.target_speedup == 2.5
+
+
+def test_a_target_speedup_needs_a_method_that_prunes_to_one():
+    from prunetune import config as C
+
+    with pytest.raises(ConfigError, match="group_lasso prunes to trial.sparsity; methods that prune to a speed-up"):
+        C.load("quickstart", ["trial.method=group_lasso", "trial.target_speedup=2"], check_model=False)
+    with pytest.raises(ConfigError, match="space.trial.method offers group_lasso"):
+        C.load("bbc-news", ["trial.target_speedup=2"], check_model=False)
+    with pytest.raises(ConfigError, match=r"trial.target_speedup = 1.0: Input should be greater than 1"):
+        C.load("quickstart", ["trial.target_speedup=1.0"], check_model=False)

@@ -13,6 +13,7 @@ from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnaly
 from prunetune.analysis.runs import RunData
 
 _CARD_METRICS = (M.ACCURACY, M.F1_MACRO, M.ACCURACY_DROP, M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP,
+                 M.SPEEDUP_SAME_RUNTIME,
                  M.PARAMS, M.SPARSITY, M.HEADS_PRUNED, M.FFN_KEPT, M.EMISSIONS_KG, M.ENERGY_KWH, M.TRAIN_SECONDS)
 
 
@@ -22,7 +23,7 @@ def model_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series, out_dir:
     sections = [
         _front_matter(run),
         f"# {run.name}: trial {trial_id}\n\n{_summary(run, trial)}",
-        _metrics_section(run, trial),
+        _metrics_section(run, trial, measured_runtime=check.measured_runtime),
         _front_section(analysis, trial_id, why),
         _configuration_section(run, trial),
         _labels_section(labels),
@@ -50,7 +51,7 @@ def _summary(run: RunData, trial: pd.Series) -> str:
     )
 
 
-def _metrics_section(run: RunData, trial: pd.Series) -> str:
+def _metrics_section(run: RunData, trial: pd.Series, *, measured_runtime: str | None = None) -> str:
     rows = ["| metric | this model | dense teacher | meaning |", "| --- | ---: | ---: | --- |"]
     for key in _CARD_METRICS:
         if key in trial:
@@ -67,10 +68,23 @@ def _metrics_section(run: RunData, trial: pd.Series) -> str:
         "processes. The teacher's emissions are its one-off fine-tuning, shared by the whole search."
     )
     precision = str(trial.get("trial.inference_precision", fixed.get("inference_precision", "fp32")))
+    runtime = measured_runtime or str(trial.get("trial.runtime", fixed.get("runtime", "torch")) or "torch")
     from prunetune.analysis.fidelity import trial_notes
 
     figures = "".join(f" {line}" for line in trial_notes(trial))
-    return "## Metrics\n\n" + "\n".join(rows) + "\n\n" + note + figures + _precision_note(precision)
+    return ("## Metrics\n\n" + "\n".join(rows) + "\n\n" + _runtime_line(runtime, precision) + note + figures
+            + (_precision_note(precision) if runtime == "torch" else ""))
+
+
+_RUNTIME_NAMES = {"torch": "PyTorch eager", "onnxruntime": "ONNX Runtime (CPU)"}
+
+
+def _runtime_line(runtime: str, precision: str) -> str:
+    """Which runtime and precision the figures are for, and what the speed-ups compare with."""
+    shipped = (" `model.onnx` in this directory is the graph that was measured." if runtime == "onnxruntime" else "")
+    return (f"**The figures are for {_RUNTIME_NAMES.get(runtime, runtime)} at `{precision}`.**{shipped} Speed-up is "
+            "against the dense fp32 teacher in PyTorch eager; speed-up, same runtime, against the dense teacher in "
+            f"{_RUNTIME_NAMES.get(runtime, runtime)} at `{precision}`.\n\n")
 
 
 #: How to serve the float32 weights at the precision the latency was measured at.
@@ -162,7 +176,12 @@ def _usage_section(out_dir: Path) -> str:
 def _checks_section(check, out_dir: Path) -> str:
     lines = [f"- Loaded through `pipeline`, this directory predicts what the trial's model predicts on "
              f"{check.texts} sample texts (max |logit difference| {check.max_logit_difference:.1e})."]
-    if check.onnx_max_difference is not None:
+    if check.measured_runtime is not None:
+        lines.append(f"- `model.onnx` is the {check.measured_precision} graph the trial measured, shipped as it was; "
+                     f"it predicts what the PyTorch weights predict on {check.onnx_agreement:.0%} of the sample texts"
+                     + (f" (max |logit difference| {check.onnx_max_difference:.1e})."
+                        if check.onnx_max_difference is not None else " (int8 rounds its weights and activations)."))
+    elif check.onnx_max_difference is not None:
         lines.append(f"- `model.onnx` (inputs `input_ids`, `attention_mask`; output `logits`) matches PyTorch "
                      f"within {check.onnx_max_difference:.1e} (onnxruntime, CPU).")
     return "## Checks\n\n" + "\n".join(lines)

@@ -12,7 +12,10 @@ loads it where prunetune is not installed, and ``pipeline(model=DIR)`` loads it 
 ``trust_remote_code`` in a process where prunetune's classes are registered with the Auto
 classes (``prunetune.trainables.register_auto_classes()``). With ``onnx=True``,
 ``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output ``logits``) is written
-too, and checked against PyTorch with onnxruntime.
+too, and checked against PyTorch with onnxruntime. A trial that ran in ONNX Runtime
+(``trial.runtime: onnxruntime``) saved the graph it measured, quantised when it served
+int8: that graph is shipped as it is, whatever ``onnx`` says, since it is what the
+figures are for.
 
 Every export is checked before it is reported: the exported directory, loaded through
 ``pipeline(..., trust_remote_code=True)`` (the shipped code, as a user without prunetune
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError, ModelError
 
 EXPORT_RECORD = "prunetune_export.json"
-ONNX_FILE = "model.onnx"
+ONNX_FILE = "model.onnx"  # the name runtimes.ONNX_FILE gives a trial's graph too
 CARD_FILE = "README.md"
 LOGIT_TOLERANCE = 1e-4
 ONNX_TOLERANCE = 1e-3
@@ -61,6 +64,10 @@ class ExportCheck:
     predictions_match: bool
     max_logit_difference: float
     onnx_max_difference: float | None = None
+    #: The trial ran in ONNX Runtime: ``model.onnx`` is the graph it measured, shipped as it was.
+    measured_runtime: str | None = None
+    measured_precision: str | None = None
+    onnx_agreement: float | None = None  # of the shipped graph's predictions with PyTorch's, on the sample texts
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,12 @@ def export_trial(run: RunData, analysis: FrontAnalysis, trial_id: str, out_dir: 
     model, tokenizer = load_trial_model(source)
     save_model_dir(model, tokenizer, out_dir)
     check = check_export(source, out_dir, tokenizer)
-    if onnx:
+    if (source / ONNX_FILE).is_file():
+        check = ship_measured_graph(source / ONNX_FILE, out_dir / ONNX_FILE, model, tokenizer, check,
+                                    precision=str(trial.get("trial.inference_precision", "fp32")))
+    elif onnx:
         difference = export_onnx(model, tokenizer, out_dir / ONNX_FILE)
-        check = ExportCheck(check.texts, check.predictions_match, check.max_logit_difference, difference)
+        check = replace(check, onnx_max_difference=difference)
     labels = {int(k): str(v) for k, v in model.config.id2label.items()}
     from prunetune.analysis._model_card import model_card
 
@@ -188,64 +198,63 @@ def check_export(source: Path, out_dir: Path, tokenizer) -> ExportCheck:
 def export_onnx(model, tokenizer, path: Path) -> float:
     """Write ``model.onnx`` and return its max |logit difference| to PyTorch (checked with onnxruntime).
 
-    Uses the TorchScript exporter (``dynamo=False``): the torch.export-based one needs the
-    onnxscript package, which prunetune does not depend on. The trace runs on a padded
-    batch, so the attention-mask path is part of the graph, and the check runs on batches
-    of other shapes, padded and not, so the dynamic axes are exercised.
+    The graph is the one a trial measures with ``trial.runtime: onnxruntime``
+    (:func:`prunetune.trainables.measure.runtimes.export_onnx`); the check runs on batches of
+    real texts of other shapes, padded and not, so the dynamic axes are exercised.
     """
-    import warnings
+    from prunetune.trainables.measure.runtimes import export_onnx as write_graph
 
-    import torch
-
-    trace_batch = tokenizer(list(SAMPLE_TEXTS[:3]), padding=True, return_tensors="pt")
-    wrapper = _logits_only(model)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(
-            wrapper, (trace_batch["input_ids"], trace_batch["attention_mask"]), str(path),
-            input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          "logits": {0: "batch"}},
-            opset_version=17, dynamo=False,
-        )
-    difference = max(_onnx_difference(wrapper, tokenizer, path, texts) for texts in _check_batches())
+    write_graph(model, path)
+    difference = max(_onnx_difference(model, tokenizer, path, texts) for texts in _check_batches())
     if difference > ONNX_TOLERANCE:
         raise ModelError(f"{path}: ONNX logits differ from PyTorch by up to {difference:.2e} "
                          f"(tolerance {ONNX_TOLERANCE:.0e})")
     return difference
 
 
-def _logits_only(model):
-    """``(input_ids, attention_mask) -> logits``: the ONNX graph's signature."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return LogitsOnly(model).eval()
-
-
 def _check_batches() -> list[list[str]]:
     return [list(SAMPLE_TEXTS), [SAMPLE_TEXTS[0]], list(SAMPLE_TEXTS[4:6])]
 
 
-def _onnx_difference(wrapper, tokenizer, path: Path, texts: list[str]) -> float:
+def _onnx_difference(model, tokenizer, path: Path, texts: list[str]) -> float:
     import numpy as np
-    import onnxruntime
     import torch
 
+    from prunetune.trainables.measure.runtimes import OrtModel
+
     batch = tokenizer(texts, padding=True, return_tensors="pt")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {name: batch[name].numpy().astype(np.int64) for name in ("input_ids", "attention_mask")}
-    (onnx_logits,) = session.run(["logits"], feeds)
+    inputs = {name: batch[name] for name in ("input_ids", "attention_mask")}
+    onnx_logits = OrtModel(path, threads=1)(**inputs).logits.numpy()
     with torch.no_grad():
-        torch_logits = wrapper(batch["input_ids"], batch["attention_mask"]).numpy()
+        torch_logits = model(**inputs).logits.numpy()
     return float(np.abs(onnx_logits - torch_logits).max())
+
+
+def ship_measured_graph(source: Path, target: Path, model, tokenizer, check: ExportCheck, *,
+                        precision: str) -> ExportCheck:
+    """Copy the ONNX graph the trial measured (byte for byte) and check it against PyTorch.
+
+    An fp32 graph must match PyTorch's logits within ONNX_TOLERANCE; an int8 graph is a
+    quantised model, so its agreement with PyTorch's predictions is recorded instead.
+    """
+    import numpy as np
+    import torch
+
+    from prunetune.trainables.measure.runtimes import OrtModel
+
+    shutil.copyfile(source, target)
+    batch = tokenizer(list(SAMPLE_TEXTS), padding=True, return_tensors="pt")
+    inputs = {name: batch[name] for name in ("input_ids", "attention_mask")}
+    graph_logits = OrtModel(target, threads=1)(**inputs).logits.numpy()
+    with torch.no_grad():
+        torch_logits = model(**inputs).logits.numpy()
+    difference = float(np.abs(graph_logits - torch_logits).max())
+    agreement = float((graph_logits.argmax(-1) == torch_logits.argmax(-1)).mean())
+    if precision == "fp32" and difference > ONNX_TOLERANCE:
+        raise ModelError(f"{source}: the trial's ONNX graph differs from its PyTorch model by up to {difference:.2e} "
+                         f"(tolerance {ONNX_TOLERANCE:.0e})")
+    return replace(check, onnx_max_difference=difference if precision == "fp32" else None,
+                   measured_runtime="onnxruntime", measured_precision=precision, onnx_agreement=agreement)
 
 
 # --------------------------------------------------------------------------- records

@@ -261,7 +261,11 @@ def print_export(result, *, console=None) -> None:
         console.print(f"  {path.name}", markup=False, soft_wrap=True)
     console.print(f"Checked: loaded through pipeline(), it predicts what the trial's model predicts on {check.texts} "
                   f"texts (max |logit difference| {check.max_logit_difference:.1e}).", markup=False, soft_wrap=True)
-    if check.onnx_max_difference is not None:
+    if check.measured_runtime is not None:
+        console.print(f"ONNX: model.onnx is the {check.measured_precision} graph the trial measured in ONNX Runtime; "
+                      f"it agrees with PyTorch on {check.onnx_agreement:.0%} of the sample texts.",
+                      markup=False, soft_wrap=True)
+    elif check.onnx_max_difference is not None:
         console.print(f"ONNX: model.onnx matches PyTorch within {check.onnx_max_difference:.1e} (onnxruntime).",
                       markup=False, soft_wrap=True)
     from prunetune.analysis.export import shipped_modeling_file

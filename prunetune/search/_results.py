@@ -137,6 +137,8 @@ def trial_values(base: Config, sampled: Mapping[str, Any] | None) -> dict[str, A
     """
     values = flatten_dotted(base.trial.model_dump(mode="json"), "trial.")
     values.update({key: value for key, value in flatten_dotted(sampled or {}).items() if key in values})
+    if values.get("trial.target_speedup") is not None:
+        values["trial.sparsity"] = None  # a target speed-up replaces it (the result column says what was reached)
     return values
 
 
@@ -296,8 +298,11 @@ def error_reason(trial) -> str:
 
 
 def _first_line(text: str) -> str:
+    """The message's first line; a heading (``1 configuration problem:``) keeps the lines it introduces."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
+    if not lines:
+        return ""
+    return " ".join(lines) if lines[0].endswith(":") else lines[0]
 
 
 def _pickled_error(trial) -> BaseException | None:

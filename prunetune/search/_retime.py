@@ -58,6 +58,7 @@ _OPTIMISTIC: dict[str, Callable[[float, float], float]] = {
     M.LATENCY_MS: lambda value, ratio: value / ratio,
     M.LATENCY_P95_MS: lambda value, ratio: value / ratio,
     M.SPEEDUP: lambda value, ratio: value * ratio,
+    M.SPEEDUP_SAME_RUNTIME: lambda value, ratio: value * ratio,
 }
 
 
@@ -193,6 +194,7 @@ def retime_request(row: Mapping[str, Any], run, teacher_dir: str, *, gpu: bool):
     return RetimeRequest(
         trial_id=trial_id, model_dir=str(run.local_path(TRIALS_DIR, trial_id, MODEL_DIR)), teacher_dir=teacher_dir,
         inference_precision=str(row["trial.inference_precision"]),
+        runtime=row["trial.runtime"] if isinstance(row.get("trial.runtime"), str) else "torch",
         device="cuda" if device == "auto" and gpu else ("cpu" if device == "auto" else device),
         batch_size=int(row["trial.latency.batch_size"]), seq_len=int(row["trial.latency.seq_len"]),
         threads=int(row.get(M.LATENCY_THREADS) or row.get("trial.latency.threads") or 1),

@@ -126,7 +126,8 @@ class SyntheticTrial:
 
     def _final(self, config, seconds: float, resumed_from: int) -> dict[str, Any]:
         trial = config.trial
-        kept = 1.0 - trial.sparsity
+        sparsity = trial.sparsity
+        kept = 1.0 - sparsity
         accuracy = _accuracy(trial)
         latency = _latency(trial.model_dump(mode="json"))
         emissions = 1e-6 * trial.max_steps * (0.5 + kept) * (0.7 if trial.precision != "fp32" else 1.0)
@@ -134,7 +135,8 @@ class SyntheticTrial:
             M.ACCURACY: accuracy, M.F1_MACRO: accuracy - 0.01, M.ACCURACY_DROP: TEACHER_ACCURACY - accuracy,
             M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.1, M.SPEEDUP: TEACHER_LATENCY_MS / latency,
             M.EMISSIONS_KG: emissions, M.ENERGY_KWH: emissions * 3, M.PARAMS: int(1_000_000 * (0.2 + 0.8 * kept)),
-            M.SPARSITY: trial.sparsity, M.HEADS_PRUNED: int(12 * trial.sparsity), M.FFN_KEPT: kept,
+            M.SPEEDUP_SAME_RUNTIME: TEACHER_LATENCY_MS / latency,
+            M.SPARSITY: sparsity, M.HEADS_PRUNED: int(12 * sparsity), M.FFN_KEPT: kept,
             M.TRAIN_SECONDS: seconds, M.LATENCY_THREADS: trial.latency.threads or 1,
             M.TEACHER_ACCURACY: TEACHER_ACCURACY, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
             M.STEP: self.steps, "resumed_from_step": resumed_from,
@@ -162,7 +164,8 @@ class SyntheticRetime:
         trial = json.loads((Path(request.model_dir) / "synthetic.json").read_text())
         latency = _latency(trial) / IN_SEARCH_SLOWDOWN
         return {M.LATENCY_MS: latency, M.LATENCY_P95_MS: latency * 1.05, M.TEACHER_LATENCY_MS: TEACHER_LATENCY_MS,
-                M.SPEEDUP: TEACHER_LATENCY_MS / latency, M.LATENCY_SPREAD: 0.01, M.LATENCY_NOISY: False}
+                M.SPEEDUP: TEACHER_LATENCY_MS / latency, M.SPEEDUP_SAME_RUNTIME: TEACHER_LATENCY_MS / latency,
+                M.LATENCY_SPREAD: 0.01, M.LATENCY_NOISY: False}
 
 
 def _busy_energy(energy_meter: Callable, seconds: float) -> dict[str, float]:

@@ -4,7 +4,7 @@
 - ``families/``: one description of an encoder layer per model family (``FAMILIES``),
   compaction, and the compacted models' classes, save and load;
 - ``training/``: data, the teacher, distillation, precision, the optimiser step, filling;
-- ``measure/``: latency, quality, energy and size;
+- ``measure/``: latency and the per-layer latency table, runtimes, quality, energy and size;
 - ``trial.py`` drives them (``run_trial``); ``trainable.py`` wraps it for Ray Tune.
 
 Public names are imported lazily so that ``import prunetune.trainables`` stays cheap.

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from prunetune.trainables.families.compaction import (
 from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_alternating, measure_latency
 from prunetune.trainables.measure.quality import evaluate
+from prunetune.trainables.measure.runtime_checks import check_runtime
+from prunetune.trainables.measure.runtimes import Served, serve, serve_teacher
 from prunetune.trainables.measure.size import (
     count_params,
     count_prunable_weights,
@@ -45,7 +48,11 @@ from prunetune.trainables.methods._pruner import Pruner, PruningContext
 from prunetune.trainables.training import filling
 from prunetune.trainables.training.batches import BatchPlan, encode, take
 from prunetune.trainables.training.data import TaskData, load_task_data
-from prunetune.trainables.training.distill import distillation_loss
+from prunetune.trainables.training.distill import (
+    distillation_loss,
+    hidden_state_loss,
+    layer_mapping,
+)
 from prunetune.trainables.training.optimisation import optimiser_step
 from prunetune.trainables.training.precision import (
     autocast_context,
@@ -54,7 +61,6 @@ from prunetune.trainables.training.precision import (
     grad_scaler,
     prepare_for_inference_precision,
     resolve_device,
-    to_inference_precision,
 )
 from prunetune.trainables.training.teacher import (
     TeacherArtifacts,
@@ -77,7 +83,8 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     device = resolve_device(config.trial.device)
     # Problems of the configuration surface before any data or model is loaded.
     check_training_precision(config.trial.precision, device)
-    check_inference_precision(config.trial.inference_precision, device)
+    check_runtime(config.trial.runtime, config.trial.inference_precision)
+    check_inference_precision(config.trial.inference_precision, device, config.trial.runtime)
     problems = model_problems(config)
     if problems:
         raise ConfigError(problems)
@@ -155,6 +162,7 @@ class _Trial:
         self.eval_inputs = encode(self.tokenizer, self.eval_split.texts, config.task.max_length)
         self.plan = BatchPlan(len(self.train_set), self.settings.batch_size, self.settings.seed)
         self.progress = _Progress()
+        self.layer_teacher = self._dense_teacher(device) if self.settings.layer_distill > 0 else None
 
     def _pruning_context(self) -> PruningContext:
         return PruningContext(
@@ -184,17 +192,27 @@ class _Trial:
         self._use_student(self.pruner.before_step(step, self.student))
         self.student.train()
         indices = self.plan.indices(step)
+        batch = take(self.train_set.inputs, indices, self.device)
         with self.autocast:
-            logits = self.student(**take(self.train_set.inputs, indices, self.device)).logits
-        loss = distillation_loss(logits, self.train_set.teacher_logits[indices].to(self.device),
+            outputs = self.student(**batch, output_hidden_states=self.layer_teacher is not None)
+        loss = distillation_loss(outputs.logits, self.train_set.teacher_logits[indices].to(self.device),
                                  self.train_set.labels[indices].to(self.device),
                                  temperature=self.settings.temperature, alpha=self.settings.alpha)
+        if self.layer_teacher is not None:
+            loss = loss + self.settings.layer_distill * self._layer_loss(batch, outputs.hidden_states)
         penalty = self.pruner.penalty(step)
         if penalty is not None:
             loss = loss + penalty
         return optimiser_step(loss, self.student, self.optimizer, self.scaler, describe=lambda: (
             f"step {step} (sparsity {self.pruner.current_sparsity:.2f}, precision {self.settings.precision}, "
             f"learning_rate {self.settings.learning_rate})"))
+
+    def _layer_loss(self, batch: dict[str, torch.Tensor], student_hidden) -> torch.Tensor:
+        """Hidden-state distillation from the mapped layers of the dense teacher (run alongside)."""
+        with torch.no_grad(), self.autocast:
+            teacher_hidden = self.layer_teacher(**batch, output_hidden_states=True).hidden_states
+        mapping = layer_mapping(len(student_hidden) - 1, len(teacher_hidden) - 1)
+        return hidden_state_loss(student_hidden, teacher_hidden, batch["attention_mask"], mapping)
 
     def train_and_measure(self, report: Reporter, *, progress: bool) -> dict[str, Any]:
         from tqdm.auto import tqdm
@@ -253,9 +271,9 @@ class _Trial:
         compacted, _ = compact_and_verify(pruner.finish(student))
         prepare_for_inference_precision(compacted, self.settings.inference_precision)
         params, sparsity = count_params(compacted), weight_sparsity(compacted, dense_total=self.dense_weights)
-        serving = to_inference_precision(compacted, self.settings.inference_precision, self.device)
-        serving_device = torch.device("cpu") if self.settings.inference_precision == "int8" else self.device
-        latency = self._latency(serving, serving_device)
+        with tempfile.TemporaryDirectory(prefix="prunetune-rung-") as work:
+            served = self._serve(compacted, work)
+            latency = self._latency(served.model, served.device)
         running = meter.snapshot()
         to_whole_trial = self.settings.max_steps / self.progress.step
         return {
@@ -284,19 +302,22 @@ class _Trial:
         sparsity = weight_sparsity(compacted, dense_total=self.dense_weights)
         save_compacted(compacted, self.output_dir / MODEL_DIR, tokenizer=self.tokenizer)
         params = count_params(compacted)
-        serving = to_inference_precision(copy.deepcopy(compacted), self.settings.inference_precision, self.device)
-        serving_device = torch.device("cpu") if self.settings.inference_precision == "int8" else self.device
-        quality = evaluate(serving, self.eval_inputs, self.eval_split.labels, device=serving_device)
-        latencies = self._student_and_teacher_latency(serving, serving_device)
+        # The model directory ships what is measured: with onnxruntime, the graph timed here.
+        served = self._serve(copy.deepcopy(compacted), self.output_dir / MODEL_DIR)
+        quality = evaluate(served.model, self.eval_inputs, self.eval_split.labels, device=served.device)
+        latencies = self._student_and_teacher_latency(served)
         student_latency, teacher_latency = latencies["student"], latencies["teacher"]
+        same_runtime = latencies.get("teacher_runtime", teacher_latency)
         teacher_accuracy = float(self.teacher.baseline[M.ACCURACY])
         return {
             M.ACCURACY: quality.accuracy, M.F1_MACRO: quality.f1_macro,
             M.ACCURACY_DROP: teacher_accuracy - quality.accuracy,
             M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
             M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
+            M.SPEEDUP_SAME_RUNTIME: same_runtime.median_ms / student_latency.median_ms,
+            M.TEACHER_RUNTIME_LATENCY_MS: same_runtime.median_ms,
             M.LATENCY_THREADS: student_latency.threads,
-            M.LATENCY_SPREAD: max(student_latency.spread, teacher_latency.spread),
+            M.LATENCY_SPREAD: max(latency.spread for latency in latencies.values()),
             M.LATENCY_NOISY: student_latency.noisy,
             M.PARAMS: params, M.SPARSITY: sparsity,
             **self._structure_metrics(structure),
@@ -342,10 +363,22 @@ class _Trial:
                                min_run_time=latency.min_run_time, threads=latency.threads,
                                max_spread=latency.max_spread)
 
-    def _student_and_teacher_latency(self, serving, device: torch.device):
-        """The served student and the dense fp32 teacher, timed in alternating rounds in the timing slot."""
-        latency = self.settings.latency
-        models = {"student": serving, "teacher": self._dense_teacher(device)}
+    def _serve(self, compacted: torch.nn.Module, work_dir) -> Served:
+        """The compacted student in the trial's runtime and inference precision."""
+        s = self.settings
+        return serve(compacted, runtime=s.runtime, precision=s.inference_precision, device=self.device,
+                     threads=s.latency.threads, work_dir=work_dir)
+
+    def _student_and_teacher_latency(self, served: Served):
+        """Timed in alternating rounds in the timing slot: the served student, the dense fp32 teacher
+        in PyTorch eager (``teacher``) and, unless that is the same thing, the dense teacher in the
+        student's runtime and precision (``teacher_runtime``)."""
+        latency, device = self.settings.latency, served.device
+        models = {"student": served.model, "teacher": self._dense_teacher(device)}
+        if (served.runtime, served.precision) != ("torch", "fp32"):
+            models["teacher_runtime"] = serve_teacher(
+                lambda: self._dense_teacher(self.device), runtime=served.runtime, precision=served.precision,
+                device=self.device, threads=latency.threads, cache_dir=self.teacher.root).model
         return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                    vocab_size=self.student.config.vocab_size, device=device,
                                    min_run_time=latency.min_run_time, threads=latency.threads,

@@ -177,3 +177,27 @@ def test_model_card_says_how_to_serve_at_the_measured_precision():
     assert _precision_note("fp32") == ""
     assert "quantize_dynamic" in _precision_note("int8") and "float32" in _precision_note("int8")
     assert "torch.bfloat16" in _precision_note("bf16")
+
+
+def test_an_onnxruntime_trial_ships_the_graph_it_measured(model_run, tmp_path, monkeypatch):
+    """The int8 graph a trial measured is shipped byte for byte, and the card says what the figures are for."""
+    import shutil
+
+    from prunetune.trainables.families.compaction import load_compacted
+    from prunetune.trainables.measure.runtimes import build_onnx
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(model_run, run_copy)
+    run = load_run(run_copy)
+    model_dir = run.model_dir("m2")
+    if run_copy not in model_dir.parents:  # the rows name the original trial directories: point them here
+        shutil.copytree(model_dir, tmp_path / "m2-model")
+        model_dir = tmp_path / "m2-model"
+        monkeypatch.setattr(type(run), "model_dir", lambda self, trial_id: model_dir)
+    measured = build_onnx(load_compacted(model_dir), model_dir, "int8")
+    result = export_trial(run, analyse(run), "m2", tmp_path / "out", wandb=False)
+    shipped = result.out_dir / "model.onnx"
+    assert shipped.read_bytes() == measured.read_bytes()
+    assert result.check.measured_runtime == "onnxruntime" and 0.0 <= result.check.onnx_agreement <= 1.0
+    card = (result.out_dir / "README.md").read_text()
+    assert "The figures are for ONNX Runtime (CPU)" in card and "the graph that was measured" in card

@@ -3,8 +3,10 @@
 The search runs this in a Ray task that takes a whole node (all its CPUs, or a whole GPU),
 so nothing else runs there while it times; inside, the timing slot and alternating rounds
 apply as they do in a trial. The student is served exactly as the trial served it (its
-saved compacted model at its inference precision), with the trial's latency settings and
-thread count.
+saved compacted model at its inference precision, in its runtime: the ONNX graph the
+trial measured and saved), with the trial's latency settings and thread count, beside the
+dense fp32 teacher in PyTorch eager and the dense teacher in the student's runtime and
+precision.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class RetimeRequest:
     min_run_time: float
     rounds: int
     max_spread: float
+    runtime: str = "torch"
 
 
 def retime(request: RetimeRequest) -> dict[str, Any]:
@@ -40,24 +43,42 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
 
     from prunetune.trainables.families.compaction import load_compacted
     from prunetune.trainables.measure.latency import measure_alternating
-    from prunetune.trainables.training.precision import (
-        resolve_device,
-        to_inference_precision,
+    from prunetune.trainables.measure.runtimes import (
+        ONNX_FILE,
+        OrtModel,
+        serve,
+        serve_teacher,
     )
+    from prunetune.trainables.training.precision import resolve_device
 
     device = resolve_device(request.device)
-    serving_device = torch.device("cpu") if request.inference_precision == "int8" else device
-    student = to_inference_precision(load_compacted(Path(request.model_dir)), request.inference_precision, device)
-    teacher = AutoModelForSequenceClassification.from_pretrained(request.teacher_dir).to(serving_device).eval()
-    timed = measure_alternating({"student": student, "teacher": teacher}, batch_size=request.batch_size,
-                                seq_len=request.seq_len, vocab_size=teacher.config.vocab_size, device=serving_device,
+
+    def dense_teacher(on: torch.device):
+        return AutoModelForSequenceClassification.from_pretrained(request.teacher_dir).to(on).eval()
+
+    if request.runtime == "onnxruntime":  # the graph the trial measured and ships
+        student, serving_device = OrtModel(Path(request.model_dir) / ONNX_FILE, threads=request.threads), torch.device("cpu")
+    else:
+        served = serve(load_compacted(Path(request.model_dir)), runtime="torch", precision=request.inference_precision,
+                       device=device)
+        student, serving_device = served.model, served.device
+    models = {"student": student, "teacher": dense_teacher(serving_device)}
+    if (request.runtime, request.inference_precision) != ("torch", "fp32"):
+        models["teacher_runtime"] = serve_teacher(
+            lambda: dense_teacher(device), runtime=request.runtime, precision=request.inference_precision,
+            device=device, threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
+    timed = measure_alternating(models, batch_size=request.batch_size, seq_len=request.seq_len,
+                                vocab_size=models["teacher"].config.vocab_size, device=serving_device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
                                 max_spread=request.max_spread)
     student_latency, teacher_latency = timed["student"], timed["teacher"]
+    same_runtime = timed.get("teacher_runtime", teacher_latency)
     return {
         M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
         M.TEACHER_LATENCY_MS: teacher_latency.median_ms,
+        M.TEACHER_RUNTIME_LATENCY_MS: same_runtime.median_ms,
         M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
-        M.LATENCY_SPREAD: max(student_latency.spread, teacher_latency.spread),
+        M.SPEEDUP_SAME_RUNTIME: same_runtime.median_ms / student_latency.median_ms,
+        M.LATENCY_SPREAD: max(latency.spread for latency in timed.values()),
         M.LATENCY_NOISY: student_latency.noisy,
     }

@@ -37,6 +37,9 @@ class Method(ABC):
     metrics: ClassVar[dict[str, str]] = {}
     #: Old flat ``trial.*`` keys that now live under ``trial.<name>``: old -> new (dotted, without ``trial.``).
     moved_keys: ClassVar[dict[str, str]] = {}
+    #: Whether the method can prune to ``trial.target_speedup`` (whole heads and FFN groups, by
+    #: the per-layer latency table) instead of to ``trial.sparsity``.
+    supports_target_speedup: ClassVar[bool] = False
 
     def model_problems(self, trial: Any, dims: "ModelDims") -> list[str]:
         """Why ``trial`` (a TrialConfig) cannot run on a model of ``dims``; empty when it can."""
@@ -77,6 +80,8 @@ def block_size_problem(key: str, block_size: int, dims: "ModelDims") -> str | No
 class BlockMethod(Method):
     """Movement and magnitude: one block pruner on the cubic schedule, differing only in the scorer."""
 
+    supports_target_speedup = True
+
     def model_problems(self, trial: Any, dims: "ModelDims") -> list[str]:
         problem = block_size_problem("trial.block_size", trial.block_size, dims)
         return [problem] if problem else []
@@ -88,12 +93,17 @@ class BlockMethod(Method):
     def mask_learning_rate(self, trial: Any) -> float:
         return 1e-2  # unused by scorers that learn nothing
     def build(self, context: "PruningContext") -> "Pruner":
-        from prunetune.trainables.methods._block import BlockPruner
+        from prunetune.trainables.methods._block import BlockPruner, SpeedTarget
         from prunetune.trainables.methods._masks import cubic_sparsity
+        from prunetune.trainables.methods._speed import speed_table
 
         s = context.settings
-        schedule = dict(max_steps=s.max_steps, final=s.sparsity, warmup_fraction=s.warmup_fraction,
-                        cooldown_fraction=s.cooldown_fraction)
+        ramp = dict(max_steps=s.max_steps, warmup_fraction=s.warmup_fraction, cooldown_fraction=s.cooldown_fraction)
+        speed = None
+        if s.target_speedup is not None:
+            speed = SpeedTarget(table=speed_table(context), speedup=s.target_speedup,
+                                progress_at=lambda step: cubic_sparsity(step, final=1.0, **ramp))
         return BlockPruner(context.student, context.family, scorer=self.scorer(context), block_size=s.block_size,
-                           sparsity_at=lambda step: cubic_sparsity(step, **schedule), final_sparsity=s.sparsity,
-                           min_head_density=s.min_head_density, mask_learning_rate=self.mask_learning_rate(s))
+                           sparsity_at=lambda step: cubic_sparsity(step, final=s.sparsity or 0.0, **ramp),
+                           final_sparsity=s.sparsity, min_head_density=s.min_head_density,
+                           mask_learning_rate=self.mask_learning_rate(s), speed=speed)

@@ -11,12 +11,15 @@ is the target.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from prunetune.metrics import PREDICTED_SPEEDUP
 from prunetune.trainables.families import FamilySpec
 from prunetune.trainables.families._modeling import LayerView
+from prunetune.trainables.measure.latency_table import LatencyTable
 from prunetune.trainables.methods._masks import (
     ATTENTION_ROLES,
     bake_masks,
@@ -30,6 +33,11 @@ from prunetune.trainables.methods._masks import (
     wrapped_views,
 )
 from prunetune.trainables.methods._pruner import Pruner
+from prunetune.trainables.methods._speed import (
+    choose_structure,
+    ffn_group_size,
+    target_ms,
+)
 
 
 def block_grid(linear: nn.Module, block_size: int) -> tuple[int, int]:
@@ -61,6 +69,10 @@ class MovementScorer(nn.Module):
     def learned(self) -> list[nn.Parameter]:
         return list(self.scores.values())
 
+    def additive(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores as importances that add up over blocks: accumulated movement already does."""
+        return scores
+
 
 class MagnitudeScorer(nn.Module):
     """Block L2 norms of the current weights (and per-neuron norms of the FFN): the baseline."""
@@ -83,13 +95,28 @@ class MagnitudeScorer(nn.Module):
     def learned(self) -> list[nn.Parameter]:
         return []
 
+    def additive(self, scores: torch.Tensor) -> torch.Tensor:
+        """Norms as importances that add up over blocks: their squares (sums of squared weights)."""
+        return scores.pow(2)
+
+
+@dataclass(frozen=True)
+class SpeedTarget:
+    """Prune to a speed-up instead of a sparsity (see ``_speed``): the table, the target, and the
+    schedule's progress (0 dense .. 1 target) at each step."""
+
+    table: LatencyTable
+    speedup: float
+    progress_at: Callable[[int], float]
+
 
 class BlockPruner(Pruner):
-    """Top-k block masks from a scorer, following a sparsity schedule."""
+    """Top-k block masks from a scorer, following a sparsity schedule; or, given a
+    :class:`SpeedTarget`, whole heads and FFN groups chosen to reach a speed."""
 
     def __init__(self, model: nn.Module, spec: FamilySpec, *, scorer: Callable[[list[LayerView]], nn.Module],
-                 block_size: int, sparsity_at: Callable[[int], float], final_sparsity: float,
-                 min_head_density: float = 0.0, mask_learning_rate: float = 1e-2):
+                 block_size: int, sparsity_at: Callable[[int], float], final_sparsity: float | None,
+                 min_head_density: float = 0.0, mask_learning_rate: float = 1e-2, speed: SpeedTarget | None = None):
         super().__init__()
         self.mask_learning_rate = mask_learning_rate
         self.spec, self.block_size, self.min_head_density = spec, block_size, min_head_density
@@ -97,18 +124,87 @@ class BlockPruner(Pruner):
         self.views = wrapped_views(model, spec)
         self.scorer = scorer(self.views)
         self.current_sparsity = 0.0
+        self.speed = speed
+        self.predicted_ms: float | None = None
+        self.dense_weights = sum(_layer_weights(view, view.num_heads, view.ffn_width) for view in self.views)
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return self.scorer.learned()
 
     def before_step(self, step: int, student: nn.Module) -> nn.Module:
-        self.update_masks(self.sparsity_at(step))
+        if self.speed is not None:
+            self.update_speed_masks(self.speed.progress_at(step))
+        else:
+            self.update_masks(self.sparsity_at(step))
         return student
 
     def finish(self, student: nn.Module) -> nn.Module:
-        self.update_masks(self.final_sparsity)
+        if self.speed is not None:
+            self.update_speed_masks(1.0)
+        else:
+            self.update_masks(self.final_sparsity)
         bake_masks(student, self.spec)
         return student
+
+    def metrics(self) -> dict[str, float]:
+        if self.speed is None or self.predicted_ms is None:
+            return {}
+        return {PREDICTED_SPEEDUP: self.speed.table.dense_ms / self.predicted_ms}
+
+    # ------------------------------------------------------------------ to a speed
+
+    @property
+    def heads_per_unit(self) -> int:
+        """Heads removed together: a block taller than a head spans several."""
+        return max(1, self.block_size // self.views[0].head_size)
+
+    def update_speed_masks(self, progress: float) -> None:
+        """Keep the heads and FFN groups that reach the scheduled latency at ``progress``."""
+        target = target_ms(self.speed.table, self.speed.speedup, progress)
+        group = ffn_group_size(max(view.ffn_width for view in self.views))
+        scores = [{role: self.scorer.attention(i, role, view) for role in ATTENTION_ROLES}
+                  for i, view in enumerate(self.views)]
+        ffn_scores = [self.scorer.ffn(i, view) for i, view in enumerate(self.views)]
+        structure = choose_structure(
+            [self._unit_importance(view, layer_scores) for view, layer_scores in zip(self.views, scores)],
+            [_group_sums(self.scorer.additive(s.detach().float()), group) for s in ffn_scores],
+            table=self.speed.table, target=target, heads_per_unit=self.heads_per_unit, group_size=group,
+            widths=[view.ffn_width for view in self.views])
+        self.predicted_ms = structure.predicted_ms
+        kept = 0
+        for view, layer_scores, ffn, units, groups in zip(self.views, scores, ffn_scores, structure.units,
+                                                          structure.groups):
+            heads_alive = units.repeat_interleave(self.heads_per_unit)[: view.num_heads].to(ffn.device)
+            neurons_alive = groups.repeat_interleave(group)[: view.ffn_width].to(ffn.device)
+            self._install_structure(view, layer_scores, ffn, heads_alive, neurons_alive)
+            kept += _layer_weights(view, int(heads_alive.sum()), int(neurons_alive.sum()))
+        self.current_sparsity = 1.0 - kept / self.dense_weights
+
+    def _unit_importance(self, view: LayerView, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each attention unit's summed importance over its Q, K, V rows and its output columns."""
+        b, size = self.block_size, view.head_size
+        per_row = torch.zeros(view.num_heads * size, device=scores["query"].device)
+        for role in ATTENTION_ROLES:
+            additive = self.scorer.additive(scores[role].detach().float())
+            blocks = additive.sum(dim=0 if role == "attention_output" else 1)  # per block along the heads
+            per_row += blocks.repeat_interleave(b) / b
+        per_head = per_row.view(view.num_heads, size).sum(dim=1)
+        return per_head.view(-1, self.heads_per_unit).sum(dim=1).cpu()
+
+    def _install_structure(self, view: LayerView, scores: dict[str, torch.Tensor], ffn_scores: torch.Tensor,
+                           heads_alive: torch.Tensor, neurons_alive: torch.Tensor) -> None:
+        b = self.block_size
+        rows_alive = heads_alive.repeat_interleave(view.head_size).view(-1, b).all(dim=1).float()
+        masks = {}
+        for role in ATTENTION_ROLES:
+            shape = scores[role].shape
+            hard = (rows_alive[None, :].expand(shape) if role == "attention_output"
+                    else rows_alive[:, None].expand(shape)).contiguous()
+            masks[role] = with_straight_through(hard, scores[role])
+        install_attention_masks(view, masks, rows=b, cols=b)
+        install_ffn_mask(view, with_straight_through(neurons_alive.float(), ffn_scores))
+
+    # ------------------------------------------------------------------ to a sparsity
 
     def update_masks(self, sparsity: float) -> None:
         """Compute every mask for ``sparsity`` and install it on the wrapped maps."""
@@ -135,3 +231,15 @@ class BlockPruner(Pruner):
         masks = {role: with_straight_through(hard[role], scores[role]) for role in ATTENTION_ROLES}
         install_attention_masks(view, masks, rows=self.block_size, cols=self.block_size)
         return unplaced_blocks * self.block_size ** 2
+
+
+def _layer_weights(view: LayerView, heads: int, neurons: int) -> int:
+    """Prunable weights of a layer with ``heads`` heads and ``neurons`` FFN neurons."""
+    hidden = view.linear("attention_output").out_features
+    return 4 * hidden * heads * view.head_size + 2 * hidden * neurons
+
+
+def _group_sums(values: torch.Tensor, group: int) -> torch.Tensor:
+    """Sums over consecutive groups of ``group`` values (the last group may be shorter)."""
+    padded = torch.nn.functional.pad(values, (0, (-len(values)) % group))
+    return padded.view(-1, group).sum(dim=1).cpu()

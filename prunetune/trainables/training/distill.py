@@ -30,3 +30,32 @@ def distillation_loss(
     if alpha == 0.0:
         return task
     return alpha * kd_divergence(student_logits, teacher_logits, temperature) + (1.0 - alpha) * task
+
+
+# --------------------------------------------------------------------------- layer distillation
+
+
+def layer_mapping(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs: student layer i learns from teacher layer
+    ceil((i + 1) * T / S) - 1, spread uniformly with the last on the last (TinyBERT's mapping;
+    the identity when the depths match, as they do for a pruned copy of the teacher)."""
+    if student_layers < 1 or teacher_layers < 1:
+        raise ValueError(f"layer mapping needs layers on both sides, got {student_layers} and {teacher_layers}")
+    return [(i, -(-(i + 1) * teacher_layers // student_layers) - 1) for i in range(student_layers)]
+
+
+def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...],
+                      attention_mask: torch.Tensor, mapping: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean over the mapped layers of the squared error between hidden states on real tokens,
+    relative to the teacher's mean square there (so that the loss's weight means the same for
+    every family and size).
+
+    ``*_hidden`` are the models' ``hidden_states`` (embeddings first, then one per layer).
+    """
+    tokens = attention_mask.bool()
+    losses = []
+    for student_layer, teacher_layer in mapping:
+        student = student_hidden[student_layer + 1][tokens].float()
+        teacher = teacher_hidden[teacher_layer + 1][tokens].float()
+        losses.append((student - teacher).pow(2).mean() / teacher.pow(2).mean().clamp_min(1e-12))
+    return torch.stack(losses).mean()

@@ -48,7 +48,11 @@ def check_training_precision(precision: str, device: torch.device) -> None:
         )
 
 
-def check_inference_precision(precision: str, device: torch.device) -> None:
+def check_inference_precision(precision: str, device: torch.device, runtime: str = "torch") -> None:
+    if runtime == "onnxruntime":  # served on the CPU whatever the training device
+        return
+    if precision == "int8":
+        check_torch_int8(runtime)
     if precision == "int8" and device.type != "cpu":
         raise DeviceError(
             "trial.inference_precision = 'int8' is dynamic quantisation for CPU inference, "
@@ -56,6 +60,19 @@ def check_inference_precision(precision: str, device: torch.device) -> None:
         )
     if precision == "sparse24":
         check_semi_structured_device(device)
+
+
+def check_torch_int8(runtime: str = "torch") -> None:
+    """int8 in PyTorch is ``torch.ao`` dynamic quantisation: deprecated in torch 2.13 and announced
+    for removal. Refuse clearly, naming the way out, on a torch that no longer has it."""
+    if runtime != "torch":
+        return
+    quantization = getattr(getattr(torch, "ao", None), "quantization", None)
+    if quantization is None or not hasattr(quantization, "quantize_dynamic"):
+        raise DeviceError(
+            f"trial.inference_precision = 'int8' with trial.runtime = 'torch' uses torch.ao dynamic quantisation, "
+            f"which torch {torch.__version__} no longer has; use trial.runtime = 'onnxruntime' (ONNX Runtime's "
+            "dynamic int8), or a torch release before its removal")
 
 
 def check_semi_structured_device(device: torch.device) -> None:
@@ -157,8 +174,10 @@ def to_inference_precision(model: nn.Module, precision: str, device: torch.devic
     """Return the model ready to serve at ``precision`` (the input model may be modified).
 
     int8 uses torch.ao's dynamic quantisation: it runs fbgemm/onednn int8 kernels on x86
-    CPUs with no compile step, which is what a CPU deployment gets today; torchao's
-    ``quantize_`` targets torch.compile and GPUs.
+    CPUs with no compile step. torch 2.13 deprecates it in favour of torchao, whose CPU int8
+    route needs torch.compile (pt2e + X86InductorQuantizer) and whose eager int8 is slower
+    than fp32 on x86; so it stays, behind :func:`check_torch_int8`, and
+    ``trial.runtime: onnxruntime`` is the int8 route that does not depend on it.
     """
     check_inference_precision(precision, device)
     model = model.eval()
@@ -168,6 +187,7 @@ def to_inference_precision(model: nn.Module, precision: str, device: torch.devic
         return _to_semi_structured(model, device)
     if precision in _AUTOCAST_DTYPES:
         return model.to(_AUTOCAST_DTYPES[precision])
+    check_torch_int8()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao eager quantisation announces its deprecation
         return torch.ao.quantization.quantize_dynamic(model.float().cpu(), {nn.Linear}, dtype=torch.qint8)

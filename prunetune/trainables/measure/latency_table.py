@@ -1,0 +1,244 @@
+"""A per-layer latency table: what one encoder layer costs with h heads and an FFN of width w.
+
+Pruning to a speed needs to know what each removal saves. Latency is far from linear in
+what is removed (a layer's fixed costs, GEMM shapes, the runtime's fused kernels), so it
+is measured, the way ZipLM and Kwon et al. do: for each point of a grid of head counts x
+FFN widths, a model whose every layer has that shape is built (random weights: latency
+does not depend on their values) and timed in the trial's runtime and precision, beside
+a model without layers; a layer's cost is the difference over the number of layers.
+Timing whole models instead of a lone layer keeps the runtime's per-call overhead out of
+the per-layer figures and the figures above the timer's noise.
+
+Between grid points the table interpolates bilinearly. A model's predicted latency is the
+cost without layers plus each layer's cost at its own shape.
+
+A table is measured once per model shape, runtime, precision, device kind, batch size,
+sequence length and thread count, inside the timing slot, and cached as JSON beside the
+teacher (every trial on the node reads the same file; a lock makes the first one
+measure it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import hashlib
+import json
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from prunetune.errors import ConfigError
+
+TABLE_DIR = "latency-tables"
+#: Grid points along each axis (both ends included); a model with fewer heads uses them all.
+HEAD_POINTS = 7
+WIDTH_POINTS = 7
+#: Timing per grid point, over two rounds (the points themselves are what the table averages).
+POINT_RUN_TIME = 0.3
+#: Bumped when the way tables are measured changes, so that old caches are not read.
+TABLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """What a table's figures depend on."""
+
+    family: str
+    hidden_size: int
+    num_heads: int
+    head_size: int
+    ffn_width: int
+    num_layers: int
+    runtime: str
+    precision: str
+    device: str  # device kind: the CPU model or the GPU name
+    batch_size: int
+    seq_len: int
+    threads: int
+    version: int = TABLE_VERSION
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Per-layer milliseconds on a grid of head counts x FFN widths, plus the cost without layers."""
+
+    key: TableKey
+    heads: tuple[int, ...]
+    widths: tuple[int, ...]
+    layer_ms: tuple[tuple[float, ...], ...]  # [head index][width index]
+    base_ms: float  # embeddings, classifier head, runtime overhead: a model without layers
+    seconds: float = 0.0  # how long measuring it took
+
+    def layer(self, heads: float, width: float) -> float:
+        """Milliseconds of one layer with ``heads`` heads and ``width`` FFN neurons (bilinear)."""
+        i, a = _bracket(self.heads, heads)
+        j, b = _bracket(self.widths, width)
+        grid = self.layer_ms
+        low = grid[i][j] * (1 - b) + grid[i][j + 1] * b if b else grid[i][j]
+        if not a:
+            return low
+        high = grid[i + 1][j] * (1 - b) + grid[i + 1][j + 1] * b if b else grid[i + 1][j]
+        return low * (1 - a) + high * a
+
+    def predict(self, layer_heads: list[int], layer_widths: list[int]) -> float:
+        """Predicted latency (ms) of a model whose layers have these heads and FFN widths."""
+        return self.base_ms + sum(self.layer(h, w) for h, w in zip(layer_heads, layer_widths))
+
+    @property
+    def dense_ms(self) -> float:
+        return self.predict([self.key.num_heads] * self.key.num_layers, [self.key.ffn_width] * self.key.num_layers)
+
+    def fastest_ms(self, min_heads: int, min_width: int) -> float:
+        """The prediction with every layer at ``min_heads`` heads and ``min_width`` FFN neurons."""
+        return self.predict([min_heads] * self.key.num_layers, [min_width] * self.key.num_layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "key": asdict(self.key)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LatencyTable":
+        return cls(key=TableKey(**data["key"]), heads=tuple(data["heads"]), widths=tuple(data["widths"]),
+                   layer_ms=tuple(tuple(row) for row in data["layer_ms"]), base_ms=float(data["base_ms"]),
+                   seconds=float(data.get("seconds", 0.0)))
+
+
+def _bracket(points: tuple[int, ...], value: float) -> tuple[int, float]:
+    """(index of the grid point at or below ``value``, fraction of the way to the next one).
+
+    Outside the grid the nearest end is used (the grid covers 1 head and the smallest group
+    up to the dense model, which is all a pruner can reach).
+    """
+    if value <= points[0]:
+        return 0, 0.0
+    if value >= points[-1]:
+        return len(points) - 1, 0.0
+    i = bisect.bisect_right(points, value) - 1
+    return i, (value - points[i]) / (points[i + 1] - points[i])
+
+
+def grid(maximum: int, points: int, minimum: int = 1) -> tuple[int, ...]:
+    """``points`` integers spread from ``minimum`` to ``maximum`` (fewer when the range is short)."""
+    if maximum <= minimum:
+        return (maximum,)
+    count = min(points, maximum - minimum + 1)
+    return tuple(sorted({round(minimum + (maximum - minimum) * k / (count - 1)) for k in range(count)}))
+
+
+def device_kind(device: torch.device) -> str:
+    """What a latency depends on about the device: its model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------- building
+
+
+def table_key(model: torch.nn.Module, *, runtime: str, precision: str, device: torch.device, batch_size: int,
+              seq_len: int, threads: int) -> TableKey:
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import layer_views
+
+    views = layer_views(model, family_of(model))
+    return TableKey(family=family_of(model).name, hidden_size=int(model.config.hidden_size),
+                    num_heads=max(v.num_heads for v in views), head_size=views[0].head_size,
+                    ffn_width=max(v.ffn_width for v in views), num_layers=len(views), runtime=runtime,
+                    precision=precision, device=device_kind(device), batch_size=batch_size, seq_len=seq_len,
+                    threads=threads)
+
+
+def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int) -> torch.nn.Module:
+    """A randomly initialised model of ``model``'s family and dimensions with ``layers`` layers,
+    each with ``heads`` heads and ``width`` FFN neurons."""
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families.compaction import (
+        compacted_classes,
+        compacted_config,
+    )
+
+    spec = family_of(model)
+    shape = copy.deepcopy(model.config)
+    setattr(shape, spec.config_keys.num_layers, layers)
+    config = compacted_config(shape, spec, [heads] * layers, [width] * layers)
+    _, model_class = compacted_classes(spec)
+    torch.manual_seed(0)
+    return model_class(config).eval()
+
+
+def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device, min_width: int = 1,
+                  point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
+    """Time the grid (see the module docstring); every point is served as the trial serves its student."""
+    import time
+
+    from prunetune.trainables.measure.latency import measure_alternating, timing_slot
+    from prunetune.trainables.measure.runtimes import serve
+
+    started = time.perf_counter()
+    heads, widths = grid(key.num_heads, HEAD_POINTS), grid(key.ffn_width, WIDTH_POINTS, minimum=min_width)
+
+    def milliseconds(layers: int, h: int, w: int) -> float:
+        candidate = uniform_model(model, layers=layers, heads=h, width=w)
+        with tempfile.TemporaryDirectory(prefix="prunetune-table-") as work:
+            served = serve(candidate, runtime=key.runtime, precision=key.precision, device=device,
+                           threads=key.threads, work_dir=work)
+            timed = measure_alternating({"model": served.model}, batch_size=key.batch_size, seq_len=key.seq_len,
+                                        vocab_size=int(model.config.vocab_size), device=served.device,
+                                        min_run_time=point_run_time, threads=key.threads, rounds=2,
+                                        max_spread=1.0)
+        return timed["model"].median_ms
+
+    with timing_slot():  # one slot for the whole table: no other measurement interleaves with it
+        base = milliseconds(0, 1, 1)
+        layer_ms = tuple(tuple(max((milliseconds(key.num_layers, h, w) - base) / key.num_layers, 0.0)
+                               for w in widths) for h in heads)
+    return LatencyTable(key, heads, widths, layer_ms, base, seconds=time.perf_counter() - started)
+
+
+def cached_table(model: torch.nn.Module, cache_dir: str | Path, *, runtime: str, precision: str,
+                 device: torch.device, batch_size: int, seq_len: int, threads: int,
+                 min_width: int = 1) -> LatencyTable:
+    """The table for this model, runtime, precision, device and latency setting; measured on first use."""
+    key = table_key(model, runtime=runtime, precision=precision, device=device, batch_size=batch_size,
+                    seq_len=seq_len, threads=threads)
+    directory = Path(cache_dir) / TABLE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{key.digest()}.json"
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            try:
+                table = LatencyTable.from_json(json.loads(path.read_text()))
+            except (ValueError, KeyError, TypeError):
+                table = None  # unreadable: measured again
+            if table is not None and table.key == key:
+                return table
+        table = measure_table(model, key, device=device, min_width=min_width)
+        staging = path.with_suffix(".json.partial")  # a crash mid-write never leaves a broken table behind
+        staging.write_text(json.dumps(table.to_json(), indent=2))
+        staging.replace(path)
+    return table
+
+
+def check_reachable(table: LatencyTable, target_speedup: float, *, min_heads: int, min_width: int) -> None:
+    """Refuse a target the table says no structure can reach."""
+    best = table.dense_ms / table.fastest_ms(min_heads, min_width)
+    if target_speedup > best:
+        raise ConfigError(
+            f"trial.target_speedup = {target_speedup}: unreachable; keeping only {min_heads} head(s) and {min_width} "
+            f"FFN neuron(s) in each of the {table.key.num_layers} layers gives at most {best:.2f}x in "
+            f"{table.key.runtime} at {table.key.precision} (latency table, batch {table.key.batch_size} x "
+            f"{table.key.seq_len} tokens)")

@@ -1,0 +1,134 @@
+"""Pruning to a speed: which heads and FFN groups go, by least estimated loss per millisecond saved.
+
+With ``trial.target_speedup``, a pruner no longer removes a fraction of the weights: it
+removes whole structure (attention heads, groups of FFN neurons; a layer keeps at least
+one of each) until the per-layer latency table
+(:mod:`prunetune.trainables.measure.latency_table`) predicts the target latency. Each
+removal is chosen greedily: of every layer's next head and next FFN group, the one with
+the least importance per millisecond it saves goes first, and the saving is read off the
+table at the layer's current shape, so a layer whose FFN is already narrow stops being
+cheap to shrink further. Importances are additive estimates of the loss a unit carries
+(summed movement scores, or squared weight norms for magnitude), shifted so that the
+least important unit of the model is 0.
+
+The target latency follows the cubic schedule from the dense model's to the target's, so
+structure goes gradually, as the sparsity does without a target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from prunetune.trainables.measure.latency_table import (
+    LatencyTable,
+    cached_table,
+    check_reachable,
+)
+
+#: FFN neurons are removed in this many groups per layer (GEMM-friendly widths, a short greedy loop).
+FFN_GROUPS_PER_LAYER = 48
+#: A removal the table says saves less than this is taken only when nothing else is left.
+MIN_SAVING_MS = 1e-6
+
+
+def ffn_group_size(width: int) -> int:
+    return max(1, math.ceil(width / FFN_GROUPS_PER_LAYER))
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Per layer, which attention units (groups of ``heads_per_unit`` heads) and FFN groups stay."""
+
+    units: list[torch.Tensor]  # bool per attention unit
+    groups: list[torch.Tensor]  # bool per FFN group
+    predicted_ms: float
+
+
+def target_ms(table: LatencyTable, target_speedup: float, progress: float) -> float:
+    """The latency to reach at ``progress`` (0: dense, 1: the target) of the schedule."""
+    dense = table.dense_ms
+    return dense * (1.0 - progress) + dense / target_speedup * progress
+
+
+def choose_structure(unit_importance: list[torch.Tensor], group_importance: list[torch.Tensor], *,
+                     table: LatencyTable, target: float, heads_per_unit: int, group_size: int,
+                     widths: list[int]) -> Structure:
+    """Remove units greedily (least importance per ms saved first) until ``table`` predicts ``target`` ms."""
+    lowest = min(float(t.min()) for t in [*unit_importance, *group_importance] if t.numel())
+    orders = [torch.argsort(t).tolist() for t in unit_importance], [torch.argsort(t).tolist() for t in group_importance]
+    units = [len(t) for t in unit_importance]
+    width = list(widths)  # neurons kept per layer (the last group of a layer may be short)
+    removed_units = [0] * len(units)
+    removed_groups = [0] * len(width)
+
+    def group_width(layer: int, group: int) -> int:
+        return min(group_size, widths[layer] - group * group_size)
+
+    def cost(layer: int, kept_units: int, kept_width: int) -> float:
+        return table.layer(kept_units * heads_per_unit, kept_width)
+
+    predicted = table.predict([u * heads_per_unit for u in units], width)
+    while predicted > target:
+        best = None
+        for layer in range(len(widths)):
+            now = cost(layer, units[layer], width[layer])
+            if units[layer] > 1:
+                unit = orders[0][layer][removed_units[layer]]
+                saved = now - cost(layer, units[layer] - 1, width[layer])
+                best = _better(best, (float(unit_importance[layer][unit]) - lowest, saved, layer, "unit"))
+            if removed_groups[layer] < len(orders[1][layer]) - 1:
+                group = orders[1][layer][removed_groups[layer]]
+                saved = now - cost(layer, units[layer], width[layer] - group_width(layer, group))
+                best = _better(best, (float(group_importance[layer][group]) - lowest, saved, layer, "group"))
+        if best is None:
+            break  # everything but one unit and one group per layer is gone
+        _, saved, layer, kind = best
+        if kind == "unit":
+            units[layer] -= 1
+            removed_units[layer] += 1
+        else:
+            width[layer] -= group_width(layer, orders[1][layer][removed_groups[layer]])
+            removed_groups[layer] += 1
+        predicted -= saved
+    return Structure(units=[_kept(order, removed) for order, removed in zip(orders[0], removed_units)],
+                     groups=[_kept(order, removed) for order, removed in zip(orders[1], removed_groups)],
+                     predicted_ms=predicted)
+
+
+def _better(best, candidate):
+    """The candidate with the least importance per ms saved (ones that save nothing come last)."""
+    importance, saved, _, _ = candidate
+    ratio = importance / saved if saved > MIN_SAVING_MS else math.inf
+    candidate_key = (ratio, -saved)
+    if best is None or candidate_key < best[0]:
+        return candidate_key, *candidate[1:]
+    return best
+
+
+def _kept(order: list[int], removed: int) -> torch.Tensor:
+    kept = torch.ones(len(order), dtype=torch.bool)
+    kept[order[:removed]] = False
+    return kept
+
+
+def speed_table(context) -> LatencyTable:
+    """The latency table of the trial's model, runtime, precision, device and latency setting
+    (cached beside the teacher), after checking that the target is reachable."""
+    s = context.settings
+    device = context.device if s.runtime == "torch" and s.inference_precision != "int8" else torch.device("cpu")
+    width = max(view.ffn_width for view in _views(context))
+    table = cached_table(context.student, context.cache_dir, runtime=s.runtime, precision=s.inference_precision,
+                         device=device, batch_size=s.latency.batch_size, seq_len=s.latency.seq_len,
+                         threads=s.latency.threads or torch.get_num_threads(), min_width=ffn_group_size(width))
+    heads_per_unit = max(1, s.block_size // _views(context)[0].head_size)
+    check_reachable(table, s.target_speedup, min_heads=heads_per_unit, min_width=ffn_group_size(width))
+    return table
+
+
+def _views(context):
+    from prunetune.trainables.families._modeling import layer_views
+
+    return layer_views(context.student, context.family)

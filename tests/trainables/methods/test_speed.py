@@ -1,0 +1,142 @@
+"""Pruning to a speed: the per-layer latency table, the greedy choice of structure, and a target met."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunetune.errors import ConfigError
+from prunetune.trainables.families.compaction import compact_and_verify
+from prunetune.trainables.measure import latency_table as T
+from prunetune.trainables.measure.latency import measure_alternating
+from prunetune.trainables.methods._speed import choose_structure, target_ms
+from tests.models import tiny_classifier
+
+CPU = torch.device("cpu")
+
+
+def synthetic_table(heads=(1, 2, 4), widths=(8, 32, 64), *, per_head=1.0, per_neuron=0.05, fixed=0.5, layers=2):
+    """A table whose layer cost is fixed + per_head * heads + per_neuron * width (exactly bilinear)."""
+    key = T.TableKey(family="bert", hidden_size=32, num_heads=heads[-1], head_size=8, ffn_width=widths[-1],
+                     num_layers=layers, runtime="torch", precision="fp32", device="test", batch_size=1, seq_len=16,
+                     threads=1)
+    grid = tuple(tuple(fixed + per_head * h + per_neuron * w for w in widths) for h in heads)
+    return T.LatencyTable(key, tuple(heads), tuple(widths), grid, base_ms=1.0)
+
+
+def test_interpolation_is_exact_on_the_grid_and_bilinear_between():
+    table = synthetic_table()
+    assert table.layer(2, 32) == pytest.approx(0.5 + 2 + 1.6)
+    assert table.layer(3, 48) == pytest.approx(0.5 + 3 + 2.4)  # between grid points, on a linear surface
+    assert table.layer(0, 0) == table.layer(1, 8)  # outside the grid: the nearest end
+    assert table.predict([4, 4], [64, 64]) == pytest.approx(1.0 + 2 * (0.5 + 4 + 3.2)) == table.dense_ms
+
+
+def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkeypatch):
+    model = tiny_classifier(layers=2)
+    settings = dict(runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1, min_width=8)
+    monkeypatch.setattr(T, "POINT_RUN_TIME", 0.01)
+    measured = []
+    real = T.measure_table
+    monkeypatch.setattr(T, "measure_table", lambda *a, **k: measured.append(1) or real(*a, point_run_time=0.01, **k))
+    first = T.cached_table(model, tmp_path, **settings)
+    again = T.cached_table(model, tmp_path, **settings)
+    assert len(measured) == 1 and again == first
+    assert first.heads == (1, 2, 3, 4) and first.widths[0] == 8 and first.widths[-1] == 64
+    assert len(first.layer_ms) == 4 and all(len(row) == len(first.widths) for row in first.layer_ms)
+    assert first.key.num_layers == 2 and first.key.device == T.device_kind(CPU)
+    # Another sequence length is another key, another table; the file holds its key.
+    T.cached_table(model, tmp_path, **{**settings, "seq_len": 16})
+    assert len(measured) == 2
+    files = sorted((tmp_path / T.TABLE_DIR).glob("*.json"))
+    assert {json.loads(f.read_text())["key"]["seq_len"] for f in files} == {8, 16}
+
+
+def test_greedy_structure_removes_least_importance_per_millisecond_until_the_target():
+    table = synthetic_table(per_head=1.0, per_neuron=0.05)
+    # Layer 0's heads matter little, layer 1's FFN groups matter little.
+    heads = [torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([5.0, 6.0, 7.0, 8.0])]
+    groups = [torch.tensor([9.0] * 8), torch.tensor([0.01 * i for i in range(8)])]
+    target = table.dense_ms / 1.4
+    structure = choose_structure(heads, groups, table=table, target=target, heads_per_unit=1, group_size=8,
+                                 widths=[64, 64])
+    assert structure.predicted_ms <= target
+    assert structure.units[1].all() and structure.groups[0].all()  # the important units stay
+    assert not structure.units[0][0] and structure.units[0].sum() >= 1
+    # Never a layer's last unit, however far the target is.
+    everything = choose_structure(heads, groups, table=table, target=0.0, heads_per_unit=1, group_size=8,
+                                  widths=[64, 64])
+    assert [int(u.sum()) for u in everything.units] == [1, 1] and [int(g.sum()) for g in everything.groups] == [1, 1]
+
+
+def test_the_schedule_goes_from_dense_to_the_target():
+    table = synthetic_table()
+    assert target_ms(table, 2.0, 0.0) == pytest.approx(table.dense_ms)
+    assert target_ms(table, 2.0, 1.0) == pytest.approx(table.dense_ms / 2.0)
+
+
+def test_an_unreachable_target_is_refused_with_what_is_reachable():
+    table = synthetic_table()
+    best = table.dense_ms / table.fastest_ms(1, 8)
+    T.check_reachable(table, best * 0.99, min_heads=1, min_width=8)
+    with pytest.raises(ConfigError, match=rf"unreachable.*at most {best:.2f}x"):
+        T.check_reachable(table, best * 1.5, min_heads=1, min_width=8)
+
+
+def test_a_trial_target_the_table_cannot_reach_fails_before_training(tiny_config, tmp_path):
+    from prunetune.trainables.trial import run_trial
+
+    with pytest.raises(ConfigError, match="trial.target_speedup = 1000.0: unreachable"):
+        run_trial(tiny_config(target_speedup=1000.0), output_dir=tmp_path)
+
+
+def test_a_target_speedup_is_met_within_the_tables_error(tmp_path):
+    """Magnitude pruning to 1.6x on a small model whose compute dominates its overhead."""
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.methods._block import (
+        BlockPruner,
+        MagnitudeScorer,
+        SpeedTarget,
+    )
+
+    torch.set_num_threads(1)
+    model = tiny_classifier(layers=2, hidden=256, heads=8, ffn=1024, vocab_size=100, positions=128)
+    table = T.cached_table(model, tmp_path, runtime="torch", precision="fp32", device=CPU, batch_size=1,
+                           seq_len=128, threads=1, min_width=32)
+    dense = tiny_classifier(layers=2, hidden=256, heads=8, ffn=1024, vocab_size=100, positions=128)
+    pruner = BlockPruner(model, family_of(model), scorer=lambda views: MagnitudeScorer(32), block_size=32,
+                         sparsity_at=lambda step: 0.0, final_sparsity=None,
+                         speed=SpeedTarget(table=table, speedup=1.6, progress_at=lambda step: 1.0))
+    compacted, report = compact_and_verify(pruner.finish(model))
+    predicted = pruner.metrics()["predicted_speedup"]
+    assert predicted >= 1.6
+    timed = measure_alternating({"dense": dense, "pruned": compacted}, batch_size=1, seq_len=128, vocab_size=100,
+                                device=CPU, min_run_time=1.0, threads=1, rounds=5)
+    measured = timed["dense"].median_ms / timed["pruned"].median_ms
+    assert measured == pytest.approx(predicted, rel=0.3)
+    assert report.heads_after < report.heads_before or report.ffn_after < report.ffn_before
+
+
+@pytest.mark.parametrize("method", ["movement", "magnitude"])
+def test_a_trial_prunes_to_its_target_speedup(tiny_config, tmp_path, monkeypatch, method):
+    """A whole trial with the table the tiny model would have if compute dominated (synthetic: exact)."""
+    from prunetune import metrics as M
+    from prunetune.trainables.methods import _speed
+    from prunetune.trainables.trial import run_trial
+
+    table = synthetic_table(heads=(1, 2, 3, 4), widths=(2, 32, 64), per_head=1.0, per_neuron=0.05)
+    monkeypatch.setattr(_speed, "cached_table", lambda *args, **kwargs: table)
+    reports = []
+    metrics = run_trial(tiny_config(method=method, target_speedup=1.8, report_objectives=True),
+                        output_dir=tmp_path, report=lambda m, c: reports.append(m))
+    assert M.missing_final_keys(metrics) == []
+    assert metrics[M.PREDICTED_SPEEDUP] >= 1.8
+    heads, widths = metrics[M.LAYER_HEADS], metrics[M.LAYER_FFN]
+    assert table.dense_ms / table.predict(heads, widths) == pytest.approx(metrics[M.PREDICTED_SPEEDUP], rel=1e-6)
+    assert metrics[M.SPARSITY] > 0.2  # the sparsity is now a result
+    rung = reports[0]  # a rung projects the structure the trial would finish with
+    assert rung[M.PARAMS] > 0 and rung[M.LATENCY_MS] > 0
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["config"]["trial"]["sparsity"] is None and saved["config"]["trial"]["target_speedup"] == 1.8
