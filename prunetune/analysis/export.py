@@ -38,12 +38,11 @@ from prunetune.analysis import runs as R
 from prunetune.analysis.front import FrontAnalysis
 from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError, ModelError
+from prunetune.trainables.measure.runtime_checks import ONNX_FILE, ONNX_TOLERANCE
 
 EXPORT_RECORD = "prunetune_export.json"
-ONNX_FILE = "model.onnx"  # the name runtimes.ONNX_FILE gives a trial's graph too
 CARD_FILE = "README.md"
 LOGIT_TOLERANCE = 1e-4
-ONNX_TOLERANCE = 1e-3
 #: Inputs of the equivalence checks: varied lengths, so that padding is exercised.
 SAMPLE_TEXTS = (
     "Shares in the bank rose sharply after it reported record profits for the year.",

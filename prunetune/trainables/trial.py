@@ -374,10 +374,11 @@ class _Trial:
         in PyTorch eager (``teacher``) and, unless that is the same thing, the dense teacher in the
         student's runtime and precision (``teacher_runtime``)."""
         latency, device = self.settings.latency, served.device
-        models = {"student": served.model, "teacher": self._dense_teacher(device)}
+        teacher = self.layer_teacher if self.layer_teacher is not None else self._dense_teacher(self.device)
+        models = {"student": served.model, "teacher": teacher.to(device).eval()}
         if (served.runtime, served.precision) != ("torch", "fp32"):
             models["teacher_runtime"] = serve_teacher(
-                lambda: self._dense_teacher(self.device), runtime=served.runtime, precision=served.precision,
+                lambda: copy.deepcopy(teacher), runtime=served.runtime, precision=served.precision,
                 device=self.device, threads=latency.threads, cache_dir=self.teacher.root).model
         return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                    vocab_size=self.student.config.vocab_size, device=device,

@@ -26,6 +26,7 @@ import hashlib
 import json
 import platform
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,6 @@ def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int
 def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device, min_width: int = 1,
                   point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
     """Time the grid (see the module docstring); every point is served as the trial serves its student."""
-    import time
-
     from prunetune.trainables.measure.latency import measure_alternating, timing_slot
     from prunetune.trainables.measure.runtimes import serve
 

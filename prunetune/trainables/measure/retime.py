@@ -38,6 +38,8 @@ class RetimeRequest:
 
 def retime(request: RetimeRequest) -> dict[str, Any]:
     """The trial's latency figures timed again (keys of the metric contract)."""
+    import copy
+
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -62,10 +64,11 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
         served = serve(load_compacted(Path(request.model_dir)), runtime="torch", precision=request.inference_precision,
                        device=device)
         student, serving_device = served.model, served.device
-    models = {"student": student, "teacher": dense_teacher(serving_device)}
+    teacher = dense_teacher(serving_device)
+    models = {"student": student, "teacher": teacher}
     if (request.runtime, request.inference_precision) != ("torch", "fp32"):
         models["teacher_runtime"] = serve_teacher(
-            lambda: dense_teacher(device), runtime=request.runtime, precision=request.inference_precision,
+            lambda: copy.deepcopy(teacher).to(device), runtime=request.runtime, precision=request.inference_precision,
             device=device, threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
     timed = measure_alternating(models, batch_size=request.batch_size, seq_len=request.seq_len,
                                 vocab_size=models["teacher"].config.vocab_size, device=serving_device,

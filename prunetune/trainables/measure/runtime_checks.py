@@ -7,6 +7,11 @@ import importlib.util
 
 from prunetune.errors import ConfigError
 
+#: The ONNX graph a trial measured, in its model directory and in an export.
+ONNX_FILE = "model.onnx"
+#: Largest |logit difference| allowed between an fp32 ONNX graph and PyTorch.
+ONNX_TOLERANCE = 1e-3
+
 RUNTIMES = ("torch", "onnxruntime")
 #: Inference precisions each runtime serves (on the CPU for onnxruntime; see runtime_problems).
 RUNTIME_PRECISIONS = {"torch": ("fp32", "fp16", "bf16", "int8", "sparse24"), "onnxruntime": ("fp32", "int8")}

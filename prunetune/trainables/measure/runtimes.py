@@ -34,13 +34,14 @@ from filelock import FileLock
 from torch import nn
 
 from prunetune.errors import ModelError
-from prunetune.trainables.measure.runtime_checks import check_runtime
+from prunetune.trainables.measure.runtime_checks import (
+    ONNX_FILE,
+    ONNX_TOLERANCE,
+    check_runtime,
+)
 
-ONNX_FILE = "model.onnx"
 ONNX_INPUTS = ("input_ids", "attention_mask")
 ONNX_OPSET = 17
-#: Largest |logit difference| between the exported fp32 graph and PyTorch.
-ONNX_TOLERANCE = 1e-3
 
 
 # --------------------------------------------------------------------------- ONNX Runtime

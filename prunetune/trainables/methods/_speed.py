@@ -119,11 +119,12 @@ def speed_table(context) -> LatencyTable:
     (cached beside the teacher), after checking that the target is reachable."""
     s = context.settings
     device = context.device if s.runtime == "torch" and s.inference_precision != "int8" else torch.device("cpu")
-    width = max(view.ffn_width for view in _views(context))
+    views = _views(context)
+    width = max(view.ffn_width for view in views)
     table = cached_table(context.student, context.cache_dir, runtime=s.runtime, precision=s.inference_precision,
                          device=device, batch_size=s.latency.batch_size, seq_len=s.latency.seq_len,
                          threads=s.latency.threads or torch.get_num_threads(), min_width=ffn_group_size(width))
-    heads_per_unit = max(1, s.block_size // _views(context)[0].head_size)
+    heads_per_unit = max(1, s.block_size // views[0].head_size)
     check_reachable(table, s.target_speedup, min_heads=heads_per_unit, min_width=ffn_group_size(width))
     return table
 

@@ -187,7 +187,6 @@ def to_inference_precision(model: nn.Module, precision: str, device: torch.devic
         return _to_semi_structured(model, device)
     if precision in _AUTOCAST_DTYPES:
         return model.to(_AUTOCAST_DTYPES[precision])
-    check_torch_int8()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao eager quantisation announces its deprecation
         return torch.ao.quantization.quantize_dynamic(model.float().cpu(), {nn.Linear}, dtype=torch.qint8)

@@ -94,3 +94,26 @@ def test_torch_int8_without_torch_ao_says_what_to_use_instead(monkeypatch):
     monkeypatch.setattr(torch.ao, "quantization", NoDynamicQuantisation())
     with pytest.raises(DeviceError, match="trial.runtime = 'onnxruntime'"):
         precision.to_inference_precision(tiny_classifier(), "int8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_retiming_times_the_trial_in_its_runtime_beside_both_teachers(tmp_path, runtime):
+    from prunetune.trainables.families.compaction import compact_and_verify, save_compacted
+    from prunetune.trainables.measure.retime import RetimeRequest, retime
+    from prunetune.trainables.measure.runtimes import build_onnx
+
+    teacher_dir = tmp_path / "teacher" / "model"
+    tiny_classifier(layers=2).save_pretrained(teacher_dir)
+    student, _ = compact_and_verify(tiny_classifier(layers=2))
+    model_dir = tmp_path / "trial" / "model"
+    save_compacted(student, model_dir)
+    if runtime == "onnxruntime":
+        build_onnx(student, model_dir, "int8")  # what the trial measured and saved
+    figures = retime(RetimeRequest(trial_id="t", model_dir=str(model_dir), teacher_dir=str(teacher_dir),
+                                   inference_precision="int8", device="cpu", batch_size=1, seq_len=8, threads=1,
+                                   min_run_time=0.05, rounds=2, max_spread=1.0, runtime=runtime))
+    assert figures[M.SPEEDUP] == pytest.approx(figures[M.TEACHER_LATENCY_MS] / figures[M.LATENCY_MS])
+    assert figures[M.SPEEDUP_SAME_RUNTIME] == pytest.approx(
+        figures[M.TEACHER_RUNTIME_LATENCY_MS] / figures[M.LATENCY_MS])
+    if runtime == "onnxruntime":  # the dense teacher's int8 graph is cached beside the teacher
+        assert (tmp_path / "teacher" / "runtimes" / "onnxruntime-int8" / ONNX_FILE).is_file()
