@@ -211,7 +211,7 @@ class _Trial:
         """Hidden-state distillation from the mapped layers of the dense teacher (run alongside)."""
         with torch.no_grad(), self.autocast:
             teacher_hidden = self.layer_teacher(**batch, output_hidden_states=True).hidden_states
-        mapping = layer_mapping(len(student_hidden) - 1, len(teacher_hidden) - 1)
+        mapping = layer_mapping(len(student_hidden) - 1, len(teacher_hidden) - 1, self.pruner.removed_layers())
         return hidden_state_loss(student_hidden, teacher_hidden, batch["attention_mask"], mapping)
 
     def train_and_measure(self, report: Reporter, *, progress: bool) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def test_every_family_exports_to_onnx(family, tiny_family_dir, tmp_path):
 
 
 def _compacted(source: Path):
-    """The family's tiny model with head 1 of layer 0 and a quarter of layer 1's FFN removed."""
+    """The family's tiny model with head 1 and a quarter of the FFN of layer 0 removed, and layer 1
+    removed whole (its output biases made non-zero, so that what is left of it shows)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -108,10 +109,15 @@ def _compacted(source: Path):
         view_0, view_1 = layer_views(model, family_of(model))
         view_0.linear("value").weight[8:16] = 0
         view_0.linear("value").bias[8:16] = 0
-        view_1.linear("ffn_in").weight[:16] = 0
-        view_1.linear("ffn_in").bias[:16] = 0
+        view_0.linear("ffn_in").weight[:16] = 0
+        view_0.linear("ffn_in").bias[:16] = 0
+        for role in ("value", "ffn_in"):
+            view_1.linear(role).weight.zero_()
+            view_1.linear(role).bias.zero_()
+        for role in ("attention_output", "ffn_out"):
+            view_1.linear(role).bias.normal_(std=0.5)
     compacted, report = compact_and_verify(model)
-    assert report.layer_heads == (3, 4) and report.layer_intermediate_sizes == (64, 48)
+    assert report.layer_heads == (3, 0) and report.layer_intermediate_sizes == (48, 0)
     return compacted
 
 

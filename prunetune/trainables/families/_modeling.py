@@ -4,7 +4,8 @@ A family's compacted model is its own sequence classifier (``BertForSequenceClas
 ``RobertaForSequenceClassification``, ...) whose config also stores ``layer_heads`` and
 ``layer_intermediate_sizes``; building it makes the full-size model from the config, then
 shrinks each layer's linear maps to those widths, so ``from_pretrained`` loads the sliced
-weights as they are. State-dict keys stay the family's own.
+weights as they are. State-dict keys stay the family's own. A layer left with no head and
+no FFN neuron is an :class:`EmptiedLayer`: two layer norms, no attention, no FFN.
 
 This module, with ``_spec.py`` and the family's module, is copied into every compacted
 model directory as remote code (``trust_remote_code=True``): it imports only torch,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 
+import torch
 import transformers
 from torch import nn
 
@@ -40,11 +42,75 @@ def set_path(root: nn.Module, path: str, value) -> None:
     setattr(get_path(root, owner) if owner else root, name, value)
 
 
+def place(root: nn.Module, path: str, module: nn.Module) -> None:
+    """``set_path``, creating empty container modules for the missing parts of ``path``."""
+    *owners, name = path.split(".")
+    for part in owners:
+        if not hasattr(root, part):
+            root.add_module(part, nn.Module())
+        root = getattr(root, part)
+    root.add_module(name, module)
+
+
+class BiasOnly(nn.Module):
+    """What is left of a linear map whose inputs are all pruned: its bias, under the map's own key."""
+
+    def __init__(self, bias: torch.Tensor):
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty_like(bias))
+
+
+class EmptiedLayer(nn.Module):
+    """An encoder layer whose heads and FFN neurons are all pruned.
+
+    Such a layer adds nothing but its two output biases: it computes
+    ``ffn_norm(attention_norm(x + attention_bias) + ffn_bias)``, exactly what the masked layer
+    computed, for the cost of two layer norms. The layer norms and biases keep their
+    state-dict keys (``attention.output.LayerNorm.weight``, ``output.dense.bias``, ...), so a
+    saved model loads as it was saved. :func:`emptied_layer` makes it an instance of the
+    family's own layer class too, so transformers still records its hidden states.
+    """
+
+    def __init__(self, layer: nn.Module, spec: FamilySpec):
+        nn.Module.__init__(self)
+        self.spec = spec
+        for role in ("attention_output", "ffn_out"):
+            bias = get_path(layer, spec.path(role)).bias
+            if bias is not None:
+                place(self, spec.path(role), BiasOnly(bias))
+        for path in (spec.attention_norm, spec.ffn_norm):
+            place(self, path, get_path(layer, path))
+
+    def _bias(self, role: str) -> torch.Tensor | float:
+        path = self.spec.path(role)
+        return get_path(self, path).bias if has_path(self, path) else 0.0
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        hidden = get_path(self, self.spec.attention_norm)(hidden_states + self._bias("attention_output"))
+        hidden = get_path(self, self.spec.ffn_norm)(hidden + self._bias("ffn_out"))
+        return (hidden, None) if self.spec.layer_returns_tuple else hidden
+
+
+@functools.cache
+def _emptied_class(layer_class: type) -> type:
+    return type(f"Emptied{layer_class.__name__}", (EmptiedLayer, layer_class), {"__module__": __name__})
+
+
+def emptied_layer(layer: nn.Module, spec: FamilySpec) -> EmptiedLayer:
+    """``layer`` with its heads and FFN gone (see :class:`EmptiedLayer`); shares its layer norms."""
+    return _emptied_class(type(layer))(layer, spec)
+
+
 class LayerView:
     """One encoder layer seen through its family's spec: the six prunable maps and the heads."""
 
     def __init__(self, layer: nn.Module, spec: FamilySpec):
         self.layer, self.spec = layer, spec
+
+    @property
+    def emptied(self) -> bool:
+        """Whether compaction removed the layer's every head and FFN neuron (it has no maps left)."""
+        return isinstance(self.layer, EmptiedLayer)
 
     def linear(self, role: str) -> nn.Module:
         return get_path(self.layer, self.spec.path(role))
@@ -53,7 +119,7 @@ class LayerView:
         set_path(self.layer, self.spec.path(role), module)
 
     def linears(self) -> dict[str, nn.Module]:
-        return {role: self.linear(role) for role in ROLES}
+        return {} if self.emptied else {role: self.linear(role) for role in ROLES}
 
     def extra_head_rows(self) -> dict[str, nn.Module]:
         """The optional per-head projections this layer has (DeBERTa's relative-position ones)."""
@@ -70,11 +136,11 @@ class LayerView:
     @property
     def num_heads(self) -> int:
         # Read from the weights, which compaction and pruning change, not from the config.
-        return self.linear("query").out_features // self.head_size
+        return 0 if self.emptied else self.linear("query").out_features // self.head_size
 
     @property
     def ffn_width(self) -> int:
-        return self.linear("ffn_in").out_features
+        return 0 if self.emptied else self.linear("ffn_in").out_features
 
     def set_num_heads(self, heads: int) -> None:
         """Tell the attention module its new head count (it reshapes by head size, so this is all)."""
@@ -88,8 +154,19 @@ def layer_views(model: nn.Module, spec: FamilySpec) -> list[LayerView]:
 
 
 def shrink(model: nn.Module, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int]) -> None:
-    """Give each layer ``layer_heads[i]`` heads and ``layer_widths[i]`` FFN neurons (weights are set later)."""
-    for view, heads, width in zip(layer_views(model, spec), layer_heads, layer_widths):
+    """Give each layer ``layer_heads[i]`` heads and ``layer_widths[i]`` FFN neurons (weights are set later).
+
+    A layer with neither heads nor FFN neurons becomes an :class:`EmptiedLayer`; a layer
+    keeps at least one of each otherwise (a zero-width attention cannot be reshaped by head).
+    """
+    layers = get_path(model, spec.layers)
+    for index, (view, heads, width) in enumerate(zip(layer_views(model, spec), layer_heads, layer_widths)):
+        if heads == 0 and width == 0:
+            layers[index] = emptied_layer(view.layer, spec)
+            continue
+        if heads < 1 or width < 1:
+            raise ValueError(f"layer {index}: {heads} heads and {width} FFN neurons; a layer keeps at least one of "
+                             "each, or neither")
         if heads != view.num_heads:
             inner = heads * view.head_size
             for role in HEAD_ROWS:

@@ -45,6 +45,12 @@ class FamilySpec:
     ``position_offset`` is how many position ids the family reserves (RoBERTa counts
     positions from the padding index + 1), so that ``max_positions - position_offset``
     tokens fit.
+
+    Every family here is post-norm: a layer computes ``h = attention_norm(x + attention(x))``
+    and then ``ffn_norm(h + ffn(h))``. ``attention_norm`` and ``ffn_norm`` are the paths of
+    those two layer norms; they are all that is left of a layer whose heads and FFN neurons
+    are all pruned (see ``_modeling.EmptiedLayer``). ``layer_returns_tuple`` says whether a
+    layer returns ``(hidden_states, attentions)`` rather than the hidden states alone.
     """
 
     name: str
@@ -60,12 +66,15 @@ class FamilySpec:
     attention_output: str
     ffn_in: str
     ffn_out: str
+    attention_norm: str
+    ffn_norm: str
     extra_head_rows: tuple[str, ...] = ()
     heads_attribute: str = "num_attention_heads"
     inner_size_attributes: tuple[str, ...] = ("all_head_size",)
     head_size_attribute: str = "attention_head_size"
     config_keys: ConfigKeys = field(default_factory=ConfigKeys)
     position_offset: int = 0
+    layer_returns_tuple: bool = False
 
     @property
     def pruned_model_type(self) -> str:
@@ -96,4 +105,6 @@ BERT_LAYER = dict(
     attention_output="attention.output.dense",
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
+    attention_norm="attention.output.LayerNorm",
+    ffn_norm="output.LayerNorm",
 )

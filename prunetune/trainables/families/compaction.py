@@ -2,7 +2,8 @@
 
 A head is removed when its value slice (weights and bias) or its attention-output columns
 are all zero; an FFN neuron when its input row (weights and bias) or its output column is
-all zero. Both removals are exact, and :func:`compact_and_verify` checks it against the
+all zero; a whole layer when it has neither heads nor neurons left (what remains of it is
+its two layer norms and output biases, see ``_modeling.EmptiedLayer``). All removals are exact, and :func:`compact_and_verify` checks it against the
 masked model's logits. The result is the family's compacted classifier
 (:mod:`._modeling`), which saves as a Hugging Face model directory carrying its own
 modeling code, so that ``transformers.pipeline(..., trust_remote_code=True)`` loads it
@@ -88,10 +89,14 @@ def live_neurons(view: LayerView) -> list[int]:
     return (incoming & outgoing).nonzero().flatten().tolist()
 
 
-def _at_least_one(indices: list[int]) -> list[int]:
-    # A fully dead layer keeps unit 0 with its weights: keeping a unit is always exact, and
-    # a zero-width matrix would break the attention reshape.
-    return indices or [0]
+def kept_units(heads: list[int], neurons: list[int]) -> tuple[list[int], list[int]]:
+    """The heads and neurons a compacted layer keeps: all live ones, and none at all when
+    neither is left (the layer is emptied). A layer with only its heads (or only its FFN)
+    dead keeps unit 0 with its weights: keeping a unit is always exact, and a zero-width
+    attention could not be reshaped by head."""
+    if not heads and not neurons:
+        return [], []
+    return heads or [0], neurons or [0]
 
 
 # --------------------------------------------------------------------------- compaction
@@ -103,12 +108,11 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     views = layer_views(model, spec)
     alive_heads = [live_heads(view) for view in views]
     alive_neurons = [live_neurons(view) for view in views]
-    heads = [_at_least_one(h) for h in alive_heads]
-    neurons = [_at_least_one(n) for n in alive_neurons]
+    heads, neurons = map(list, zip(*(kept_units(h, n) for h, n in zip(alive_heads, alive_neurons))))
     config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons])
     _, model_class = compacted_classes(spec)
     compacted = model_class(config).to(next(model.parameters()).device)
-    compacted.load_state_dict(_sliced_state_dict(model, views, heads, neurons))
+    compacted.load_state_dict(_without_emptied_maps(_sliced_state_dict(model, views, heads, neurons), compacted))
     compacted.eval()
     report = CompactionReport(
         heads_before=sum(view.num_heads for view in views),
@@ -147,6 +151,12 @@ def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[lis
         _select_rows(state, names[id(view.linear('ffn_in'))], cols)
         _select(state, f"{names[id(view.linear('ffn_out'))]}.weight", cols, dim=1)
     return state
+
+
+def _without_emptied_maps(state: dict[str, torch.Tensor], compacted: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` less the zero-size slices of emptied layers' maps, which their ``EmptiedLayer`` does not hold."""
+    keys = compacted.state_dict().keys()
+    return {key: value for key, value in state.items() if key in keys or value.numel()}
 
 
 def _select_rows(state: dict[str, torch.Tensor], prefix: str, index: torch.Tensor) -> None:

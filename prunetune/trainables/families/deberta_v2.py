@@ -15,5 +15,7 @@ SPEC = FamilySpec(
     query="attention.self.query_proj", key="attention.self.key_proj", value="attention.self.value_proj",
     attention_output="attention.output.dense",
     ffn_in="intermediate.dense", ffn_out="output.dense",
+    attention_norm="attention.output.LayerNorm", ffn_norm="output.LayerNorm",
+    layer_returns_tuple=True,
     extra_head_rows=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
 )

@@ -9,8 +9,10 @@ a model without layers; a layer's cost is the difference over the number of laye
 Timing whole models instead of a lone layer keeps the runtime's per-call overhead out of
 the per-layer figures and the figures above the timer's noise.
 
-Between grid points the table interpolates bilinearly. A model's predicted latency is the
-cost without layers plus each layer's cost at its own shape.
+Between grid points the table interpolates bilinearly. Beside the grid, the table holds
+what a removed layer still costs (an emptied layer: its two layer norms), timed the same
+way. A model's predicted latency is the cost without layers plus each layer's cost at its
+own shape.
 
 A table is measured once per model shape, runtime, precision, device kind, batch size,
 sequence length and thread count, inside the timing slot, and cached as JSON beside the
@@ -43,7 +45,7 @@ WIDTH_POINTS = 7
 #: Timing per grid point, over two rounds (the points themselves are what the table averages).
 POINT_RUN_TIME = 0.3
 #: Bumped when the way tables are measured changes, so that old caches are not read.
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,14 @@ class LatencyTable:
     widths: tuple[int, ...]
     layer_ms: tuple[tuple[float, ...], ...]  # [head index][width index]
     base_ms: float  # embeddings, classifier head, runtime overhead: a model without layers
+    removed_ms: float  # a layer with no heads and no FFN left: its two layer norms
     seconds: float = 0.0  # how long measuring it took
 
     def layer(self, heads: float, width: float) -> float:
-        """Milliseconds of one layer with ``heads`` heads and ``width`` FFN neurons (bilinear)."""
+        """Milliseconds of one layer with ``heads`` heads and ``width`` FFN neurons (bilinear);
+        ``removed_ms`` for a layer with neither."""
+        if heads == 0 and width == 0:
+            return self.removed_ms
         i, a = _bracket(self.heads, heads)
         j, b = _bracket(self.widths, width)
         grid = self.layer_ms
@@ -99,8 +105,9 @@ class LatencyTable:
         return self.predict([self.key.num_heads] * self.key.num_layers, [self.key.ffn_width] * self.key.num_layers)
 
     def fastest_ms(self, min_heads: int, min_width: int) -> float:
-        """The prediction with every layer at ``min_heads`` heads and ``min_width`` FFN neurons."""
-        return self.predict([min_heads] * self.key.num_layers, [min_width] * self.key.num_layers)
+        """The prediction with one layer at ``min_heads`` heads and ``min_width`` FFN neurons, the others removed."""
+        others = self.key.num_layers - 1
+        return self.predict([min_heads] + [0] * others, [min_width] + [0] * others)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "key": asdict(self.key)}
@@ -109,7 +116,7 @@ class LatencyTable:
     def from_json(cls, data: dict[str, Any]) -> "LatencyTable":
         return cls(key=TableKey(**data["key"]), heads=tuple(data["heads"]), widths=tuple(data["widths"]),
                    layer_ms=tuple(tuple(row) for row in data["layer_ms"]), base_ms=float(data["base_ms"]),
-                   seconds=float(data.get("seconds", 0.0)))
+                   removed_ms=float(data["removed_ms"]), seconds=float(data.get("seconds", 0.0)))
 
 
 def _bracket(points: tuple[int, ...], value: float) -> tuple[int, float]:
@@ -201,11 +208,14 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
                                         max_spread=1.0)
         return timed["model"].median_ms
 
+    def per_layer(h: int, w: int) -> float:
+        return max((milliseconds(key.num_layers, h, w) - base) / key.num_layers, 0.0)
+
     with timing_slot():  # one slot for the whole table: no other measurement interleaves with it
         base = milliseconds(0, 1, 1)
-        layer_ms = tuple(tuple(max((milliseconds(key.num_layers, h, w) - base) / key.num_layers, 0.0)
-                               for w in widths) for h in heads)
-    return LatencyTable(key, heads, widths, layer_ms, base, seconds=time.perf_counter() - started)
+        layer_ms = tuple(tuple(per_layer(h, w) for w in widths) for h in heads)
+        removed = per_layer(0, 0)
+    return LatencyTable(key, heads, widths, layer_ms, base, removed, seconds=time.perf_counter() - started)
 
 
 def cached_table(model: torch.nn.Module, cache_dir: str | Path, *, runtime: str, precision: str,
@@ -237,7 +247,8 @@ def check_reachable(table: LatencyTable, target_speedup: float, *, min_heads: in
     best = table.dense_ms / table.fastest_ms(min_heads, min_width)
     if target_speedup > best:
         raise ConfigError(
-            f"trial.target_speedup = {target_speedup}: unreachable; keeping only {min_heads} head(s) and {min_width} "
-            f"FFN neuron(s) in each of the {table.key.num_layers} layers gives at most {best:.2f}x in "
+            f"trial.target_speedup = {target_speedup}: unreachable; removing {table.key.num_layers - 1} of the "
+            f"{table.key.num_layers} layers and keeping only {min_heads} head(s) and {min_width} FFN neuron(s) in "
+            f"the last one gives at most {best:.2f}x in "
             f"{table.key.runtime} at {table.key.precision} (latency table, batch {table.key.batch_size} x "
             f"{table.key.seq_len} tokens)")

@@ -112,7 +112,7 @@ class SpeedTarget:
 
 class BlockPruner(Pruner):
     """Top-k block masks from a scorer, following a sparsity schedule; or, given a
-    :class:`SpeedTarget`, whole heads and FFN groups chosen to reach a speed."""
+    :class:`SpeedTarget`, whole heads, FFN groups and layers chosen to reach a speed."""
 
     def __init__(self, model: nn.Module, spec: FamilySpec, *, scorer: Callable[[list[LayerView]], nn.Module],
                  block_size: int, sparsity_at: Callable[[int], float], final_sparsity: float | None,
@@ -126,6 +126,7 @@ class BlockPruner(Pruner):
         self.current_sparsity = 0.0
         self.speed = speed
         self.predicted_ms: float | None = None
+        self._removed_layers: frozenset[int] = frozenset()
         self.dense_weights = sum(_layer_weights(view, view.num_heads, view.ffn_width) for view in self.views)
 
     def mask_parameters(self) -> list[nn.Parameter]:
@@ -145,6 +146,9 @@ class BlockPruner(Pruner):
             self.update_masks(self.final_sparsity)
         bake_masks(student, self.spec)
         return student
+
+    def removed_layers(self) -> frozenset[int]:
+        return self._removed_layers
 
     def metrics(self) -> dict[str, float]:
         if self.speed is None or self.predicted_ms is None:
@@ -171,6 +175,7 @@ class BlockPruner(Pruner):
             table=self.speed.table, target=target, heads_per_unit=self.heads_per_unit, group_size=group,
             widths=[view.ffn_width for view in self.views])
         self.predicted_ms = structure.predicted_ms
+        self._removed_layers = frozenset(i for i, units in enumerate(structure.units) if not units.any())
         kept = 0
         for view, layer_scores, ffn, units, groups in zip(self.views, scores, ffn_scores, structure.units,
                                                           structure.groups):

@@ -65,6 +65,10 @@ class Pruner(nn.Module):
         """The student at the final sparsity, masks written into its weights, ready for compaction."""
         return student
 
+    def removed_layers(self) -> frozenset[int]:
+        """The layers whose every head and FFN neuron is masked at this step (layer distillation skips them)."""
+        return frozenset()
+
     def metrics(self) -> dict[str, float]:
         """Extra metrics of the method (declared in its ``Method.metrics``), for the final report."""
         return {}

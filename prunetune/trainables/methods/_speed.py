@@ -1,11 +1,11 @@
 """Pruning to a speed: which heads and FFN groups go, by least estimated loss per millisecond saved.
 
 With ``trial.target_speedup``, a pruner no longer removes a fraction of the weights: it
-removes whole structure (attention heads, groups of FFN neurons; a layer keeps at least
-one of each) until the per-layer latency table
+removes whole structure (attention heads, groups of FFN neurons, whole layers; a layer
+that stays keeps at least one of each) until the per-layer latency table
 (:mod:`prunetune.trainables.measure.latency_table`) predicts the target latency. Each
-removal is chosen greedily: of every layer's next head and next FFN group, the one with
-the least importance per millisecond it saves goes first, and the saving is read off the
+removal is chosen greedily: of every layer's next head, next FFN group and the rest of the
+layer, the one with the least importance per millisecond it saves goes first, and the saving is read off the
 table at the layer's current shape, so a layer whose FFN is already narrow stops being
 cheap to shrink further. Importances are additive estimates of the loss a unit carries
 (summed movement scores, or squared weight norms for magnitude), shifted so that the
@@ -56,9 +56,19 @@ def target_ms(table: LatencyTable, target_speedup: float, progress: float) -> fl
 def choose_structure(unit_importance: list[torch.Tensor], group_importance: list[torch.Tensor], *,
                      table: LatencyTable, target: float, heads_per_unit: int, group_size: int,
                      widths: list[int]) -> Structure:
-    """Remove units greedily (least importance per ms saved first) until ``table`` predicts ``target`` ms."""
+    """Remove units greedily (least importance per ms saved first) until ``table`` predicts ``target`` ms.
+
+    The candidates in each layer are its least important attention unit, its least important
+    FFN group (while it has more than one of each), and the whole rest of the layer (while
+    another layer is left), which saves the layer's fixed costs too: a thin layer's
+    attention over every token, its per-operator overhead.
+    """
     lowest = min(float(t.min()) for t in [*unit_importance, *group_importance] if t.numel())
     orders = [torch.argsort(t).tolist() for t in unit_importance], [torch.argsort(t).tolist() for t in group_importance]
+    # Importances shifted to >= 0, in removal order, as plain floats (the loop reads them often).
+    unit_values = [[float(t[i]) - lowest for i in order] for t, order in zip(unit_importance, orders[0])]
+    group_values = [[float(t[i]) - lowest for i in order] for t, order in zip(group_importance, orders[1])]
+    remaining = [sum(u) + sum(g) for u, g in zip(unit_values, group_values)]
     units = [len(t) for t in unit_importance]
     width = list(widths)  # neurons kept per layer (the last group of a layer may be short)
     removed_units = [0] * len(units)
@@ -73,25 +83,34 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
     predicted = table.predict([u * heads_per_unit for u in units], width)
     while predicted > target:
         best = None
+        layers_left = sum(1 for u in units if u)
         for layer in range(len(widths)):
+            if not units[layer]:
+                continue  # removed
             now = cost(layer, units[layer], width[layer])
             if units[layer] > 1:
-                unit = orders[0][layer][removed_units[layer]]
                 saved = now - cost(layer, units[layer] - 1, width[layer])
-                best = _better(best, (float(unit_importance[layer][unit]) - lowest, saved, layer, "unit"))
+                best = _better(best, (unit_values[layer][removed_units[layer]], saved, layer, "unit"))
             if removed_groups[layer] < len(orders[1][layer]) - 1:
                 group = orders[1][layer][removed_groups[layer]]
                 saved = now - cost(layer, units[layer], width[layer] - group_width(layer, group))
-                best = _better(best, (float(group_importance[layer][group]) - lowest, saved, layer, "group"))
+                best = _better(best, (group_values[layer][removed_groups[layer]], saved, layer, "group"))
+            if layers_left > 1:
+                best = _better(best, (remaining[layer], now - cost(layer, 0, 0), layer, "layer"))
         if best is None:
-            break  # everything but one unit and one group per layer is gone
+            break  # one layer is left, with one unit and one group
         _, saved, layer, kind = best
         if kind == "unit":
+            remaining[layer] -= unit_values[layer][removed_units[layer]]
             units[layer] -= 1
             removed_units[layer] += 1
-        else:
+        elif kind == "group":
+            remaining[layer] -= group_values[layer][removed_groups[layer]]
             width[layer] -= group_width(layer, orders[1][layer][removed_groups[layer]])
             removed_groups[layer] += 1
+        else:
+            remaining[layer], units[layer], width[layer] = 0.0, 0, 0
+            removed_units[layer], removed_groups[layer] = len(orders[0][layer]), len(orders[1][layer])
         predicted -= saved
     return Structure(units=[_kept(order, removed) for order, removed in zip(orders[0], removed_units)],
                      groups=[_kept(order, removed) for order, removed in zip(orders[1], removed_groups)],

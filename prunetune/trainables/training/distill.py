@@ -35,13 +35,17 @@ def distillation_loss(
 # --------------------------------------------------------------------------- layer distillation
 
 
-def layer_mapping(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """(student layer, teacher layer) pairs: student layer i learns from teacher layer
-    ceil((i + 1) * T / S) - 1, spread uniformly with the last on the last (TinyBERT's mapping;
-    the identity when the depths match, as they do for a pruned copy of the teacher)."""
-    if student_layers < 1 or teacher_layers < 1:
-        raise ValueError(f"layer mapping needs layers on both sides, got {student_layers} and {teacher_layers}")
-    return [(i, -(-(i + 1) * teacher_layers // student_layers) - 1) for i in range(student_layers)]
+def layer_mapping(student_layers: int, teacher_layers: int,
+                  removed: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs: the k-th of the S student layers left learns from
+    teacher layer ceil((k + 1) * T / S) - 1, spread uniformly with the last on the last
+    (TinyBERT's mapping; the identity when the depths match, as they do for a pruned copy of
+    the teacher). ``removed`` layers learn from none: a layer pruned whole cannot become a
+    teacher layer, and the layers left take over its depth, as in CoFi."""
+    kept = [i for i in range(student_layers) if i not in removed]
+    if not kept or teacher_layers < 1:
+        raise ValueError(f"layer mapping needs layers on both sides, got {len(kept)} and {teacher_layers}")
+    return [(layer, -(-(k + 1) * teacher_layers // len(kept)) - 1) for k, layer in enumerate(kept)]
 
 
 def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...],

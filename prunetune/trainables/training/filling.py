@@ -70,6 +70,8 @@ def fill_live_zeros(model: nn.Module, *, source: nn.Module | None, init_std: flo
     views = layer_views(model, family_of(model))
     source_views = layer_views(source, family_of(source)) if source is not None else [None] * len(views)
     for view, source_view in zip(views, source_views):
+        if view.emptied:
+            continue  # a removed layer has no maps to fill
         masks = live_structure_masks(view)
         sources = source_view.linears() if source_view is not None else {}
         for role, linear in view.linears().items():

@@ -99,3 +99,34 @@ def test_compacted_model_saves_and_loads_with_per_layer_widths(tmp_path):
     through_auto = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", trust_remote_code=False)
     assert type(through_auto).__name__ == "PrunedBertForSequenceClassification"
     assert sum(p.numel() for p in loaded.parameters()) < sum(p.numel() for p in tiny_classifier().parameters())
+
+
+def test_a_layer_with_no_live_head_and_no_live_neuron_is_removed():
+    """What is left of it is its two layer norms and output biases: exact, and transformers still
+    records a hidden state for it."""
+    from prunetune.trainables.families._modeling import EmptiedLayer
+    from prunetune.trainables.measure.size import count_prunable_weights
+    from prunetune.trainables.training.filling import fill_live_zeros
+
+    model = tiny_classifier(layers=3)
+    layer = model.bert.encoder.layer[1]
+    with torch.no_grad():
+        layer.attention.self.value.weight.zero_()
+        layer.attention.self.value.bias.zero_()
+        layer.output.dense.weight.zero_()  # dead FFN neurons by their output columns this time
+        layer.attention.output.dense.bias.normal_()
+        layer.output.dense.bias.normal_()
+    compacted, report = compact_and_verify(model)
+    assert report.layer_heads == (4, 0, 4) and report.layer_intermediate_sizes == (64, 0, 64)
+    emptied = compacted.bert.encoder.layer[1]
+    assert isinstance(emptied, EmptiedLayer) and isinstance(emptied, type(layer))
+    assert {name for name, _ in emptied.named_parameters()} == {
+        "attention.output.dense.bias", "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+        "output.dense.bias", "output.LayerNorm.weight", "output.LayerNorm.bias"}
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        outputs = compacted(input_ids=ids, output_hidden_states=True)
+        assert len(outputs.hidden_states) == 4
+        assert torch.allclose(outputs.logits, model(input_ids=ids).logits, atol=1e-6)
+    assert count_prunable_weights(compacted) == count_prunable_weights(model) * 2 // 3
+    assert fill_live_zeros(compacted, source=None, init_std=0.02) == 0  # nothing to fill in a removed layer

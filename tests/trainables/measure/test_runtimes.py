@@ -98,7 +98,10 @@ def test_torch_int8_without_torch_ao_says_what_to_use_instead(monkeypatch):
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_retiming_times_the_trial_in_its_runtime_beside_both_teachers(tmp_path, runtime):
-    from prunetune.trainables.families.compaction import compact_and_verify, save_compacted
+    from prunetune.trainables.families.compaction import (
+        compact_and_verify,
+        save_compacted,
+    )
     from prunetune.trainables.measure.retime import RetimeRequest, retime
     from prunetune.trainables.measure.runtimes import build_onnx
 

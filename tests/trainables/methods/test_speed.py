@@ -17,20 +17,23 @@ from tests.models import tiny_classifier
 CPU = torch.device("cpu")
 
 
-def synthetic_table(heads=(1, 2, 4), widths=(8, 32, 64), *, per_head=1.0, per_neuron=0.05, fixed=0.5, layers=2):
-    """A table whose layer cost is fixed + per_head * heads + per_neuron * width (exactly bilinear)."""
+def synthetic_table(heads=(1, 2, 4), widths=(8, 32, 64), *, per_head=1.0, per_neuron=0.05, fixed=0.5, layers=2,
+                    removed=0.1):
+    """A table whose layer cost is fixed + per_head * heads + per_neuron * width (exactly bilinear),
+    and ``removed`` for a removed layer."""
     key = T.TableKey(family="bert", hidden_size=32, num_heads=heads[-1], head_size=8, ffn_width=widths[-1],
                      num_layers=layers, runtime="torch", precision="fp32", device="test", batch_size=1, seq_len=16,
                      threads=1)
     grid = tuple(tuple(fixed + per_head * h + per_neuron * w for w in widths) for h in heads)
-    return T.LatencyTable(key, tuple(heads), tuple(widths), grid, base_ms=1.0)
+    return T.LatencyTable(key, tuple(heads), tuple(widths), grid, base_ms=1.0, removed_ms=removed)
 
 
 def test_interpolation_is_exact_on_the_grid_and_bilinear_between():
     table = synthetic_table()
     assert table.layer(2, 32) == pytest.approx(0.5 + 2 + 1.6)
     assert table.layer(3, 48) == pytest.approx(0.5 + 3 + 2.4)  # between grid points, on a linear surface
-    assert table.layer(0, 0) == table.layer(1, 8)  # outside the grid: the nearest end
+    assert table.layer(1, 4) == table.layer(1, 8)  # outside the grid: the nearest end
+    assert table.layer(0, 0) == 0.1  # a removed layer
     assert table.predict([4, 4], [64, 64]) == pytest.approx(1.0 + 2 * (0.5 + 4 + 3.2)) == table.dense_ms
 
 
@@ -47,6 +50,7 @@ def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkey
     assert first.heads == (1, 2, 3, 4) and first.widths[0] == 8 and first.widths[-1] == 64
     assert len(first.layer_ms) == 4 and all(len(row) == len(first.widths) for row in first.layer_ms)
     assert first.key.num_layers == 2 and first.key.device == T.device_kind(CPU)
+    assert first.removed_ms >= 0 and first.layer(0, 0) == first.removed_ms
     # Another sequence length is another key, another table; the file holds its key.
     T.cached_table(model, tmp_path, **{**settings, "seq_len": 16})
     assert len(measured) == 2
@@ -65,10 +69,28 @@ def test_greedy_structure_removes_least_importance_per_millisecond_until_the_tar
     assert structure.predicted_ms <= target
     assert structure.units[1].all() and structure.groups[0].all()  # the important units stay
     assert not structure.units[0][0] and structure.units[0].sum() >= 1
-    # Never a layer's last unit, however far the target is.
+    assert all(u.any() for u in structure.units)  # no layer is removed for 1.4x
+    # However far the target is, one layer stays, with one unit and one group.
     everything = choose_structure(heads, groups, table=table, target=0.0, heads_per_unit=1, group_size=8,
                                   widths=[64, 64])
-    assert [int(u.sum()) for u in everything.units] == [1, 1] and [int(g.sum()) for g in everything.groups] == [1, 1]
+    assert sorted(int(u.sum()) for u in everything.units) == [0, 1]
+    assert sorted(int(g.sum()) for g in everything.groups) == [0, 1]
+    assert everything.predicted_ms == pytest.approx(table.fastest_ms(1, 8))
+
+
+def test_greedy_removes_a_whole_layer_when_its_fixed_cost_is_the_cheapest_saving():
+    """Layers cost mostly a fixed 5 ms: thinning them saves little, removing the least important one saves most."""
+    table = synthetic_table(per_head=0.1, per_neuron=0.001, fixed=5.0, layers=3, removed=0.2)
+    heads = [torch.tensor([1.0, 1.1, 1.2, 1.3]), torch.tensor([0.2, 0.3, 0.2, 0.1]), torch.tensor([2.0] * 4)]
+    groups = [torch.tensor([1.0] * 8), torch.tensor([0.1] * 8), torch.tensor([2.0] * 8)]
+    target = table.dense_ms * 0.7  # one layer of three is ~6 ms of ~18.6
+    structure = choose_structure(heads, groups, table=table, target=target, heads_per_unit=1, group_size=8,
+                                 widths=[64, 64, 64])
+    assert structure.predicted_ms <= target
+    assert [bool(u.any()) for u in structure.units] == [True, False, True]  # layer 1, the least important, goes
+    assert not structure.groups[1].any()
+    assert structure.units[0].all() and structure.units[2].all()  # nothing else needed to go
+    assert structure.predicted_ms == pytest.approx(table.predict([4, 0, 4], [64, 0, 64]))
 
 
 def test_the_schedule_goes_from_dense_to_the_target():
@@ -80,6 +102,7 @@ def test_the_schedule_goes_from_dense_to_the_target():
 def test_an_unreachable_target_is_refused_with_what_is_reachable():
     table = synthetic_table()
     best = table.dense_ms / table.fastest_ms(1, 8)
+    assert table.fastest_ms(1, 8) == pytest.approx(1.0 + table.layer(1, 8) + table.removed_ms)
     T.check_reachable(table, best * 0.99, min_heads=1, min_width=8)
     with pytest.raises(ConfigError, match=rf"unreachable.*at most {best:.2f}x"):
         T.check_reachable(table, best * 1.5, min_heads=1, min_width=8)
@@ -140,3 +163,23 @@ def test_a_trial_prunes_to_its_target_speedup(tiny_config, tmp_path, monkeypatch
     assert rung[M.PARAMS] > 0 and rung[M.LATENCY_MS] > 0
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["config"]["trial"]["sparsity"] is None and saved["config"]["trial"]["target_speedup"] == 1.8
+
+
+def test_a_trial_removes_whole_layers_when_the_target_needs_it(tiny_config, tmp_path, monkeypatch):
+    """Layers that cost mostly a fixed 5 ms: 1.8x is only reachable by removing one of the two."""
+    from prunetune import metrics as M
+    from prunetune.names import MODEL_DIR
+    from prunetune.trainables.families._modeling import EmptiedLayer
+    from prunetune.trainables.families.compaction import load_compacted
+    from prunetune.trainables.methods import _speed
+    from prunetune.trainables.trial import run_trial
+
+    table = synthetic_table(heads=(1, 2, 3, 4), widths=(2, 32, 64), per_head=0.1, per_neuron=0.001, fixed=5.0)
+    monkeypatch.setattr(_speed, "cached_table", lambda *args, **kwargs: table)
+    metrics = run_trial(tiny_config(method="movement", target_speedup=1.8, layer_distill=1.0), output_dir=tmp_path)
+    assert M.missing_final_keys(metrics) == []
+    assert metrics[M.PREDICTED_SPEEDUP] >= 1.8
+    assert sorted(metrics[M.LAYER_HEADS])[0] == 0 and sorted(metrics[M.LAYER_FFN])[0] == 0
+    model = load_compacted(tmp_path / MODEL_DIR)
+    assert sum(isinstance(layer, EmptiedLayer) for layer in model.bert.encoder.layer) == 1
+    assert metrics[M.SPARSITY] > 0.45  # a whole layer of two is half the prunable weights

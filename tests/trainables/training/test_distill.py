@@ -56,6 +56,9 @@ def test_layer_mapping_is_uniform_and_ends_on_the_last_layer():
     assert layer_mapping(3, 6) == [(0, 1), (1, 3), (2, 5)]
     assert layer_mapping(4, 12) == [(0, 2), (1, 5), (2, 8), (3, 11)]
     assert layer_mapping(1, 12) == [(0, 11)]
+    # Layers removed whole learn from no teacher layer; the ones left spread over the teacher's depth.
+    assert layer_mapping(6, 6, frozenset({2, 4})) == [(0, 1), (1, 2), (3, 4), (5, 5)]
+    assert layer_mapping(2, 6, frozenset({0})) == [(1, 5)]
 
 
 def test_hidden_state_loss_compares_mapped_layers_on_real_tokens_only():
