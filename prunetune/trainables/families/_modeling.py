@@ -57,7 +57,7 @@ class BiasOnly(nn.Module):
 
     def __init__(self, bias: torch.Tensor):
         super().__init__()
-        self.bias = nn.Parameter(torch.empty_like(bias))
+        self.bias = nn.Parameter(bias.detach().clone())  # initialised, like every other parameter
 
 
 class EmptiedLayer(nn.Module):

@@ -130,3 +130,15 @@ def test_a_layer_with_no_live_head_and_no_live_neuron_is_removed():
         assert torch.allclose(outputs.logits, model(input_ids=ids).logits, atol=1e-6)
     assert count_prunable_weights(compacted) == count_prunable_weights(model) * 2 // 3
     assert fill_live_zeros(compacted, source=None, init_std=0.02) == 0  # nothing to fill in a removed layer
+
+
+def test_a_fresh_model_with_removed_layers_is_initialised():
+    """Built from a config alone (to time it, or to load weights into), a removed layer's biases
+    are the family's initial values, not uninitialised memory."""
+    from prunetune.trainables.measure.latency_table import uniform_model
+
+    model = uniform_model(tiny_classifier(), layers=2, heads=0, width=0)
+    for layer in model.bert.encoder.layer:
+        assert torch.equal(layer.output.dense.bias, torch.zeros_like(layer.output.dense.bias))
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.randint(0, 50, (1, 8))).logits).all()
