@@ -95,29 +95,23 @@ def bench_config(args) -> config_module.Config:
 
 
 def prepare(config: config_module.Config) -> None:
-    """The teacher and every latency table the space can ask for, measured on the idle machine."""
-    import torch
-
-    from prunetune.trainables.measure.latency_table import cached_table
-    from prunetune.trainables.methods._speed import ffn_group_size
+    """The teacher and every latency table the space can ask for, measured on the idle machine
+    (the search's driver would measure the tables too; here they are timed and printed)."""
+    from prunetune.trainables.methods._speed import prepare_tables
     from prunetune.trainables.training.data import load_task_data
-    from prunetune.trainables.training.teacher import load_pretrained, prepare_teacher
+    from prunetune.trainables.training.teacher import prepare_teacher
 
     data = load_task_data(config.task)
     teacher = prepare_teacher(config, data=data, progress=True)
     print(f"teacher: accuracy {teacher.baseline[M.ACCURACY]:.4f} on {len(data.split(config.task.eval_split).texts)} "
           f"texts, cached in {teacher.root}")
-    _, model = load_pretrained(str(teacher.model_dir), data)
-    latency = config.trial.latency
-    for runtime in SPACE["trial.runtime"]["choice"]:
-        for precision in SPACE["trial.inference_precision"]["choice"]:
-            started = time.perf_counter()
-            table = cached_table(model, teacher.root, runtime=runtime, precision=precision,
-                                 device=torch.device("cpu"), batch_size=latency.batch_size, seq_len=latency.seq_len,
-                                 threads=latency.threads, min_width=ffn_group_size(model.config.intermediate_size))
-            print(f"latency table {runtime}/{precision}: dense {table.dense_ms:.2f} ms predicted, at most "
-                  f"{table.dense_ms / table.fastest_ms(1, ffn_group_size(model.config.intermediate_size)):.1f}x; "
-                  f"{time.perf_counter() - started:.0f} s")
+    for table in prepare_tables(config, teacher.model_dir, teacher.root):
+        key = table.key
+        print(f"latency table {key.runtime}/{key.precision}: dense {table.dense_ms:.2f} ms predicted (base "
+              f"{table.base_ms:.2f}, a layer {table.layer(key.num_heads, key.ffn_width):.2f} dense, "
+              f"{table.layer(1, table.widths[0]):.2f} at 1 head and {table.widths[0]} neurons, {table.removed_ms:.3f} "
+              f"removed), at most {table.dense_ms / table.fastest_ms(1, table.widths[0]):.1f}x; measured in "
+              f"{table.seconds:.0f} s")
 
 
 def best_meeting(finished: pd.DataFrame, target: Target) -> tuple[pd.Series | None, bool]:

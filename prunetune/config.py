@@ -460,10 +460,33 @@ def speed_replaces_searched_sparsity(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def prunes_to_speed(config: Config) -> bool:
+    """Whether a trial of this search may prune to a speed-up (it is set, or searched)."""
+    searched = "trial.target_speedup" in config.space and config.space["trial.target_speedup"].is_searched
+    return config.trial.target_speedup is not None or searched
+
+
+def speed_table_settings(config: Config) -> list[tuple[str, str]]:
+    """The (runtime, inference precision) pairs whose latency tables the trials will read: every
+    pair the space can combine that the runtime serves; none when no trial prunes to a speed."""
+    from prunetune.trainables.measure.runtime_checks import pairing_problems
+
+    if not prunes_to_speed(config):
+        return []
+
+    def offered(key: str, default: Any) -> list[Any]:
+        dimension = config.space.get(key)
+        values = dimension.values() if dimension is not None else None
+        return values if values is not None else [default]
+
+    return [(runtime, precision) for runtime in offered("trial.runtime", config.trial.runtime)
+            for precision in offered("trial.inference_precision", config.trial.inference_precision)
+            if not pairing_problems(runtime, precision)]
+
+
 def target_speedup_problems(config: Config) -> list[str]:
     """A searched method must be able to prune to a speed-up when the speed-up is set or searched."""
-    searched = "trial.target_speedup" in config.space and config.space["trial.target_speedup"].is_searched
-    if config.trial.target_speedup is None and not searched:
+    if not prunes_to_speed(config):
         return []
     method = config.space.get("trial.method")
     offered = method.values() if method is not None and method.is_searched else [config.trial.method]

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
 from prunetune.cluster.energy import collect_ledgers
-from prunetune.config import Config, flatten_dotted
+from prunetune.config import Config, flatten_dotted, speed_table_settings
 from prunetune.errors import ConfigError, RunDirFullError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP
 from prunetune.names import (
@@ -286,6 +286,10 @@ def search_problems(config: Config, *, address: str | None = None) -> list[str]:
 # --------------------------------------------------------------------------- teacher
 
 
+#: Key of the teacher task's summary that lists the latency tables it measured (not kept in teacher.json).
+LATENCY_TABLES = "latency_tables"
+
+
 def _prepare_teacher(config: Config, run: RunDir, teacher_fn: TeacherFunction | None, cluster,
                      *, source_cache: str | None, stream: TextIO | None) -> dict[str, Any]:
     """Fine-tune (or find) the teacher once, on a worker shaped like a trial; write teacher.json."""
@@ -294,9 +298,14 @@ def _prepare_teacher(config: Config, run: RunDir, teacher_fn: TeacherFunction | 
     _say(config, "preparing the teacher (fine-tuned once, then shared by every trial)", stream)
     task = ray.remote(num_cpus=_teacher_cpus(config, cluster), num_gpus=config.cluster.gpus_per_trial)(_teacher_task)
     summary = ray.get(task.remote(config, run, teacher_fn, source_cache))
+    tables = summary.pop(LATENCY_TABLES, [])
     run.local_path(TEACHER_FILE).write_text(json.dumps(summary, indent=2, default=str))
     run.push(TEACHER_FILE)
     _say(config, f"teacher: accuracy {summary.get(ACCURACY):.4f}, latency {summary.get('latency_ms'):.3g} ms", stream)
+    for table in tables:
+        _say(config, f"latency table {table['runtime']}/{table['precision']}: a layer costs "
+                     f"{table['dense_layer_ms']:.3g} ms dense, {table['removed_layer_ms']:.2g} ms removed; "
+                     f"at most {table['max_speedup']:.1f}x", stream)
     return summary
 
 
@@ -313,11 +322,13 @@ def _teacher_cpus(config: Config, cluster) -> float:
 def _teacher_task(config: Config, run: RunDir, teacher_fn: TeacherFunction | None,
                   source_cache: str | None) -> dict[str, Any]:
     """Prepare the teacher in the user's cache (a hit when another search fine-tuned the same
-    teacher), then copy it into the run directory, where every trial finds it."""
+    teacher), and the latency tables trials pruning to a speed will read, then copy them into
+    the run directory, where every trial finds them."""
     if teacher_fn is None:
         from prunetune.trainables.training.teacher import prepare_teacher as teacher_fn
     artifacts = teacher_fn(config.with_teacher_cache(source_cache), progress=False)
-    source = Path(artifacts.model_dir).parent  # the cache entry: model/, logits, baseline
+    source = Path(artifacts.model_dir).parent  # the cache entry: model/, logits, baseline, latency tables
+    tables = _latency_tables(config, artifacts.model_dir, source)
     target = Path(run.teacher_cache_dir()) / source.name
     if source.resolve() != target.resolve():
         shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
@@ -325,7 +336,20 @@ def _teacher_task(config: Config, run: RunDir, teacher_fn: TeacherFunction | Non
     model_dir = target / Path(artifacts.model_dir).name
     if run.is_remote:  # name the copy every node can reach
         model_dir = run.join(TEACHER_DIR, source.name, model_dir.name)
-    return {"model_dir": str(model_dir), "key": artifacts.key, **artifacts.baseline}
+    return {"model_dir": str(model_dir), "key": artifacts.key, **artifacts.baseline,
+            **({LATENCY_TABLES: tables} if tables else {})}
+
+
+def _latency_tables(config: Config, model_dir, cache_dir: Path) -> list[dict[str, Any]]:
+    """Measure the latency tables now, while no trial trains beside them (see ``prepare_tables``)."""
+    if not speed_table_settings(config):
+        return []
+    from prunetune.trainables.methods._speed import prepare_tables
+
+    return [{"runtime": table.key.runtime, "precision": table.key.precision,
+             "dense_layer_ms": table.layer(table.key.num_heads, table.key.ffn_width),
+             "removed_layer_ms": table.removed_ms, "max_speedup": table.dense_ms / table.fastest_ms(1, table.widths[0])}
+            for table in prepare_tables(config, model_dir, cache_dir)]
 
 
 # --------------------------------------------------------------------------- Tune

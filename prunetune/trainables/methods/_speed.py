@@ -62,6 +62,10 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
     FFN group (while it has more than one of each), and the whole rest of the layer (while
     another layer is left), which saves the layer's fixed costs too: a thin layer's
     attention over every token, its per-operator overhead.
+
+    A saving counts only up to what is still needed to reach ``target``: near the target, a
+    whole layer that would overshoot it by milliseconds is no longer cheaper per millisecond
+    than the few units that close the gap.
     """
     lowest = min(float(t.min()) for t in [*unit_importance, *group_importance] if t.numel())
     orders = [torch.argsort(t).tolist() for t in unit_importance], [torch.argsort(t).tolist() for t in group_importance]
@@ -83,6 +87,7 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
     predicted = table.predict([u * heads_per_unit for u in units], width)
     while predicted > target:
         best = None
+        needed = predicted - target
         layers_left = sum(1 for u in units if u)
         for layer in range(len(widths)):
             if not units[layer]:
@@ -90,13 +95,13 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
             now = cost(layer, units[layer], width[layer])
             if units[layer] > 1:
                 saved = now - cost(layer, units[layer] - 1, width[layer])
-                best = _better(best, (unit_values[layer][removed_units[layer]], saved, layer, "unit"))
+                best = _better(best, needed, (unit_values[layer][removed_units[layer]], saved, layer, "unit"))
             if removed_groups[layer] < len(orders[1][layer]) - 1:
                 group = orders[1][layer][removed_groups[layer]]
                 saved = now - cost(layer, units[layer], width[layer] - group_width(layer, group))
-                best = _better(best, (group_values[layer][removed_groups[layer]], saved, layer, "group"))
+                best = _better(best, needed, (group_values[layer][removed_groups[layer]], saved, layer, "group"))
             if layers_left > 1:
-                best = _better(best, (remaining[layer], now - cost(layer, 0, 0), layer, "layer"))
+                best = _better(best, needed, (remaining[layer], now - cost(layer, 0, 0), layer, "layer"))
         if best is None:
             break  # one layer is left, with one unit and one group
         _, saved, layer, kind = best
@@ -117,10 +122,11 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
                      predicted_ms=predicted)
 
 
-def _better(best, candidate):
-    """The candidate with the least importance per ms saved (ones that save nothing come last)."""
+def _better(best, needed: float, candidate):
+    """The candidate with the least importance per ms saved, counting at most the ``needed`` ms
+    (ones that save nothing come last)."""
     importance, saved, _, _ = candidate
-    ratio = importance / saved if saved > MIN_SAVING_MS else math.inf
+    ratio = importance / min(saved, needed) if saved > MIN_SAVING_MS else math.inf
     candidate_key = (ratio, -saved)
     if best is None or candidate_key < best[0]:
         return candidate_key, *candidate[1:]
@@ -137,18 +143,51 @@ def speed_table(context) -> LatencyTable:
     """The latency table of the trial's model, runtime, precision, device and latency setting
     (cached beside the teacher), after checking that the target is reachable."""
     s = context.settings
-    device = context.device if s.runtime == "torch" and s.inference_precision != "int8" else torch.device("cpu")
-    views = _views(context)
-    width = max(view.ffn_width for view in views)
-    table = cached_table(context.student, context.cache_dir, runtime=s.runtime, precision=s.inference_precision,
-                         device=device, batch_size=s.latency.batch_size, seq_len=s.latency.seq_len,
-                         threads=s.latency.threads or torch.get_num_threads(), min_width=ffn_group_size(width))
-    heads_per_unit = max(1, s.block_size // views[0].head_size)
-    check_reachable(table, s.target_speedup, min_heads=heads_per_unit, min_width=ffn_group_size(width))
+    table = table_for(context.student, context.cache_dir, s, runtime=s.runtime, precision=s.inference_precision,
+                      device=context.device, threads=s.latency.threads or torch.get_num_threads())
+    heads_per_unit = max(1, s.block_size // _views(context.student)[0].head_size)
+    check_reachable(table, s.target_speedup, min_heads=heads_per_unit, min_width=table.widths[0])
     return table
 
 
-def _views(context):
+def table_for(model, cache_dir, settings, *, runtime: str, precision: str, device: torch.device,
+              threads: int) -> LatencyTable:
+    """The cached (or now measured) table of ``model`` served in ``runtime`` at ``precision``, with
+    the trial settings' latency shape. Runtimes other than PyTorch, and int8, serve on the CPU."""
+    if runtime != "torch" or precision == "int8":
+        device = torch.device("cpu")
+    width = max(view.ffn_width for view in _views(model))
+    return cached_table(model, cache_dir, runtime=runtime, precision=precision, device=device,
+                        batch_size=settings.latency.batch_size, seq_len=settings.latency.seq_len, threads=threads,
+                        min_width=ffn_group_size(width))
+
+
+def prepare_tables(config, model_dir, cache_dir) -> list[LatencyTable]:
+    """Every table the search's trials will read, measured (or found) before they start.
+
+    A trial that measured its own table would share the node with another trial's training,
+    and a table measured that way is cached slow; the driver measures them on the idle node
+    instead (the same cache, so another search with the same teacher finds them). The thread
+    count is the trial's: ``latency.threads``, else the cores a trial is given.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    from prunetune.config import speed_table_settings
+    from prunetune.trainables.training.precision import resolve_device
+
+    pairs = speed_table_settings(config)
+    if not pairs:
+        return []
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    settings = config.trial
+    threads = settings.latency.threads or max(1, int(config.cluster.cpus_per_trial))
+    device = resolve_device(settings.device)
+    return [table_for(model, cache_dir, settings, runtime=runtime, precision=precision, device=device,
+                      threads=threads) for runtime, precision in pairs]
+
+
+def _views(model):
+    from prunetune.trainables.families import family_of
     from prunetune.trainables.families._modeling import layer_views
 
-    return layer_views(context.student, context.family)
+    return layer_views(model, family_of(model))

@@ -93,6 +93,18 @@ def test_greedy_removes_a_whole_layer_when_its_fixed_cost_is_the_cheapest_saving
     assert structure.predicted_ms == pytest.approx(table.predict([4, 0, 4], [64, 0, 64]))
 
 
+def test_near_the_target_the_greedy_closes_the_gap_instead_of_overshooting_it():
+    """Removing a whole layer is the cheapest per millisecond, but only 0.25 ms are needed: three heads do."""
+    table = synthetic_table(per_head=0.1, per_neuron=0.001, fixed=5.0, layers=3, removed=0.2)
+    heads = [torch.ones(4)] * 3
+    groups = [torch.ones(8)] * 3
+    structure = choose_structure(heads, groups, table=table, target=table.dense_ms - 0.25, heads_per_unit=1,
+                                 group_size=8, widths=[64, 64, 64])
+    assert all(u.any() for u in structure.units)
+    assert sum(int(u.sum()) for u in structure.units) == 9
+    assert structure.predicted_ms == pytest.approx(table.dense_ms - 0.3)
+
+
 def test_the_schedule_goes_from_dense_to_the_target():
     table = synthetic_table()
     assert target_ms(table, 2.0, 0.0) == pytest.approx(table.dense_ms)
@@ -183,3 +195,35 @@ def test_a_trial_removes_whole_layers_when_the_target_needs_it(tiny_config, tmp_
     model = load_compacted(tmp_path / MODEL_DIR)
     assert sum(isinstance(layer, EmptiedLayer) for layer in model.bert.encoder.layer) == 1
     assert metrics[M.SPARSITY] > 0.45  # a whole layer of two is half the prunable weights
+
+
+def test_the_driver_measures_the_tables_a_search_will_read_before_any_trial(tiny_model_dir, tiny_dataset_csv,
+                                                                           tmp_path, monkeypatch):
+    """Every runtime the space offers gets its table on the idle node; a trial then only reads it."""
+    from prunetune.config import speed_table_settings, validate
+    from prunetune.search._driver import _latency_tables
+    from prunetune.trainables.training.teacher import prepare_teacher
+    from prunetune.trainables.trial import run_trial
+    from tests.conftest import tiny_config_dict
+
+    raw = tiny_config_dict(tiny_model_dir, tiny_dataset_csv, tmp_path / "cache", sparsity=None, target_speedup=1.1,
+                           latency={"batch_size": 1, "seq_len": 16, "min_run_time": 0.05, "threads": 1})
+    raw["space"] = {"trial.runtime": {"choice": ["torch", "onnxruntime"]}, "trial.target_speedup": {"uniform": [1.1, 2]}}
+    config = validate(raw, check_model=True)
+    assert speed_table_settings(config) == [("torch", "fp32"), ("onnxruntime", "fp32")]
+    assert speed_table_settings(validate({**raw, "space": {}}, check_model=True)) == [("torch", "fp32")]
+    real = T.measure_table
+    monkeypatch.setattr(T, "measure_table", lambda *a, **k: real(*a, point_run_time=0.01, **k))
+    teacher = prepare_teacher(config)
+    tables = _latency_tables(config, teacher.model_dir, teacher.root)
+    assert [(t["runtime"], t["precision"]) for t in tables] == speed_table_settings(config)
+    assert all(t["max_speedup"] > 1 and t["removed_layer_ms"] < t["dense_layer_ms"] for t in tables)
+    assert len(list((teacher.root / T.TABLE_DIR).glob("*.json"))) == 2
+
+    def measure_in_trial(*args, **kwargs):
+        raise AssertionError("a trial measured a table the driver had measured")
+
+    monkeypatch.setattr(T, "measure_table", measure_in_trial)
+    trial = config.with_trial_values({"trial.runtime": "onnxruntime", "trial.target_speedup": 1.1})
+    metrics = run_trial(trial, output_dir=tmp_path / "trial")
+    assert metrics["predicted_speedup"] >= 1.1
