@@ -97,12 +97,12 @@ def test_near_the_target_the_greedy_closes_the_gap_instead_of_overshooting_it():
     """Removing a whole layer is the cheapest per millisecond, but only 0.25 ms are needed: three heads do."""
     table = synthetic_table(per_head=0.1, per_neuron=0.001, fixed=5.0, layers=3, removed=0.2)
     heads = [torch.ones(4)] * 3
-    groups = [torch.ones(8)] * 3
+    groups = [torch.tensor([0.0] + [1.0] * 7)] + [torch.ones(8)] * 2  # one free group (importances start at 0)
     structure = choose_structure(heads, groups, table=table, target=table.dense_ms - 0.25, heads_per_unit=1,
                                  group_size=8, widths=[64, 64, 64])
     assert all(u.any() for u in structure.units)
-    assert sum(int(u.sum()) for u in structure.units) == 9
-    assert structure.predicted_ms == pytest.approx(table.dense_ms - 0.3)
+    assert sum(int(u.sum()) for u in structure.units) == 9 and not structure.groups[0][0]
+    assert structure.predicted_ms == pytest.approx(table.dense_ms - 0.3 - 0.008)
 
 
 def test_the_schedule_goes_from_dense_to_the_target():
