@@ -110,7 +110,7 @@ def prepare(config: config_module.Config) -> None:
         print(f"latency table {key.runtime}/{key.precision}: dense {table.dense_ms:.2f} ms predicted (base "
               f"{table.base_ms:.2f}, a layer {table.layer(key.num_heads, key.ffn_width):.2f} dense, "
               f"{table.layer(1, table.widths[0]):.2f} at 1 head and {table.widths[0]} neurons, {table.removed_ms:.3f} "
-              f"removed), at most {table.dense_ms / table.fastest_ms(1, table.widths[0]):.1f}x; measured in "
+              f"removed), at most {table.max_speedup():.1f}x; measured in "
               f"{table.seconds:.0f} s")
 
 

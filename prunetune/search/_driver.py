@@ -343,12 +343,12 @@ def _teacher_task(config: Config, run: RunDir, teacher_fn: TeacherFunction | Non
 def _latency_tables(config: Config, model_dir, cache_dir: Path) -> list[dict[str, Any]]:
     """Measure the latency tables now, while no trial trains beside them (see ``prepare_tables``)."""
     if not speed_table_settings(config):
-        return []
+        return []  # a search that prunes to a sparsity imports nothing for it
     from prunetune.trainables.methods._speed import prepare_tables
 
     return [{"runtime": table.key.runtime, "precision": table.key.precision,
              "dense_layer_ms": table.layer(table.key.num_heads, table.key.ffn_width),
-             "removed_layer_ms": table.removed_ms, "max_speedup": table.dense_ms / table.fastest_ms(1, table.widths[0])}
+             "removed_layer_ms": table.removed_ms, "max_speedup": table.max_speedup()}
             for table in prepare_tables(config, model_dir, cache_dir)]
 
 

@@ -3,11 +3,12 @@
 A head is removed when its value slice (weights and bias) or its attention-output columns
 are all zero; an FFN neuron when its input row (weights and bias) or its output column is
 all zero; a whole layer when it has neither heads nor neurons left (what remains of it is
-its two layer norms and output biases, see ``_modeling.EmptiedLayer``). All removals are exact, and :func:`compact_and_verify` checks it against the
-masked model's logits. The result is the family's compacted classifier
-(:mod:`._modeling`), which saves as a Hugging Face model directory carrying its own
-modeling code, so that ``transformers.pipeline(..., trust_remote_code=True)`` loads it
-where prunetune is not installed.
+its two layer norms and output biases, see ``_modeling.EmptiedLayer``). All removals are
+exact, and :func:`compact_and_verify` checks it against the masked model's logits. The
+result is the family's compacted classifier (:mod:`._modeling`), which saves as a Hugging
+Face model directory carrying its own modeling code, so that
+``transformers.pipeline(..., trust_remote_code=True)`` loads it where prunetune is not
+installed.
 """
 
 from __future__ import annotations

@@ -109,6 +109,10 @@ class LatencyTable:
         others = self.key.num_layers - 1
         return self.predict([min_heads] + [0] * others, [min_width] + [0] * others)
 
+    def max_speedup(self, min_heads: int = 1) -> float:
+        """The most the table allows: dense against :meth:`fastest_ms` at the narrowest FFN it covers."""
+        return self.dense_ms / self.fastest_ms(min_heads, self.widths[0])
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "key": asdict(self.key)}
 
@@ -242,9 +246,9 @@ def cached_table(model: torch.nn.Module, cache_dir: str | Path, *, runtime: str,
     return table
 
 
-def check_reachable(table: LatencyTable, target_speedup: float, *, min_heads: int, min_width: int) -> None:
+def check_reachable(table: LatencyTable, target_speedup: float, *, min_heads: int) -> None:
     """Refuse a target the table says no structure can reach."""
-    best = table.dense_ms / table.fastest_ms(min_heads, min_width)
+    best, min_width = table.max_speedup(min_heads), table.widths[0]
     if target_speedup > best:
         raise ConfigError(
             f"trial.target_speedup = {target_speedup}: unreachable; removing {table.key.num_layers - 1} of the "

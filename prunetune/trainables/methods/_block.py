@@ -34,6 +34,7 @@ from prunetune.trainables.methods._masks import (
 )
 from prunetune.trainables.methods._pruner import Pruner
 from prunetune.trainables.methods._speed import (
+    Structure,
     choose_structure,
     ffn_group_size,
     target_ms,
@@ -125,8 +126,7 @@ class BlockPruner(Pruner):
         self.scorer = scorer(self.views)
         self.current_sparsity = 0.0
         self.speed = speed
-        self.predicted_ms: float | None = None
-        self._removed_layers: frozenset[int] = frozenset()
+        self.structure: Structure | None = None  # the last one chosen, pruning to a speed
         self.dense_weights = sum(_layer_weights(view, view.num_heads, view.ffn_width) for view in self.views)
 
     def mask_parameters(self) -> list[nn.Parameter]:
@@ -148,12 +148,12 @@ class BlockPruner(Pruner):
         return student
 
     def removed_layers(self) -> frozenset[int]:
-        return self._removed_layers
+        return self.structure.removed_layers if self.structure is not None else frozenset()
 
     def metrics(self) -> dict[str, float]:
-        if self.speed is None or self.predicted_ms is None:
+        if self.speed is None or self.structure is None:
             return {}
-        return {PREDICTED_SPEEDUP: self.speed.table.dense_ms / self.predicted_ms}
+        return {PREDICTED_SPEEDUP: self.speed.table.dense_ms / self.structure.predicted_ms}
 
     # ------------------------------------------------------------------ to a speed
 
@@ -174,8 +174,7 @@ class BlockPruner(Pruner):
             [_group_sums(self.scorer.additive(s.detach().float()), group) for s in ffn_scores],
             table=self.speed.table, target=target, heads_per_unit=self.heads_per_unit, group_size=group,
             widths=[view.ffn_width for view in self.views])
-        self.predicted_ms = structure.predicted_ms
-        self._removed_layers = frozenset(i for i, units in enumerate(structure.units) if not units.any())
+        self.structure = structure
         kept = 0
         for view, layer_scores, ffn, units, groups in zip(self.views, scores, ffn_scores, structure.units,
                                                           structure.groups):

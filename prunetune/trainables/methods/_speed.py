@@ -5,9 +5,9 @@ removes whole structure (attention heads, groups of FFN neurons, whole layers; a
 that stays keeps at least one of each) until the per-layer latency table
 (:mod:`prunetune.trainables.measure.latency_table`) predicts the target latency. Each
 removal is chosen greedily: of every layer's next head, next FFN group and the rest of the
-layer, the one with the least importance per millisecond it saves goes first, and the saving is read off the
-table at the layer's current shape, so a layer whose FFN is already narrow stops being
-cheap to shrink further. Importances are additive estimates of the loss a unit carries
+layer, the one with the least importance per millisecond it saves goes first, and the
+saving is read off the table at the layer's current shape, so a layer whose FFN is already
+narrow stops being cheap to shrink further. Importances are additive estimates of the loss a unit carries
 (summed movement scores, or squared weight norms for magnitude), shifted so that the
 least important unit of the model is 0.
 
@@ -45,6 +45,11 @@ class Structure:
     units: list[torch.Tensor]  # bool per attention unit
     groups: list[torch.Tensor]  # bool per FFN group
     predicted_ms: float
+
+    @property
+    def removed_layers(self) -> frozenset[int]:
+        """The layers with no attention unit left (their FFN groups are gone with them)."""
+        return frozenset(i for i, units in enumerate(self.units) if not units.any())
 
 
 def target_ms(table: LatencyTable, target_speedup: float, progress: float) -> float:
@@ -146,7 +151,7 @@ def speed_table(context) -> LatencyTable:
     table = table_for(context.student, context.cache_dir, s, runtime=s.runtime, precision=s.inference_precision,
                       device=context.device, threads=s.latency.threads or torch.get_num_threads())
     heads_per_unit = max(1, s.block_size // _views(context.student)[0].head_size)
-    check_reachable(table, s.target_speedup, min_heads=heads_per_unit, min_width=table.widths[0])
+    check_reachable(table, s.target_speedup, min_heads=heads_per_unit)
     return table
 
 
