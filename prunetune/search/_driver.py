@@ -41,6 +41,7 @@ from prunetune.search._optuna import (
     STOPPED_TOLD_AS,
     ParetoOptunaSearch,
     check_study_is_free,
+    fail_leftover_trials,
     make_sampler,
     restored_tuner_parts,
 )
@@ -192,9 +193,18 @@ def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: R
             collect_ledgers(run.location, run.local)
         if backfill(run.local_path(RESULTS_FILE), config, run, results):
             run.push(RESULTS_FILE)
+        _close_study(config, run, results)
         if config.search.retime == "off":
             return None
         return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+
+
+def _close_study(config: Config, run: RunDir, results) -> None:
+    """Once every Tune trial has ended (the user did not interrupt the search), no Optuna trial runs."""
+    if results.num_terminated + results.num_errors < len(results):
+        return  # a resume goes on with them
+    if fail_leftover_trials(_storage_url(config, run), config.search.study_name) and not config.search.storage:
+        run.push(STUDY_FILE)
 
 
 #: Below this much free space, a failure of the search is taken for a full run directory.

@@ -190,6 +190,9 @@ class ParetoOptunaSearch(Searcher):
         self._points = list(points_to_evaluate or [])
         self._fallback_values = dict(fallback_values or {})
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        # After a restart: Optuna trials asked after the last saved state, by Tune trial id.
+        # Tune may hold them (its experiment snapshot is written before the searcher's).
+        self._unclaimed: dict[str, int] = {}
         self._completed: set[str] = set()
         self._orphans_pending = False
         self._disconnect()
@@ -222,7 +225,7 @@ class ParetoOptunaSearch(Searcher):
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed or trial_id not in self._numbers:
+        if trial_id in self._completed or not self._knows(trial_id):
             return
         if self._frozen(self._numbers[trial_id]).state.is_finished():
             # Told before the driver died and before the searcher state was saved again:
@@ -252,6 +255,13 @@ class ParetoOptunaSearch(Searcher):
     def _finish(self, trial_id: str) -> None:
         self._completed.add(trial_id)
         self._live.pop(trial_id, None)
+
+    def _knows(self, trial_id: str) -> bool:
+        """Whether ``trial_id`` has an Optuna trial; one asked after the last saved state is claimed here."""
+        self._connect()  # after a restart, gathers the unclaimed trials
+        if trial_id in self._unclaimed:
+            self._numbers[trial_id] = self._unclaimed.pop(trial_id)
+        return trial_id in self._numbers
 
     # ------------------------------------------------------------------ clones and failures
 
@@ -333,8 +343,8 @@ class ParetoOptunaSearch(Searcher):
         self._claim(study)
         self._study = study
         if self._orphans_pending:
-            self._fail_orphans()
             self._orphans_pending = False
+            self._sort_orphans()
         return study
 
     def _claim(self, study: optuna.Study) -> None:
@@ -370,16 +380,27 @@ class ParetoOptunaSearch(Searcher):
     def _ownership_problem(self, owner: str | None) -> str:
         return ownership_problem(self._storage_url, self._study_name, self._run_dir, owner)
 
-    def _fail_orphans(self) -> None:
-        """Optuna trials asked for after the last saved searcher state belong to no Tune trial."""
+    def _sort_orphans(self) -> None:
+        """Sort the running Optuna trials the last saved searcher state does not know.
+
+        Tune writes its experiment snapshot before the searcher's state, so a driver killed
+        in between restarts Tune trials the state never saw: those keep their Optuna trial,
+        claimed when Tune reports them (by the Tune trial id each holds). A trial asked
+        without a Tune trial id belongs to none and fails now; one Tune never reports fails
+        when the search ends (:func:`fail_leftover_trials`).
+        """
         known = set(self._numbers.values())
         for trial in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number not in known:
-                self._storage.set_trial_user_attr(self._trial_id(trial.number), FAILED, True)
-                self._study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-                logger.info("Optuna trial %d had no Tune trial after the restart; marked failed", trial.number)
+            if trial.number in known:
+                continue
+            tune_trial_id = trial.user_attrs.get(TUNE_TRIAL_ATTR)
+            if tune_trial_id is None:
+                _fail_orphan(self._study, self._storage, trial.number)
+            elif tune_trial_id not in self._completed:
+                self._unclaimed[str(tune_trial_id)] = trial.number
 
     def _disconnect(self) -> None:
+        self._unclaimed = {}
         self._study: optuna.Study | None = None
         self._storage: optuna.storages.RDBStorage | None = None
         self._study_id: int | None = None
@@ -433,6 +454,27 @@ class ParetoOptunaSearch(Searcher):
         if run_dir is not None:
             self._run_dir = str(run_dir)
         self._disconnect()
+
+
+def _fail_orphan(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> None:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, number), FAILED, True)
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    logger.info("Optuna trial %d belongs to no Tune trial of the search; marked failed", number)
+
+
+def fail_leftover_trials(storage_url: str, study_name: str) -> list[int]:
+    """Fail the Optuna trials still running once every Tune trial of the search has ended.
+
+    They were asked by a driver that died before Tune recorded their Tune trial: nothing
+    will ever tell them, and a study should not show them running forever.
+    """
+    storage = make_storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    leftovers = [trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in leftovers:
+        _fail_orphan(study, storage, number)
+    return leftovers
 
 
 def _read_state(path: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from prunetune.errors import ConfigError
 from prunetune.search import ParetoOptunaSearch, make_sampler, redact_url
+from prunetune.search._optuna import fail_leftover_trials
 
 OBJECTIVES = {"accuracy": "max", "latency_ms": "min"}
 SPACE = {"trial.sparsity": FloatDistribution(0.0, 0.95)}
@@ -69,6 +70,7 @@ def test_resume_after_a_death_between_tell_and_save(tmp_path):
     search.save(str(tmp_path / "state"))
     search.on_trial_complete("t1", result=evaluate(late))  # told, and the driver dies before the next save
     search.suggest("t2")  # asked after the last save: no Tune trial will ever finish it
+    search.study.ask()  # asked, and the driver died before it named its Tune trial
 
     resumed = pickle.loads(tuner_pkl)
     resumed.reopen_at(url, run_dir=str(tmp_path))
@@ -78,12 +80,39 @@ def test_resume_after_a_death_between_tell_and_save(tmp_path):
     study = resumed.study
     [told] = by_tune_id(study, "t1")
     assert told.state == TrialState.COMPLETE and told.values == pytest.approx(list(evaluate(late).values()))
-    [orphan] = by_tune_id(study, "t2")
-    assert orphan.state == TrialState.FAIL and orphan.user_attrs["failed"] is True
+    [nameless] = [t for t in study.trials if "tune_trial_id" not in t.user_attrs]
+    assert nameless.state == TrialState.FAIL and nameless.user_attrs["failed"] is True
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
     params = resumed.suggest("t3")
     resumed.on_trial_complete("t3", result=evaluate(params))
+    # t2 may still be in Tune's experiment: it runs until the search has ended, then fails.
+    [orphan] = by_tune_id(study, "t2")
+    assert orphan.state == TrialState.RUNNING
+    assert fail_leftover_trials(url, "s") == [orphan.number]
+    [orphan] = by_tune_id(study, "t2")
+    assert orphan.state == TrialState.FAIL and orphan.user_attrs["failed"] is True
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_resume_after_a_death_between_the_experiment_and_the_searcher_snapshots(tmp_path):
+    """Tune writes its experiment snapshot, then the searcher's state: a death in between
+    restarts Tune trials the searcher's saved state never saw."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    search = searcher(url, tmp_path)
+    tuner_pkl = pickle.dumps(search)
+    search.suggest("t0")
+    search.save(str(tmp_path / "state"))
+    late = search.suggest("t1")  # in Tune's newer experiment snapshot, not in the searcher's state
+
+    resumed = pickle.loads(tuner_pkl)
+    resumed.reopen_at(url, run_dir=str(tmp_path))
+    resumed.restore(str(tmp_path / "state"))
+    resumed.on_trial_complete("t1", result=evaluate(late))
+
+    [told] = by_tune_id(resumed.study, "t1")
+    assert told.state == TrialState.COMPLETE and told.values == pytest.approx(list(evaluate(late).values()))
+    resumed.save(str(tmp_path / "state"))
+    assert json.loads((tmp_path / "state").read_text())["trial_numbers"] == {"t0": 0, "t1": 1}
 
 
 def test_the_study_names_its_objectives(tmp_path):
