@@ -37,7 +37,7 @@ from prunetune import config as config_module  # noqa: E402
 from prunetune import metrics as M  # noqa: E402
 
 SPACE = {
-    "trial.target_speedup": {"uniform": [2.0, 6.0]},
+    "trial.target_speedup": {"uniform": [2.0, 8.0]},
     "trial.layer_distill": {"choice": [0.0, 1.0]},
     "trial.runtime": {"choice": ["torch", "onnxruntime"]},
     "trial.inference_precision": {"choice": ["fp32", "int8"]},
@@ -47,11 +47,11 @@ SPACE = {
 STARTING_POINTS = [
     {"trial.target_speedup": 3.3, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
      "trial.inference_precision": "fp32", "trial.temperature": 2.0},
-    {"trial.target_speedup": 3.0, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
-     "trial.inference_precision": "int8", "trial.temperature": 2.0},
     {"trial.target_speedup": 4.5, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
      "trial.inference_precision": "int8", "trial.temperature": 2.0},
-    {"trial.target_speedup": 3.8, "trial.layer_distill": 0.0, "trial.runtime": "onnxruntime",
+    {"trial.target_speedup": 7.0, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
+     "trial.inference_precision": "int8", "trial.temperature": 2.0},
+    {"trial.target_speedup": 5.5, "trial.layer_distill": 0.0, "trial.runtime": "onnxruntime",
      "trial.inference_precision": "int8", "trial.temperature": 2.0},
 ]
 

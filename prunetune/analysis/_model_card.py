@@ -165,8 +165,9 @@ def _usage_section(out_dir: Path) -> str:
     if custom:
         text += (
             "\n\nLayers keep different numbers of attention heads and FFN neurons, stored in `config.json` "
-            "(`layer_heads`, `layer_intermediate_sizes`); a layer with 0 of each was removed, and only its two "
-            f"layer norms remain. The code that builds them is `{modeling}`, "
+            "(`layer_heads`, `layer_intermediate_sizes`). A layer listed in `skipped_layers` was removed whole "
+            "while the model trained and passes its input on; another layer with 0 of each keeps only its two "
+            f"layer norms. The code that builds them is `{modeling}`, "
             "which needs only torch and transformers. Where prunetune is installed, "
             "`prunetune.trainables.register_auto_classes()` registers the same classes with "
             "transformers' Auto classes, and the model then loads without `trust_remote_code`."

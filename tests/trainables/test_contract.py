@@ -10,6 +10,7 @@ shipped code. Adding a method or a family to its registry adds it here.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import subprocess
@@ -28,6 +29,8 @@ from tests.models import WITHOUT_PRUNETUNE
 OPTIONS = {"test_time": {"test_time": {"pseudo_label_samples": 40, "ranking_samples": 8, "ffn_group_size": 16,
                                        "prune_rounds": 2}}}
 TEXTS = ["goal match team score today", "bank market profit shares", "chip software phone code robot"]
+#: How layer 1 goes: emptied (every unit dead, its layer norms stay) or skipped (removed in training).
+REMOVALS = ("emptied", "skipped")
 
 
 class StopAfterFirstCheckpoint(Exception):
@@ -82,21 +85,23 @@ def test_every_method_on_every_family(method, family, family_config, tmp_path):
     assert (model_dir / f"modeling_prunetune_{family}.py").is_file()  # served without prunetune: next test
 
 
+@pytest.mark.parametrize("removal", REMOVALS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_family_exports_to_onnx(family, tiny_family_dir, tmp_path):
+def test_every_family_exports_to_onnx(family, removal, tiny_family_dir, tmp_path):
     from transformers import AutoTokenizer
 
     from prunetune.analysis.export import ONNX_TOLERANCE, export_onnx
 
-    compacted = _compacted(tiny_family_dir(family))
+    compacted = _compacted(tiny_family_dir(family), removal)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_family_dir(family)))
     # export_onnx runs onnxruntime on padded batches of several shapes and refuses a mismatch
     assert export_onnx(compacted, tokenizer, tmp_path / "model.onnx") < ONNX_TOLERANCE
 
 
-def _compacted(source: Path):
+def _compacted(source: Path, removal: str = "emptied"):
     """The family's tiny model with head 1 and a quarter of the FFN of layer 0 removed, and layer 1
-    removed whole (its output biases made non-zero, so that what is left of it shows)."""
+    removed whole: emptied (its output biases made non-zero, so that what is left of it shows),
+    or skipped as the pruner does in training."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -116,8 +121,10 @@ def _compacted(source: Path):
             view_1.linear(role).bias.zero_()
         for role in ("attention_output", "ffn_out"):
             view_1.linear(role).bias.normal_(std=0.5)
+    view_1.set_skipped(removal == "skipped")
     compacted, report = compact_and_verify(model)
     assert report.layer_heads == (3, 0) and report.layer_intermediate_sizes == (48, 0)
+    assert report.skipped_layers == ((1,) if removal == "skipped" else ())
     return compacted
 
 
@@ -143,11 +150,11 @@ def test_every_family_serves_where_prunetune_is_not_installed(tiny_family_dir, t
     from prunetune.trainables.families.compaction import save_compacted
 
     expected = {}
-    for family in sorted(FAMILIES):
+    for family, removal in itertools.product(sorted(FAMILIES), REMOVALS):
         source = tiny_family_dir(family)
-        compacted = _compacted(source)
+        compacted = _compacted(source, removal)
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-        directory = save_compacted(compacted, tmp_path / family / MODEL_DIR, tokenizer=tokenizer)
+        directory = save_compacted(compacted, tmp_path / family / removal / MODEL_DIR, tokenizer=tokenizer)
         with torch.no_grad():
             logits = compacted(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
         expected[str(directory)] = logits.argmax(dim=-1).tolist()

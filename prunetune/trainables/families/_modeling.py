@@ -5,7 +5,8 @@ A family's compacted model is its own sequence classifier (``BertForSequenceClas
 ``layer_intermediate_sizes``; building it makes the full-size model from the config, then
 shrinks each layer's linear maps to those widths, so ``from_pretrained`` loads the sliced
 weights as they are. State-dict keys stay the family's own. A layer left with no head and
-no FFN neuron is an :class:`EmptiedLayer`: two layer norms, no attention, no FFN.
+no FFN neuron is an :class:`EmptiedLayer`: two layer norms, no attention, no FFN. A layer
+the pruner removed in training (``skipped_layers``) is a :class:`SkippedLayer`: nothing.
 
 This module, with ``_spec.py`` and the family's module, is copied into every compacted
 model directory as remote code (``trust_remote_code=True``): it imports only torch,
@@ -101,6 +102,41 @@ def emptied_layer(layer: nn.Module, spec: FamilySpec) -> EmptiedLayer:
     return _emptied_class(type(layer))(layer, spec)
 
 
+class SkippedLayer(nn.Module):
+    """An encoder layer removed whole: its input is its output.
+
+    A pruner that removes a layer while it trains makes the layer pass its input through
+    from then on (:meth:`LayerView.set_skipped`), so the rest of the model learns without
+    it, layer norms included; the compacted layer is then exactly this, and costs nothing.
+    :func:`skipped_layer` makes it an instance of the family's layer class too.
+    """
+
+    def __init__(self, spec: FamilySpec):
+        nn.Module.__init__(self)
+        self.spec = spec
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        return _passed_through(hidden_states, returns_tuple=self.spec.layer_returns_tuple)
+
+
+def _passed_through(hidden_states: torch.Tensor, *args, returns_tuple: bool = False, **kwargs):
+    """A skipped layer's forward: its input, as the family's layers return their output."""
+    return (hidden_states, None) if returns_tuple else hidden_states
+
+
+@functools.cache
+def _skipped_class(layer_class: type) -> type:
+    return type(f"Skipped{layer_class.__name__}", (SkippedLayer, layer_class), {"__module__": __name__})
+
+
+def skipped_layer(layer: nn.Module, spec: FamilySpec) -> SkippedLayer:
+    return _skipped_class(type(layer))(spec)
+
+
+#: A layer module's attribute: the layer passes its input through (see ``LayerView.set_skipped``).
+SKIPPED = "prunetune_skipped"
+
+
 class LayerView:
     """One encoder layer seen through its family's spec: the six prunable maps and the heads."""
 
@@ -110,7 +146,24 @@ class LayerView:
     @property
     def emptied(self) -> bool:
         """Whether compaction removed the layer's every head and FFN neuron (it has no maps left)."""
-        return isinstance(self.layer, EmptiedLayer)
+        return isinstance(self.layer, (EmptiedLayer, SkippedLayer))
+
+    @property
+    def skipped(self) -> bool:
+        """Whether the layer passes its input through: removed in training, or compacted so."""
+        return isinstance(self.layer, SkippedLayer) or getattr(self.layer, SKIPPED, False)
+
+    def set_skipped(self, skipped: bool) -> None:
+        """Make the layer pass its input through (or compute again), keeping its weights.
+
+        The instance's own ``forward`` shadows the class's: a skipped layer costs nothing in
+        training either, and transformers' hooks on the module still see what it returns.
+        """
+        if skipped:
+            self.layer.forward = functools.partial(_passed_through, returns_tuple=self.spec.layer_returns_tuple)
+        else:
+            self.layer.__dict__.pop("forward", None)
+        setattr(self.layer, SKIPPED, bool(skipped))
 
     def linear(self, role: str) -> nn.Module:
         return get_path(self.layer, self.spec.path(role))
@@ -153,14 +206,21 @@ def layer_views(model: nn.Module, spec: FamilySpec) -> list[LayerView]:
     return [LayerView(layer, spec) for layer in get_path(model, spec.layers)]
 
 
-def shrink(model: nn.Module, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int]) -> None:
+def shrink(model: nn.Module, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int],
+           skipped: list[int] = ()) -> None:
     """Give each layer ``layer_heads[i]`` heads and ``layer_widths[i]`` FFN neurons (weights are set later).
 
-    A layer with neither heads nor FFN neurons becomes an :class:`EmptiedLayer`; a layer
-    keeps at least one of each otherwise (a zero-width attention cannot be reshaped by head).
+    The ``skipped`` layers become :class:`SkippedLayer`; another layer with neither heads nor
+    FFN neurons becomes an :class:`EmptiedLayer`; a layer keeps at least one of each
+    otherwise (a zero-width attention cannot be reshaped by head).
     """
     layers = get_path(model, spec.layers)
     for index, (view, heads, width) in enumerate(zip(layer_views(model, spec), layer_heads, layer_widths)):
+        if index in skipped:
+            if heads or width:
+                raise ValueError(f"layer {index} is skipped but keeps {heads} heads and {width} FFN neurons")
+            layers[index] = skipped_layer(view.layer, spec)
+            continue
         if heads == 0 and width == 0:
             layers[index] = emptied_layer(view.layer, spec)
             continue
@@ -198,19 +258,22 @@ def pruned_classes(spec: FamilySpec, module: str = __name__) -> tuple[type, type
     keys = spec.config_keys
 
     def config_init(self, layer_heads: list[int] | None = None, layer_intermediate_sizes: list[int] | None = None,
-                    **kwargs) -> None:
+                    skipped_layers: list[int] | None = None, **kwargs) -> None:
         base_config.__init__(self, **kwargs)
         layers = getattr(self, keys.num_layers)
         self.layer_heads = list(layer_heads) if layer_heads is not None else [getattr(self, keys.num_heads)] * layers
         self.layer_intermediate_sizes = (list(layer_intermediate_sizes) if layer_intermediate_sizes is not None
                                          else [getattr(self, keys.intermediate_size)] * layers)
+        self.skipped_layers = sorted(skipped_layers or [])
         if len(self.layer_heads) != layers or len(self.layer_intermediate_sizes) != layers:
             raise ValueError(f"layer_heads ({len(self.layer_heads)}) and layer_intermediate_sizes "
                              f"({len(self.layer_intermediate_sizes)}) must each have {keys.num_layers}={layers} entries")
+        if any(not 0 <= index < layers for index in self.skipped_layers):
+            raise ValueError(f"skipped_layers {self.skipped_layers}: layers are numbered 0 to {layers - 1}")
 
     def model_init(self, config) -> None:
         base_model.__init__(self, config)
-        shrink(self, spec, config.layer_heads, config.layer_intermediate_sizes)
+        shrink(self, spec, config.layer_heads, config.layer_intermediate_sizes, getattr(config, "skipped_layers", []))
 
     config_class = type(spec.pruned_config_name, (base_config,), {
         "__module__": module, "__init__": config_init, "model_type": spec.pruned_model_type,

@@ -3,8 +3,9 @@
 A head is removed when its value slice (weights and bias) or its attention-output columns
 are all zero; an FFN neuron when its input row (weights and bias) or its output column is
 all zero; a whole layer when it has neither heads nor neurons left (what remains of it is
-its two layer norms and output biases, see ``_modeling.EmptiedLayer``). All removals are
-exact, and :func:`compact_and_verify` checks it against the masked model's logits. The
+its two layer norms and output biases, see ``_modeling.EmptiedLayer``), or nothing at all
+when the pruner removed it in training (it passed its input through then, see
+``_modeling.SkippedLayer``). All removals are exact, and :func:`compact_and_verify` checks it against the masked model's logits. The
 result is the family's compacted classifier (:mod:`._modeling`), which saves as a Hugging
 Face model directory carrying its own modeling code, so that
 ``transformers.pipeline(..., trust_remote_code=True)`` loads it where prunetune is not
@@ -49,6 +50,7 @@ class CompactionReport:
     ffn_after: int
     layer_heads: tuple[int, ...]
     layer_intermediate_sizes: tuple[int, ...]
+    skipped_layers: tuple[int, ...] = ()
 
     @property
     def heads_pruned(self) -> int:
@@ -107,13 +109,15 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     """A smaller copy of ``model`` (a classifier of a supported family whose pruned weights are zeros)."""
     spec = family_of(model)
     views = layer_views(model, spec)
-    alive_heads = [live_heads(view) for view in views]
-    alive_neurons = [live_neurons(view) for view in views]
+    skipped = [index for index, view in enumerate(views) if view.skipped]
+    alive_heads = [[] if view.skipped else live_heads(view) for view in views]
+    alive_neurons = [[] if view.skipped else live_neurons(view) for view in views]
     heads, neurons = map(list, zip(*(kept_units(h, n) for h, n in zip(alive_heads, alive_neurons))))
-    config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons])
+    config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons],
+                              skipped_layers=skipped)
     _, model_class = compacted_classes(spec)
     compacted = model_class(config).to(next(model.parameters()).device)
-    compacted.load_state_dict(_without_emptied_maps(_sliced_state_dict(model, views, heads, neurons), compacted))
+    compacted.load_state_dict(_held_by(compacted, _sliced_state_dict(model, views, heads, neurons)))
     compacted.eval()
     report = CompactionReport(
         heads_before=sum(view.num_heads for view in views),
@@ -122,19 +126,21 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
         ffn_after=sum(len(n) for n in alive_neurons),
         layer_heads=tuple(config.layer_heads),
         layer_intermediate_sizes=tuple(config.layer_intermediate_sizes),
+        skipped_layers=tuple(skipped),
     )
     return compacted, report
 
 
-def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int]):
+def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int], *,
+                     skipped_layers: list[int] = ()):
     """The compacted model's config: ``config`` with the per-layer widths and the compacted type."""
     values = config.to_dict()
-    for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "architectures", "auto_map",
-                  "transformers_version"):
+    for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "skipped_layers", "architectures",
+                  "auto_map", "transformers_version"):
         values.pop(stale, None)
     config_class, model_class = compacted_classes(spec)
     return config_class(layer_heads=layer_heads, layer_intermediate_sizes=layer_widths,
-                        architectures=[model_class.__name__], **values)
+                        skipped_layers=list(skipped_layers), architectures=[model_class.__name__], **values)
 
 
 def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[list[int]],
@@ -154,10 +160,15 @@ def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[lis
     return state
 
 
-def _without_emptied_maps(state: dict[str, torch.Tensor], compacted: nn.Module) -> dict[str, torch.Tensor]:
-    """``state`` less the zero-size slices of emptied layers' maps, which their ``EmptiedLayer`` does not hold."""
+def _held_by(compacted: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` less what removed layers do not hold: the zero-size slices of an ``EmptiedLayer``'s
+    maps, everything of a ``SkippedLayer``. Any other key the compacted model lacks is left in,
+    for ``load_state_dict`` to refuse."""
+    spec = family_of(compacted)
+    skipped = [f"{spec.layers}.{index}." for index in compacted.config.skipped_layers]
     keys = compacted.state_dict().keys()
-    return {key: value for key, value in state.items() if key in keys or value.numel()}
+    return {key: value for key, value in state.items()
+            if key in keys or (value.numel() and not key.startswith(tuple(skipped)))}
 
 
 def _select_rows(state: dict[str, torch.Tensor], prefix: str, index: torch.Tensor) -> None:

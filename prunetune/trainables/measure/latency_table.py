@@ -10,8 +10,8 @@ Timing whole models instead of a lone layer keeps the runtime's per-call overhea
 the per-layer figures and the figures above the timer's noise.
 
 Between grid points the table interpolates bilinearly. Beside the grid, the table holds
-what a removed layer still costs (an emptied layer: its two layer norms), timed the same
-way. A model's predicted latency is the cost without layers plus each layer's cost at its
+what a removed layer still costs (a skipped layer: next to nothing, the encoder's loop),
+timed the same way. A model's predicted latency is the cost without layers plus each layer's cost at its
 own shape.
 
 A table is measured once per model shape, runtime, precision, device kind, batch size,
@@ -45,7 +45,7 @@ WIDTH_POINTS = 7
 #: Timing per grid point, over two rounds (the points themselves are what the table averages).
 POINT_RUN_TIME = 0.3
 #: Bumped when the way tables are measured changes, so that old caches are not read.
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class LatencyTable:
     widths: tuple[int, ...]
     layer_ms: tuple[tuple[float, ...], ...]  # [head index][width index]
     base_ms: float  # embeddings, classifier head, runtime overhead: a model without layers
-    removed_ms: float  # a layer with no heads and no FFN left: its two layer norms
+    removed_ms: float  # a layer removed whole (skipped)
     seconds: float = 0.0  # how long measuring it took
 
     def layer(self, heads: float, width: float) -> float:
@@ -176,7 +176,7 @@ def table_key(model: torch.nn.Module, *, runtime: str, precision: str, device: t
 
 def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int) -> torch.nn.Module:
     """A randomly initialised model of ``model``'s family and dimensions with ``layers`` layers,
-    each with ``heads`` heads and ``width`` FFN neurons."""
+    each with ``heads`` heads and ``width`` FFN neurons; with neither, each layer removed (skipped)."""
     from prunetune.trainables.families import family_of
     from prunetune.trainables.families.compaction import (
         compacted_classes,
@@ -186,7 +186,8 @@ def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int
     spec = family_of(model)
     shape = copy.deepcopy(model.config)
     setattr(shape, spec.config_keys.num_layers, layers)
-    config = compacted_config(shape, spec, [heads] * layers, [width] * layers)
+    removed = range(layers) if heads == 0 and width == 0 else ()
+    config = compacted_config(shape, spec, [heads] * layers, [width] * layers, skipped_layers=list(removed))
     _, model_class = compacted_classes(spec)
     torch.manual_seed(0)
     return model_class(config).eval()

@@ -92,6 +92,7 @@ class BlockMethod(Method):
 
     def mask_learning_rate(self, trial: Any) -> float:
         return 1e-2  # unused by scorers that learn nothing
+
     def build(self, context: "PruningContext") -> "Pruner":
         from prunetune.trainables.methods._block import BlockPruner, SpeedTarget
         from prunetune.trainables.methods._masks import cubic_sparsity

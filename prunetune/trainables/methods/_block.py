@@ -176,11 +176,14 @@ class BlockPruner(Pruner):
             widths=[view.ffn_width for view in self.views])
         self.structure = structure
         kept = 0
-        for view, layer_scores, ffn, units, groups in zip(self.views, scores, ffn_scores, structure.units,
-                                                          structure.groups):
+        for index, (view, layer_scores, ffn, units, groups) in enumerate(
+                zip(self.views, scores, ffn_scores, structure.units, structure.groups)):
             heads_alive = units.repeat_interleave(self.heads_per_unit)[: view.num_heads].to(ffn.device)
             neurons_alive = groups.repeat_interleave(group)[: view.ffn_width].to(ffn.device)
             self._install_structure(view, layer_scores, ffn, heads_alive, neurons_alive)
+            # A removed layer passes its input through, layer norms included: the rest of the
+            # model learns without it, and compaction leaves nothing of it (no cost at all).
+            view.set_skipped(index in structure.removed_layers)
             kept += _layer_weights(view, int(heads_alive.sum()), int(neurons_alive.sum()))
         self.current_sparsity = 1.0 - kept / self.dense_weights
 

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -132,13 +134,69 @@ def test_a_layer_with_no_live_head_and_no_live_neuron_is_removed():
     assert fill_live_zeros(compacted, source=None, init_std=0.02) == 0  # nothing to fill in a removed layer
 
 
-def test_a_fresh_model_with_removed_layers_is_initialised():
-    """Built from a config alone (to time it, or to load weights into), a removed layer's biases
-    are the family's initial values, not uninitialised memory."""
-    from prunetune.trainables.measure.latency_table import uniform_model
+def test_a_fresh_model_with_emptied_layers_is_initialised():
+    """Built from a config alone (to load weights into), an emptied layer's biases are the
+    family's initial values, not uninitialised memory."""
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families.compaction import (
+        compacted_classes,
+        compacted_config,
+    )
 
-    model = uniform_model(tiny_classifier(), layers=2, heads=0, width=0)
+    dense = tiny_classifier(layers=2)
+    spec = family_of(dense)
+    _, model_class = compacted_classes(spec)
+    model = model_class(compacted_config(dense.config, spec, [0, 0], [0, 0])).eval()
     for layer in model.bert.encoder.layer:
         assert torch.equal(layer.output.dense.bias, torch.zeros_like(layer.output.dense.bias))
     with torch.no_grad():
         assert torch.isfinite(model(input_ids=torch.randint(0, 50, (1, 8))).logits).all()
+
+
+def test_a_layer_removed_in_training_leaves_nothing():
+    """The pruner makes a removed layer pass its input through (layer norms included) while it
+    trains; compaction then drops it whole, exactly, and the saved model says so."""
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import SkippedLayer, layer_views
+
+    model = tiny_classifier(layers=3, seed=1)
+    views = layer_views(model, family_of(model))
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        before = model(input_ids=ids, output_hidden_states=True)
+        views[1].set_skipped(True)
+        skipped = model(input_ids=ids, output_hidden_states=True)
+    assert not torch.allclose(before.logits, skipped.logits)
+    assert torch.equal(skipped.hidden_states[2], skipped.hidden_states[1])  # recorders see the output passed on
+    with torch.no_grad():  # the trial compacts copies of its student for intermediate reports
+        assert torch.equal(copy.deepcopy(model)(input_ids=ids).logits, skipped.logits)
+    model(input_ids=ids).logits.sum().backward()
+    assert views[1].linear("query").weight.grad is None and views[0].linear("query").weight.grad is not None
+    model.zero_grad()
+
+    compacted, report = compact_and_verify(model)
+    assert report.skipped_layers == (1,) and report.layer_heads == (4, 0, 4)
+    removed = compacted.bert.encoder.layer[1]
+    assert isinstance(removed, SkippedLayer) and not list(removed.parameters())
+    assert compacted.config.skipped_layers == [1]
+    with torch.no_grad():
+        assert torch.allclose(compacted(input_ids=ids).logits, skipped.logits, atol=1e-6)
+
+    views[1].set_skipped(False)  # a layer the pruner brings back computes again
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, before.logits)
+
+
+def test_a_compacted_model_with_a_skipped_layer_saves_and_loads(tmp_path):
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import layer_views
+
+    model = tiny_classifier(layers=3, seed=2)
+    layer_views(model, family_of(model))[0].set_skipped(True)
+    compacted, _ = compact_and_verify(model)
+    save_compacted(compacted, tmp_path / "model")
+    loaded = load_compacted(tmp_path / "model")
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, compacted(input_ids=ids).logits, atol=1e-6)
+    assert not any(key.startswith("bert.encoder.layer.0.") for key in loaded.state_dict())

@@ -182,7 +182,7 @@ def test_a_trial_removes_whole_layers_when_the_target_needs_it(tiny_config, tmp_
     """Layers that cost mostly a fixed 5 ms: 1.8x is only reachable by removing one of the two."""
     from prunetune import metrics as M
     from prunetune.names import MODEL_DIR
-    from prunetune.trainables.families._modeling import EmptiedLayer
+    from prunetune.trainables.families._modeling import SkippedLayer
     from prunetune.trainables.families.compaction import load_compacted
     from prunetune.trainables.methods import _speed
     from prunetune.trainables.trial import run_trial
@@ -194,7 +194,7 @@ def test_a_trial_removes_whole_layers_when_the_target_needs_it(tiny_config, tmp_
     assert metrics[M.PREDICTED_SPEEDUP] >= 1.8
     assert sorted(metrics[M.LAYER_HEADS])[0] == 0 and sorted(metrics[M.LAYER_FFN])[0] == 0
     model = load_compacted(tmp_path / MODEL_DIR)
-    assert sum(isinstance(layer, EmptiedLayer) for layer in model.bert.encoder.layer) == 1
+    assert sum(isinstance(layer, SkippedLayer) for layer in model.bert.encoder.layer) == 1  # nothing left of it
     assert metrics[M.SPARSITY] > 0.45  # a whole layer of two is half the prunable weights
 
 
