@@ -51,7 +51,7 @@ STARTING_POINTS = [
      "trial.inference_precision": "int8", "trial.temperature": 2.0},
     {"trial.target_speedup": 7.0, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
      "trial.inference_precision": "int8", "trial.temperature": 2.0},
-    {"trial.target_speedup": 5.5, "trial.layer_distill": 0.0, "trial.runtime": "onnxruntime",
+    {"trial.target_speedup": 3.8, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
      "trial.inference_precision": "int8", "trial.temperature": 2.0},
 ]
 

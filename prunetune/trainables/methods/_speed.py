@@ -70,7 +70,9 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
 
     A saving counts only up to what is still needed to reach ``target``: near the target, a
     whole layer that would overshoot it by milliseconds is no longer cheaper per millisecond
-    than the few units that close the gap.
+    than the few units that close the gap. Where the last removal still overshoots (a whole
+    layer, now that a removed layer costs nothing), the layers left take back their most
+    important units per millisecond, as long as the prediction stays within ``target``.
     """
     lowest = min(float(t.min()) for t in [*unit_importance, *group_importance] if t.numel())
     orders = [torch.argsort(t).tolist() for t in unit_importance], [torch.argsort(t).tolist() for t in group_importance]
@@ -122,6 +124,29 @@ def choose_structure(unit_importance: list[torch.Tensor], group_importance: list
             remaining[layer], units[layer], width[layer] = 0.0, 0, 0
             removed_units[layer], removed_groups[layer] = len(orders[0][layer]), len(orders[1][layer])
         predicted -= saved
+    while True:  # give the overshoot back to the layers left
+        slack, best = target - predicted, None
+        for layer in range(len(widths)):
+            if not units[layer]:
+                continue
+            now = cost(layer, units[layer], width[layer])
+            if removed_units[layer]:
+                added = cost(layer, units[layer] + 1, width[layer]) - now
+                best = _worthier(best, slack, (unit_values[layer][removed_units[layer] - 1], added, layer, "unit"))
+            if removed_groups[layer]:
+                group = orders[1][layer][removed_groups[layer] - 1]
+                added = cost(layer, units[layer], width[layer] + group_width(layer, group)) - now
+                best = _worthier(best, slack, (group_values[layer][removed_groups[layer] - 1], added, layer, "group"))
+        if best is None:
+            break
+        _, added, layer, kind = best
+        if kind == "unit":
+            removed_units[layer] -= 1
+            units[layer] += 1
+        else:
+            removed_groups[layer] -= 1
+            width[layer] += group_width(layer, orders[1][layer][removed_groups[layer]])
+        predicted += added
     return Structure(units=[_kept(order, removed) for order, removed in zip(orders[0], removed_units)],
                      groups=[_kept(order, removed) for order, removed in zip(orders[1], removed_groups)],
                      predicted_ms=predicted)
@@ -135,6 +160,17 @@ def _better(best, needed: float, candidate):
     candidate_key = (ratio, -saved)
     if best is None or candidate_key < best[0]:
         return candidate_key, *candidate[1:]
+    return best
+
+
+def _worthier(best, slack: float, candidate):
+    """Of the units that fit in ``slack`` ms, the most important per ms added."""
+    importance, added, _, _ = candidate
+    if added > slack:
+        return best
+    key = importance / max(added, MIN_SAVING_MS)
+    if best is None or key > best[0]:
+        return key, *candidate[1:]
     return best
 
 
