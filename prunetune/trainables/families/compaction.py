@@ -5,11 +5,11 @@ are all zero; an FFN neuron when its input row (weights and bias) or its output 
 all zero; a whole layer when it has neither heads nor neurons left (what remains of it is
 its two layer norms and output biases, see ``_modeling.EmptiedLayer``), or nothing at all
 when the pruner removed it in training (it passed its input through then, see
-``_modeling.SkippedLayer``). All removals are exact, and :func:`compact_and_verify` checks it against the masked model's logits. The
-result is the family's compacted classifier (:mod:`._modeling`), which saves as a Hugging
-Face model directory carrying its own modeling code, so that
-``transformers.pipeline(..., trust_remote_code=True)`` loads it where prunetune is not
-installed.
+``_modeling.SkippedLayer``). All removals are exact, and :func:`compact_and_verify` checks
+it against the masked model's logits. The result is the family's compacted classifier
+(:mod:`._modeling`), which saves as a Hugging Face model directory carrying its own
+modeling code, so that ``transformers.pipeline(..., trust_remote_code=True)`` loads it
+where prunetune is not installed.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
                               skipped_layers=skipped)
     _, model_class = compacted_classes(spec)
     compacted = model_class(config).to(next(model.parameters()).device)
-    compacted.load_state_dict(_held_by(compacted, _sliced_state_dict(model, views, heads, neurons)))
+    compacted.load_state_dict(_held_by(compacted, spec, _sliced_state_dict(model, views, heads, neurons)))
     compacted.eval()
     report = CompactionReport(
         heads_before=sum(view.num_heads for view in views),
@@ -160,11 +160,10 @@ def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[lis
     return state
 
 
-def _held_by(compacted: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _held_by(compacted: nn.Module, spec: FamilySpec, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` less what removed layers do not hold: the zero-size slices of an ``EmptiedLayer``'s
     maps, everything of a ``SkippedLayer``. Any other key the compacted model lacks is left in,
     for ``load_state_dict`` to refuse."""
-    spec = family_of(compacted)
     skipped = [f"{spec.layers}.{index}." for index in compacted.config.skipped_layers]
     keys = compacted.state_dict().keys()
     return {key: value for key, value in state.items()

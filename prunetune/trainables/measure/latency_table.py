@@ -11,8 +11,8 @@ the per-layer figures and the figures above the timer's noise.
 
 Between grid points the table interpolates bilinearly. Beside the grid, the table holds
 what a removed layer still costs (a skipped layer: next to nothing, the encoder's loop),
-timed the same way. A model's predicted latency is the cost without layers plus each layer's cost at its
-own shape.
+timed the same way. A model's predicted latency is the cost without layers plus each
+layer's cost at its own shape.
 
 A table is measured once per model shape, runtime, precision, device kind, batch size,
 sequence length and thread count, inside the timing slot, and cached as JSON beside the

@@ -175,6 +175,7 @@ class BlockPruner(Pruner):
             table=self.speed.table, target=target, heads_per_unit=self.heads_per_unit, group_size=group,
             widths=[view.ffn_width for view in self.views])
         self.structure = structure
+        removed = structure.removed_layers
         kept = 0
         for index, (view, layer_scores, ffn, units, groups) in enumerate(
                 zip(self.views, scores, ffn_scores, structure.units, structure.groups)):
@@ -183,7 +184,7 @@ class BlockPruner(Pruner):
             self._install_structure(view, layer_scores, ffn, heads_alive, neurons_alive)
             # A removed layer passes its input through, layer norms included: the rest of the
             # model learns without it, and compaction leaves nothing of it (no cost at all).
-            view.set_skipped(index in structure.removed_layers)
+            view.set_skipped(index in removed)
             kept += _layer_weights(view, int(heads_alive.sum()), int(neurons_alive.sum()))
         self.current_sparsity = 1.0 - kept / self.dense_weights
 

@@ -7,9 +7,9 @@ that stays keeps at least one of each) until the per-layer latency table
 removal is chosen greedily: of every layer's next head, next FFN group and the rest of the
 layer, the one with the least importance per millisecond it saves goes first, and the
 saving is read off the table at the layer's current shape, so a layer whose FFN is already
-narrow stops being cheap to shrink further. Importances are additive estimates of the loss a unit carries
-(summed movement scores, or squared weight norms for magnitude), shifted so that the
-least important unit of the model is 0.
+narrow stops being cheap to shrink further. Importances are additive estimates of the loss
+a unit carries (summed movement scores, or squared weight norms for magnitude), shifted so
+that the least important unit of the model is 0.
 
 The target latency follows the cubic schedule from the dense model's to the target's, so
 structure goes gradually, as the sparsity does without a target.
