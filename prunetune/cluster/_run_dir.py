@@ -124,6 +124,25 @@ class RunDir:
         fs, root = self._filesystem()
         return fs.get_file_info("/".join([root, *parts])).type != pyarrow.fs.FileType.NotFound
 
+    def listdir(self, *parts: str) -> list[str]:
+        """The names in a folder of the run directory (local or at the URI); empty when absent."""
+        if not self.is_remote:
+            folder = self.local_path(*parts)
+            return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+        import pyarrow.fs
+
+        fs, root = self._filesystem()
+        selector = pyarrow.fs.FileSelector("/".join([root, *parts]), allow_not_found=True)
+        return sorted(info.base_name for info in fs.get_file_info(selector))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        """A file of the run directory (local or at the URI), read where it lies."""
+        if not self.is_remote:
+            return self.local_path(*parts).read_bytes()
+        fs, root = self._filesystem()
+        with fs.open_input_stream("/".join([root, *parts])) as stream:
+            return stream.readall()
+
     def push(self, *parts: str) -> None:
         """Upload a local file or folder to the URI (nothing to do for a local run directory)."""
         source = self.local_path(*parts)

@@ -54,6 +54,7 @@ from prunetune.search._results import (
     read_rows,
 )
 from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
+from prunetune.search._tune_state import saved_state_problem, search_algorithm
 from prunetune.search.scheduler import RungScheduler, make_scheduler
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable
@@ -158,14 +159,35 @@ def resume_search(
     with run.lock(), _search_session(resolved, address) as cluster:
         if not run.local_path(TEACHER_FILE).is_file():
             _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
-        trainable = _trainable(resolved, run, trial_fn)
-        # A trial that errored lost its node or worker (its configuration's failures end it
-        # normally, with a failure report): it is resumed from its last checkpoint.
-        tuner = tune.Tuner.restore(run.tune_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True, restart_errored=False)
-        _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
+        problem = saved_state_problem(run)
+        if problem is None:
+            # A trial that errored lost its node or worker (its configuration's failures end it
+            # normally, with a failure report): it is resumed from its last checkpoint.
+            tuner = tune.Tuner.restore(run.tune_path, trainable=_trainable(resolved, run, trial_fn),
+                                       resume_unfinished=True, resume_errored=True, restart_errored=False)
+            _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
+        else:
+            tuner = _continued_tuner(resolved, run, problem, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
     return _outcome(resolved, run, time.monotonic() - started, retimed)
+
+
+def _continued_tuner(config: Config, run: RunDir, problem: str, *, trial_fn: TrialFunction | None,
+                     callbacks: Sequence[Any], stream: TextIO | None):
+    """A new Tune experiment for the trials still to run, when Tune's saved one cannot be restored.
+
+    The finished trials are in ``results.parquet`` and the study, which the new experiment
+    continues; a trial that had not finished starts again as a new trial. Its files in
+    ``tune/`` have newer names than the damaged ones, so a later resume reads them.
+    """
+    remaining = max(0, config.search.num_trials - len(read_rows(run.local_path(RESULTS_FILE))))
+    _say(config, f"Tune's saved experiment cannot be restored: {problem}. The search continues from "
+                 f"{RESULTS_FILE} and the study: {remaining} trials to run; trials that had not finished "
+                 "start again.", stream)
+    baseline = json.loads(run.local_path(TEACHER_FILE).read_text())
+    searcher = _make_searcher(config, run, baseline)
+    return _make_tuner(config, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream,
+                       num_samples=remaining)
 
 
 def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = None, address: str | None = None,
@@ -498,7 +520,7 @@ def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO
 
 
 def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, trial_fn: TrialFunction | None,
-                callbacks: Sequence[Any], stream: TextIO | None):
+                callbacks: Sequence[Any], stream: TextIO | None, num_samples: int | None = None):
     from ray import tune
 
     search = config.search
@@ -506,10 +528,10 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
         _trainable(config, run, trial_fn),
         param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            # Tune would wrap the searcher the same way; this generator also restores in step with the trials.
+            search_alg=search_algorithm(searcher, max_concurrent=search.max_concurrent),
             scheduler=make_scheduler(config, state_path=run.local_path(SCHEDULER_FILE)),
-            num_samples=search.num_trials,
-            max_concurrent_trials=search.max_concurrent,
+            num_samples=search.num_trials if num_samples is None else num_samples,
             trial_dirname_creator=trial_dirname,
             reuse_actors=search.reuse_actors,
         ),
