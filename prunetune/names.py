@@ -44,3 +44,9 @@ TRIAL_DIR = "trial_dir"
 TERMINATED, ERRORED, STOPPED = "TERMINATED", "ERROR", "STOPPED"
 #: Columns of the trial's configuration are its dotted keys: ``trial.sparsity``, ...
 CONFIG_PREFIX = "trial."
+
+# --------------------------------------------------------------------------- the Optuna study
+
+#: Trial user attr of a COMPLETE copy: the number of the trial, told FAIL when Tune lost its
+#: worker, whose outcome a resume reached (Optuna never changes a finished trial).
+RESUMED_FROM_TRIAL_ATTR = "resumed_from_trial"

@@ -22,6 +22,7 @@ from prunetune import metrics as M
 from prunetune.analysis import runs as R
 from prunetune.config import flatten_dotted
 from prunetune.errors import DataError
+from prunetune.names import RESUMED_FROM_TRIAL_ATTR
 
 # Keys Ray Tune adds to every report; kept out of the metric columns.
 _TUNE_RESULT_FILE = "result.json"
@@ -135,7 +136,11 @@ def study_trials(storage: str | None, objectives: dict, *, study_name: str | Non
 
     study = _load_study(storage, study_name, optuna)
     _check_directions(study, objectives, storage)
-    return [row for trial in study.get_trials(deepcopy=False) if (row := _study_row(trial, objectives, optuna))]
+    trials = study.get_trials(deepcopy=False)
+    # A trial whose worker was lost and that a resume finished has a COMPLETE copy: the copy is its row.
+    replaced = {trial.user_attrs.get(RESUMED_FROM_TRIAL_ATTR) for trial in trials}
+    return [row for trial in trials
+            if trial.number not in replaced and (row := _study_row(trial, objectives, optuna))]
 
 
 def _load_study(storage: str, study_name: str | None, optuna):

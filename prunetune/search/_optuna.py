@@ -38,6 +38,7 @@ from ray.tune.search import Searcher
 from prunetune import metrics as M
 from prunetune.config import redact_url
 from prunetune.errors import ConfigError
+from prunetune.names import RESUMED_FROM_TRIAL_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -227,30 +228,57 @@ class ParetoOptunaSearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed or not self._knows(trial_id):
             return
-        if self._frozen(self._numbers[trial_id]).state.is_finished():
-            # Told before the driver died and before the searcher state was saved again:
-            # the study already holds the outcome, and Optuna refuses a second one.
+        frozen = self._frozen(self._numbers[trial_id])
+        if frozen.state.is_finished():
+            if not error and _lost_to_the_infrastructure(frozen):
+                # Tune gave up on it, and a resume ran it to its end: the outcome joins the study.
+                self._record_resumed(trial_id, frozen, result)
+            # Otherwise told before the driver died and before the searcher state was saved
+            # again: the study already holds the outcome, and Optuna refuses a second one.
             self._finish(trial_id)
             return
         if error:
             # Tune gave up on the infrastructure (a node or worker died, retries spent): nothing is
             # known about the configuration, so it is not told as infeasible; samplers skip FAIL.
+            # Not finished here: ``--resume`` runs errored trials again.
             self._connect().tell(self._trial(trial_id), state=TrialState.FAIL, skip_if_finished=True)
-            self._finish(trial_id)
+            self._live.pop(trial_id, None)
             return
-        values = objective_values(result, self.metric)
-        failed = values is None
+        told, user_attrs, constraints = self._outcome(result)
         trial = self._trial(trial_id)
-        trial.set_user_attr(FAILED, failed)
-        stopped_at = M.stopped_at(result)
-        if stopped_at is not None:
-            trial.set_user_attr(STOPPED_AT_ATTR, stopped_at)
-        infeasible = failed or (stopped_at is not None and self._stopped_as == "infeasible")
-        for name, value in constraint_values(result, self._limits, failed=infeasible).items():
+        for key, value in user_attrs.items():
+            trial.set_user_attr(key, value)
+        for name, value in constraints.items():
             trial.set_constraint(name, value)
-        told = self._stand_in_values() if failed else values
         self._connect().tell(trial, told, state=TrialState.COMPLETE, skip_if_finished=True)
         self._finish(trial_id)
+
+    def _outcome(self, result: dict | None) -> tuple[list[float], dict[str, Any], dict[str, float]]:
+        """What a trial's final result tells the study: values, user attrs and constraints."""
+        values = objective_values(result, self.metric)
+        failed = values is None
+        user_attrs: dict[str, Any] = {FAILED: failed}
+        stopped_at = M.stopped_at(result)
+        if stopped_at is not None:
+            user_attrs[STOPPED_AT_ATTR] = stopped_at
+        infeasible = failed or (stopped_at is not None and self._stopped_as == "infeasible")
+        constraints = constraint_values(result, self._limits, failed=infeasible)
+        return (self._stand_in_values() if failed else values), user_attrs, constraints
+
+    def _record_resumed(self, trial_id: str, frozen: FrozenTrial, result: dict | None) -> None:
+        """Add the outcome of a trial told FAIL by an infrastructure failure as a new COMPLETE trial.
+
+        Optuna never changes a finished trial, so the outcome becomes a copy of its parameters
+        that points back at it; the Tune trial maps to the copy from now on.
+        """
+        told, user_attrs, constraints = self._outcome(result)
+        copy = optuna.trial.create_trial(
+            params=frozen.params, distributions=frozen.distributions, values=told, constraints=constraints,
+            user_attrs={**frozen.user_attrs, **user_attrs, RESUMED_FROM_TRIAL_ATTR: frozen.number})
+        self._connect()
+        storage_id = self._storage.create_new_trial(self._study_id, template_trial=copy)
+        self._numbers[trial_id] = self._storage.get_trial_number_from_id(storage_id)
+        self._live.pop(trial_id, None)
 
     def _finish(self, trial_id: str) -> None:
         self._completed.add(trial_id)
@@ -454,6 +482,11 @@ class ParetoOptunaSearch(Searcher):
         if run_dir is not None:
             self._run_dir = str(run_dir)
         self._disconnect()
+
+
+def _lost_to_the_infrastructure(trial: FrozenTrial) -> bool:
+    """Told FAIL when Tune gave up on its worker or node (not a clone, not an orphan)."""
+    return trial.state == TrialState.FAIL and FAILED not in trial.user_attrs and DUPLICATE_OF not in trial.user_attrs
 
 
 def _fail_orphan(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> None:

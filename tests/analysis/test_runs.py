@@ -13,6 +13,7 @@ from prunetune import metrics as M
 from prunetune.analysis import analyse, load_run
 from prunetune.analysis import runs as R
 from prunetune.errors import ConfigError, DataError
+from prunetune.names import RESUMED_FROM_TRIAL_ATTR
 from tests.analysis import synthetic as S
 
 PARAMS = {"trial.sparsity": optuna.distributions.FloatDistribution(0.0, 0.9),
@@ -91,6 +92,17 @@ def test_without_results_the_optuna_study_gives_the_trials(tmp_path):
     analysis = analyse(run)
     # optuna-2 (0.80, 7 ms, 6e-5) is dominated by optuna-1 (0.90, 6 ms, 4e-5).
     assert set(analysis.front[R.TRIAL_ID]) == {"optuna-0", "optuna-1"}
+
+
+def test_a_trial_finished_by_a_resume_is_one_row_of_the_study(tmp_path):
+    directory = S.write_run(tmp_path / "study-only", [])
+    study = _study(directory)
+    lost = study.trials[-1]  # FAIL: Tune lost its worker
+    study.add_trial(optuna.trial.create_trial(params=lost.params, distributions=PARAMS, values=[0.85, 5.0, 3e-5],
+                                              user_attrs={RESUMED_FROM_TRIAL_ATTR: lost.number}))
+    trials = load_run(directory).trials
+    assert trials[R.TRIAL_ID].tolist() == ["optuna-0", "optuna-1", "optuna-2", "optuna-4"]
+    assert trials[R.STATUS].tolist() == [R.TERMINATED] * 4
 
 
 def test_study_directions_must_match_the_objectives(tmp_path):

@@ -115,6 +115,31 @@ def test_resume_after_a_death_between_the_experiment_and_the_searcher_snapshots(
     assert json.loads((tmp_path / "state").read_text())["trial_numbers"] == {"t0": 0, "t1": 1}
 
 
+def test_a_trial_whose_worker_was_lost_joins_the_study_when_a_resume_finishes_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    search = searcher(url, tmp_path)
+    tuner_pkl = pickle.dumps(search)
+    params = search.suggest("t0")
+    search.on_trial_complete("t0", error=True)  # Tune gave up on its node: told FAIL, not infeasible
+    search.save(str(tmp_path / "state"))
+
+    resumed = pickle.loads(tuner_pkl)
+    resumed.reopen_at(url, run_dir=str(tmp_path))
+    resumed.restore(str(tmp_path / "state"))
+    resumed.on_trial_complete("t0", result=evaluate(params))  # --resume ran it to its end
+    resumed.on_trial_complete("t0", result=evaluate(params))  # reported again: told once
+
+    lost, finished = by_tune_id(resumed.study, "t0")
+    assert lost.state == TrialState.FAIL and "failed" not in lost.user_attrs
+    assert finished.state == TrialState.COMPLETE and finished.params == lost.params == params
+    assert finished.values == pytest.approx(list(evaluate(params).values()))
+    assert finished.user_attrs["resumed_from_trial"] == lost.number and finished.user_attrs["failed"] is False
+    assert finished.constraints == {"failed": -1.0}  # feasible: the samplers learn from it
+    resumed.save(str(tmp_path / "state"))
+    state = json.loads((tmp_path / "state").read_text())
+    assert state["trial_numbers"] == {"t0": finished.number} and state["completed"] == ["t0"]
+
+
 def test_the_study_names_its_objectives(tmp_path):
     search = searcher(f"sqlite:///{tmp_path / 'study.db'}", tmp_path)
     assert search.study.metric_names == ["accuracy", "latency_ms"]

@@ -41,6 +41,25 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     assert not any(t.user_attrs.get("failed") for t in study.trials)  # never told as infeasible
 
 
+def test_a_trial_out_of_retries_is_finished_by_resume_and_joins_the_study(tmp_path, ray_local):
+    config = synthetic_config(sampler="random", num_trials=2, max_concurrent=1, reuse_actors=False, max_retries=0)
+    trial = SyntheticTrial(steps=4, kill_at_step=2)  # each trial's worker dies once
+    outcome = run_search(config, run_dir=tmp_path / "run", trial_fn=trial, teacher_fn=synthetic_teacher)
+    assert [row["status"] for row in read_rows(tmp_path / "run" / RESULTS_FILE)] == ["ERROR", "ERROR"]
+    assert outcome.num_failed == 2
+
+    outcome = resume_search(tmp_path / "run", trial_fn=trial, teacher_fn=synthetic_teacher)
+
+    rows = read_rows(tmp_path / "run" / RESULTS_FILE)
+    assert [row["status"] for row in rows] == [TERMINATED, TERMINATED] and outcome.num_failed == 0
+    study = optuna.load_study(study_name="prunetune", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    told = {t.user_attrs["tune_trial_id"]: t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    assert sorted(told) == sorted(row["trial_id"] for row in rows)  # each outcome reached the sampler
+    for row in rows:
+        assert told[row["trial_id"]].values[0] == pytest.approx(row["accuracy"])
+        assert "resumed_from_trial" in told[row["trial_id"]].user_attrs
+
+
 def test_a_finished_trial_keeps_its_model_and_result_only(tmp_path, ray_local):
     config = synthetic_config(sampler="random", num_trials=2)
     run_search(config, run_dir=tmp_path / "run", trial_fn=SyntheticTrial(steps=3), teacher_fn=synthetic_teacher)
