@@ -47,6 +47,6 @@ CONFIG_PREFIX = "trial."
 
 # --------------------------------------------------------------------------- the Optuna study
 
-#: Trial user attr of a COMPLETE copy: the number of the trial, told FAIL when Tune lost its
-#: worker, whose outcome a resume reached (Optuna never changes a finished trial).
+#: Trial user attr of a COMPLETE copy: the number of the FAIL trial (its worker was lost) whose
+#: outcome, reached by a resume, the copy records (Optuna never changes a finished trial).
 RESUMED_FROM_TRIAL_ATTR = "resumed_from_trial"

@@ -138,7 +138,8 @@ def study_trials(storage: str | None, objectives: dict, *, study_name: str | Non
     _check_directions(study, objectives, storage)
     trials = study.get_trials(deepcopy=False)
     # A trial whose worker was lost and that a resume finished has a COMPLETE copy: the copy is its row.
-    replaced = {trial.user_attrs.get(RESUMED_FROM_TRIAL_ATTR) for trial in trials}
+    replaced = {trial.user_attrs[RESUMED_FROM_TRIAL_ATTR] for trial in trials
+                if RESUMED_FROM_TRIAL_ATTR in trial.user_attrs}
     return [row for trial in trials
             if trial.number not in replaced and (row := _study_row(trial, objectives, optuna))]
 

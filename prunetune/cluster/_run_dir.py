@@ -143,6 +143,17 @@ class RunDir:
         with fs.open_input_stream("/".join([root, *parts])) as stream:
             return stream.readall()
 
+    def move(self, source: tuple[str, ...], target: tuple[str, ...]) -> None:
+        """Move a file within the run directory (local or at the URI)."""
+        if not self.is_remote:
+            self.local_path(*target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local_path(*source), self.local_path(*target))
+            return
+        fs, root = self._filesystem()
+        destination = "/".join([root, *target])
+        fs.create_dir(destination.rsplit("/", 1)[0], recursive=True)
+        fs.move("/".join([root, *source]), destination)
+
     def push(self, *parts: str) -> None:
         """Upload a local file or folder to the URI (nothing to do for a local run directory)."""
         source = self.local_path(*parts)

@@ -54,7 +54,13 @@ from prunetune.search._results import (
     read_rows,
 )
 from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
-from prunetune.search._tune_state import saved_state_problem, search_algorithm
+from prunetune.search._tune_state import (
+    ConsistentSearchGenerator,
+    run_snapshot_trials,
+    saved_state_problem,
+    search_algorithm,
+    set_aside_saved_state,
+)
 from prunetune.search.scheduler import RungScheduler, make_scheduler
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable
@@ -165,7 +171,7 @@ def resume_search(
             # normally, with a failure report): it is resumed from its last checkpoint.
             tuner = tune.Tuner.restore(run.tune_path, trainable=_trainable(resolved, run, trial_fn),
                                        resume_unfinished=True, resume_errored=True, restart_errored=False)
-            _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream)
+            _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream, resume_errored=True)
         else:
             tuner = _continued_tuner(resolved, run, problem, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
@@ -174,16 +180,21 @@ def resume_search(
 
 def _continued_tuner(config: Config, run: RunDir, problem: str, *, trial_fn: TrialFunction | None,
                      callbacks: Sequence[Any], stream: TextIO | None):
-    """A new Tune experiment for the trials still to run, when Tune's saved one cannot be restored.
+    """A new Tune experiment for the trials still to run, when Tune's saved one cannot be restored
+    (None when none is left to run).
 
-    The finished trials are in ``results.parquet`` and the study, which the new experiment
-    continues; a trial that had not finished starts again as a new trial. Its files in
-    ``tune/`` have newer names than the damaged ones, so a later resume reads them.
+    The trials with a row in ``results.parquet`` (finished, or failed) are in the study, which
+    the new experiment continues. A trial that had not finished is dropped: its Optuna trial
+    fails when the search ends, and a new trial is drawn in its place. The unreadable files are
+    set aside, so that a later resume reads the new experiment's.
     """
     remaining = max(0, config.search.num_trials - len(read_rows(run.local_path(RESULTS_FILE))))
-    _say(config, f"Tune's saved experiment cannot be restored: {problem}. The search continues from "
-                 f"{RESULTS_FILE} and the study: {remaining} trials to run; trials that had not finished "
-                 "start again.", stream)
+    folder = set_aside_saved_state(run)
+    _say(config, f"Tune's saved experiment cannot be restored: {problem} (its files are now in {folder}). "
+                 f"The search continues from {RESULTS_FILE} and the study, with {remaining} trials to run; "
+                 "trials that had not finished are dropped and new ones drawn in their place.", stream)
+    if remaining == 0:
+        return None
     baseline = json.loads(run.local_path(TEACHER_FILE).read_text())
     searcher = _make_searcher(config, run, baseline)
     return _make_tuner(config, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream,
@@ -207,24 +218,30 @@ def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = N
 
 def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: RetimeFunction | None,
                     stream: TextIO | None) -> RetimeOutcome | None:
-    """Run the trials, settle the nodes' energy ledgers, then re-time quietly (search.retime)."""
+    """Run the trials (none without a ``tuner``), settle the nodes' energy ledgers, then re-time
+    quietly (search.retime)."""
     with _stops_clearly_when_full(run):
-        try:
-            results = tuner.fit()
-        finally:
-            collect_ledgers(run.location, run.local)
-        if backfill(run.local_path(RESULTS_FILE), config, run, results):
-            run.push(RESULTS_FILE)
-        _close_study(config, run, results)
+        if tuner is not None:
+            try:
+                results = tuner.fit()
+            finally:
+                collect_ledgers(run.location, run.local)
+            if backfill(run.local_path(RESULTS_FILE), config, run, results):
+                run.push(RESULTS_FILE)
+        if tuner is None or _every_trial_ended(results):
+            _close_study(config, run)
         if config.search.retime == "off":
             return None
         return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
 
 
-def _close_study(config: Config, run: RunDir, results) -> None:
-    """Once every Tune trial has ended (the user did not interrupt the search), no Optuna trial runs."""
-    if results.num_terminated + results.num_errors < len(results):
-        return  # a resume goes on with them
+def _every_trial_ended(results) -> bool:
+    """Whether every Tune trial ended; not when the user interrupted the search (a resume goes on with them)."""
+    return results.num_terminated + results.num_errors == len(results)
+
+
+def _close_study(config: Config, run: RunDir) -> None:
+    """Once every Tune trial has ended, no Optuna trial runs."""
     if fail_leftover_trials(_storage_url(config, run), config.search.study_name) and not config.search.storage:
         run.push(STUDY_FILE)
 
@@ -546,7 +563,8 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
     )
 
 
-def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence[Any], stream: TextIO | None) -> None:
+def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence[Any], stream: TextIO | None,
+                      resume_errored: bool) -> None:
     """Fresh callbacks (and the current storage location) for a restored Tuner.
 
     The restored experiment carries pickled copies of the old callbacks; new ones read
@@ -559,6 +577,8 @@ def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence
     parts.run_config.callbacks = _callbacks(config, run, callbacks, stream)
     if parts.searcher is not None:
         parts.searcher.reopen_at(_storage_url(config, run), run_dir=run.location)
+    if isinstance(parts.search_alg, ConsistentSearchGenerator):  # searches started before it have Ray's own
+        parts.search_alg.expect_trials(run_snapshot_trials(run), resume_errored=resume_errored)
     if isinstance(parts.scheduler, RungScheduler):  # Tune does not save schedulers: the ladder is ours
         parts.scheduler.reopen_at(run.local_path(SCHEDULER_FILE))
 

@@ -230,7 +230,10 @@ class ParetoOptunaSearch(Searcher):
             return
         frozen = self._frozen(self._numbers[trial_id])
         if frozen.state.is_finished():
-            if not error and _lost_to_the_infrastructure(frozen):
+            if _lost_to_the_infrastructure(frozen):
+                if error or result is None:  # lost again, or stopped before it ran: a later resume may finish it
+                    self._live.pop(trial_id, None)
+                    return
                 # Tune gave up on it, and a resume ran it to its end: the outcome joins the study.
                 self._record_resumed(trial_id, frozen, result)
             # Otherwise told before the driver died and before the searcher state was saved
@@ -271,14 +274,24 @@ class ParetoOptunaSearch(Searcher):
         Optuna never changes a finished trial, so the outcome becomes a copy of its parameters
         that points back at it; the Tune trial maps to the copy from now on.
         """
+        earlier = self._copy_of(frozen.number)
+        if earlier is not None:  # made before the driver died, and before the searcher state was saved
+            self._numbers[trial_id] = earlier
+            return
         told, user_attrs, constraints = self._outcome(result)
         copy = optuna.trial.create_trial(
             params=frozen.params, distributions=frozen.distributions, values=told, constraints=constraints,
             user_attrs={**frozen.user_attrs, **user_attrs, RESUMED_FROM_TRIAL_ATTR: frozen.number})
-        self._connect()
+        copy.datetime_start = frozen.datetime_start  # the trial's own start, not the copy's
         storage_id = self._storage.create_new_trial(self._study_id, template_trial=copy)
         self._numbers[trial_id] = self._storage.get_trial_number_from_id(storage_id)
-        self._live.pop(trial_id, None)
+
+    def _copy_of(self, number: int) -> int | None:
+        """The number of the COMPLETE copy already made of trial ``number``, if any."""
+        for trial in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if trial.user_attrs.get(RESUMED_FROM_TRIAL_ATTR) == number:
+                return trial.number
+        return None
 
     def _finish(self, trial_id: str) -> None:
         self._completed.add(trial_id)
@@ -553,6 +566,7 @@ class RestoredTuner:
     run_config: Any
     searcher: ParetoOptunaSearch | None
     scheduler: Any = None
+    search_alg: Any = None  # the outermost search algorithm (a SearchGenerator)
 
 
 def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
@@ -565,7 +579,8 @@ def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
     local = getattr(tuner, "_local_tuner", None)
     if local is None:
         return None
-    searcher = local._tune_config.search_alg
+    search_alg = searcher = local._tune_config.search_alg
     while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
         searcher = getattr(searcher, "searcher", None)  # ConcurrencyLimiter and other wrappers
-    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher, scheduler=local._tune_config.scheduler)
+    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher, scheduler=local._tune_config.scheduler,
+                         search_alg=search_alg)

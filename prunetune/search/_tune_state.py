@@ -2,7 +2,7 @@
 
 Ray stages the experiment snapshot (trials and their statuses) and the search generator's
 state (how many trials it made, which ones hold a concurrency slot) in a local folder and
-uploads them to the run directory one file after the other, in the background. A driver
+copies the staging folder to the run directory in the background, file by file. A driver
 that dies during an upload, or a run directory that fills up, leaves the two out of step,
 and Ray restores each as it finds it:
 
@@ -18,7 +18,8 @@ and sets the count and the slots from it.
 
 An upload into a full file system can also leave a file cut short, which Tune cannot
 restore at all: :func:`saved_state_problem` finds that before the resume starts, and the
-driver then continues the search from ``results.parquet`` and the study instead.
+driver then sets the files aside (:func:`set_aside_saved_state`) and continues the search
+from ``results.parquet`` and the study instead.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ import glob
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import ray.cloudpickle as cloudpickle
+from ray.tune.execution.tune_controller import TuneController
+from ray.tune.experiment import Trial
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from prunetune.cluster import RunDir
@@ -40,15 +44,17 @@ from prunetune.search._optuna import ParetoOptunaSearch
 
 logger = logging.getLogger(__name__)
 
-#: Tune's experiment snapshot files (``TuneController.CKPT_FILE_TMPL``); Tune restores the newest name.
-EXPERIMENT_STATE_PATTERN = "experiment_state-*.json"
-#: Every file a resume reads back (the newest name of each), with how it is read.
+#: Tune's experiment snapshot files; Tune restores the newest name.
+EXPERIMENT_STATE_PATTERN = TuneController.CKPT_FILE_TMPL.format("*")
+#: The files of Tune's saved experiment that a resume reads back (the newest name of each), with
+#: how each is read. (``tuner.pkl`` is written once, when the search starts.)
 SAVED_STATE_FILES: tuple[tuple[str, Callable[[bytes], Any]], ...] = (
     (EXPERIMENT_STATE_PATTERN, json.loads),
     (SearchGenerator.CKPT_FILE_TMPL.format("*"), cloudpickle.loads),
     (ParetoOptunaSearch.CKPT_FILE_TMPL.format("*"), json.loads),
 )
-TERMINATED = "TERMINATED"
+#: Where :func:`set_aside_saved_state` moves files Tune cannot restore, under ``tune/``.
+SET_ASIDE_DIR = "unrestorable-{}"
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,34 @@ def saved_state_problem(run: RunDir) -> str | None:
     return None
 
 
+def set_aside_saved_state(run: RunDir) -> str:
+    """Move every file of Tune's saved experiment into a folder of its own, so that the next
+    experiment's files are the only ones a later resume can read; returns that folder."""
+    folder = SET_ASIDE_DIR.format(time.strftime("%Y%m%d-%H%M%S"))
+    for name in run.listdir(TUNE_DIR):
+        if any(fnmatch.fnmatch(name, pattern) for pattern, _ in SAVED_STATE_FILES):
+            run.move((TUNE_DIR, name), (TUNE_DIR, folder, name))
+    return f"{TUNE_DIR}/{folder}"
+
+
+def run_snapshot_trials(run: RunDir) -> list[SnapshotTrial] | None:
+    """The trials of the snapshot Tune restores from ``run`` (the newest name); None without one."""
+    matching = fnmatch.filter(run.listdir(TUNE_DIR), EXPERIMENT_STATE_PATTERN)
+    return _trials_of(run.read_bytes(TUNE_DIR, max(matching))) if matching else None
+
+
 def snapshot_trials(experiment_dir: str) -> list[SnapshotTrial] | None:
-    """The trials of the newest experiment snapshot in ``experiment_dir``; None without one."""
+    """The trials of the newest experiment snapshot in the local folder ``experiment_dir``; None without one."""
     paths = glob.glob(os.path.join(experiment_dir, EXPERIMENT_STATE_PATTERN))
     if not paths:
         return None
-    with open(max(paths), encoding="utf-8") as handle:
-        state = json.load(handle)
+    with open(max(paths), "rb") as handle:
+        return _trials_of(handle.read())
+
+
+def _trials_of(snapshot: bytes) -> list[SnapshotTrial]:
     trials = []
-    for trial_json, _run_metadata in state["trial_data"]:
+    for trial_json, _run_metadata in json.loads(snapshot)["trial_data"]:
         trial = json.loads(trial_json)
         trials.append(SnapshotTrial(trial_id=str(trial["trial_id"]), status=str(trial["status"])))
     return trials
@@ -96,25 +121,38 @@ def snapshot_trials(experiment_dir: str) -> list[SnapshotTrial] | None:
 class ConsistentSearchGenerator(SearchGenerator):
     """A ``SearchGenerator`` whose restored count and concurrency slots follow the restored trials.
 
-    Tune downloads the run directory's snapshot files into ``dirpath`` before it calls
-    :meth:`restore_from_dir`, so the snapshot read here is the one Tune restores its trials
-    from. A trial not yet terminated holds a slot: Tune runs it again on resume (the driver
-    resumes errored trials too) and its outcome must reach the searcher.
+    The driver hands it the trials of the snapshot Tune restores (:meth:`expect_trials`,
+    read from the run directory as Tune reads it); without them, the snapshot Tune downloaded
+    into ``dirpath`` stands in. A trial that Tune runs again holds a slot, so that its outcome
+    reaches the searcher: an unfinished one always, an errored one when Tune resumes errored trials.
     """
+
+    _expected: list[SnapshotTrial] | None = None
+    _resume_errored = False
+
+    def expect_trials(self, trials: list[SnapshotTrial] | None, *, resume_errored: bool) -> None:
+        """Before Tune restores the generator: the trials Tune restores, and whether it resumes errored ones."""
+        self._expected = trials
+        self._resume_errored = resume_errored
 
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)
-        trials = snapshot_trials(dirpath)
+        trials = self._expected if self._expected is not None else snapshot_trials(dirpath)
+        self._expected = None
         if trials is None:
             return
         if self._counter != len(trials):
             logger.info("The search generator counted %d trials and the experiment snapshot holds %d: "
                         "the snapshot's count is kept", self._counter, len(trials))
         self._counter = len(trials)
-        unfinished = {trial.trial_id for trial in trials if trial.status != TERMINATED}
+        rerun = {trial.trial_id for trial in trials if self._runs_again(trial.status)}
         for limiter in self._limiters():
-            limiter.live_trials = set(unfinished)
-            limiter.num_unfinished_live_trials = len(unfinished)
+            waiting = set(limiter.cached_results)  # batch mode: finished, not yet passed on
+            limiter.live_trials = rerun | waiting
+            limiter.num_unfinished_live_trials = len(rerun - waiting)
+
+    def _runs_again(self, status: str) -> bool:
+        return status != Trial.TERMINATED and (status != Trial.ERROR or self._resume_errored)
 
     def _limiters(self) -> list[ConcurrencyLimiter]:
         found, searcher = [], self.searcher

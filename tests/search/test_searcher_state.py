@@ -121,6 +121,7 @@ def test_a_trial_whose_worker_was_lost_joins_the_study_when_a_resume_finishes_it
     tuner_pkl = pickle.dumps(search)
     params = search.suggest("t0")
     search.on_trial_complete("t0", error=True)  # Tune gave up on its node: told FAIL, not infeasible
+    search.on_trial_complete("t0", error=True)  # a resume, and lost again
     search.save(str(tmp_path / "state"))
 
     resumed = pickle.loads(tuner_pkl)
@@ -128,6 +129,10 @@ def test_a_trial_whose_worker_was_lost_joins_the_study_when_a_resume_finishes_it
     resumed.restore(str(tmp_path / "state"))
     resumed.on_trial_complete("t0", result=evaluate(params))  # --resume ran it to its end
     resumed.on_trial_complete("t0", result=evaluate(params))  # reported again: told once
+    again = pickle.loads(tuner_pkl)  # the driver died before it saved the searcher state
+    again.reopen_at(url, run_dir=str(tmp_path))
+    again.restore(str(tmp_path / "state"))
+    again.on_trial_complete("t0", result=evaluate(params))  # the copy is not made twice
 
     lost, finished = by_tune_id(resumed.study, "t0")
     assert lost.state == TrialState.FAIL and "failed" not in lost.user_attrs

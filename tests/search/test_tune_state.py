@@ -105,6 +105,20 @@ def test_a_saved_experiment_cut_short_continues_from_the_results_and_the_study(t
     assert [row["trial_id"] for row in rows][:2] == made[:2] and rows[2]["trial_id"] != made[-1]
     study = optuna.load_study(study_name="prunetune", storage=f"sqlite:///{run / 'study.db'}")
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert saved_state_problem(RunDir(run)) is None  # the new experiment's files are the newest: a resume reads them
+    [aside] = (run / TUNE_DIR).glob("unrestorable-*")
+    assert {path.name for path in aside.iterdir()} >= {path.name}
+    assert saved_state_problem(RunDir(run)) is None  # only the new experiment's files are left: a resume reads them
     again = resume_search(run, trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
     assert again.num_trials == NUM_TRIALS
+
+
+def test_a_finished_search_whose_saved_experiment_was_cut_short_resumes_with_nothing_to_run(tmp_path, ray_local):
+    run = tmp_path / "run"
+    finished_search(run)
+    rows = read_rows(run / RESULTS_FILE)
+    path = newest(run, "experiment_state-*.json")  # the final snapshot, as the disk filled up
+    path.write_bytes(path.read_bytes()[:100])
+
+    for _ in range(2):  # and again: a resume of a search with no saved experiment left
+        outcome = resume_search(run, trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+        assert read_rows(run / RESULTS_FILE) == rows and outcome.num_trials == NUM_TRIALS
