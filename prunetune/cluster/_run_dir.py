@@ -111,18 +111,20 @@ class RunDir:
 
     # ------------------------------------------------------------------ object stores
 
-    def _filesystem(self):
+    def _remote(self, *parts: str):
+        """The object store's file system, and the path of ``parts`` on it."""
         import pyarrow.fs
 
-        return pyarrow.fs.FileSystem.from_uri(self.location)
+        fs, root = pyarrow.fs.FileSystem.from_uri(self.location)
+        return fs, "/".join([root, *parts])
 
     def exists(self, *parts: str) -> bool:
         if not self.is_remote:
             return self.local_path(*parts).exists()
         import pyarrow.fs
 
-        fs, root = self._filesystem()
-        return fs.get_file_info("/".join([root, *parts])).type != pyarrow.fs.FileType.NotFound
+        fs, path = self._remote(*parts)
+        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
     def listdir(self, *parts: str) -> list[str]:
         """The names in a folder of the run directory (local or at the URI); empty when absent."""
@@ -131,16 +133,16 @@ class RunDir:
             return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
         import pyarrow.fs
 
-        fs, root = self._filesystem()
-        selector = pyarrow.fs.FileSelector("/".join([root, *parts]), allow_not_found=True)
+        fs, path = self._remote(*parts)
+        selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
         return sorted(info.base_name for info in fs.get_file_info(selector))
 
     def read_bytes(self, *parts: str) -> bytes:
         """A file of the run directory (local or at the URI), read where it lies."""
         if not self.is_remote:
             return self.local_path(*parts).read_bytes()
-        fs, root = self._filesystem()
-        with fs.open_input_stream("/".join([root, *parts])) as stream:
+        fs, path = self._remote(*parts)
+        with fs.open_input_stream(path) as stream:
             return stream.readall()
 
     def move(self, source: tuple[str, ...], target: tuple[str, ...]) -> None:
@@ -149,10 +151,9 @@ class RunDir:
             self.local_path(*target).parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.local_path(*source), self.local_path(*target))
             return
-        fs, root = self._filesystem()
-        destination = "/".join([root, *target])
+        fs, destination = self._remote(*target)
         fs.create_dir(destination.rsplit("/", 1)[0], recursive=True)
-        fs.move("/".join([root, *source]), destination)
+        fs.move(self._remote(*source)[1], destination)
 
     def push(self, *parts: str) -> None:
         """Upload a local file or folder to the URI (nothing to do for a local run directory)."""
@@ -161,8 +162,7 @@ class RunDir:
             return
         import pyarrow.fs
 
-        fs, root = self._filesystem()
-        destination = "/".join([root, *parts])
+        fs, destination = self._remote(*parts)
         if source.is_dir():
             fs.create_dir(destination, recursive=True)
         else:
@@ -178,10 +178,10 @@ class RunDir:
             return False
         import pyarrow.fs
 
-        fs, root = self._filesystem()
+        fs, source = self._remote(*parts)
         target = self.local_path(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
-        pyarrow.fs.copy_files("/".join([root, *parts]), str(target), source_filesystem=fs,
+        pyarrow.fs.copy_files(source, str(target), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
         return True
 

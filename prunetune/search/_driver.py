@@ -221,22 +221,22 @@ def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: R
     """Run the trials (none without a ``tuner``), settle the nodes' energy ledgers, then re-time
     quietly (search.retime)."""
     with _stops_clearly_when_full(run):
-        if tuner is not None:
-            try:
-                results = tuner.fit()
-            finally:
-                collect_ledgers(run.location, run.local)
-            if backfill(run.local_path(RESULTS_FILE), config, run, results):
-                run.push(RESULTS_FILE)
-        if tuner is None or _every_trial_ended(results):
+        if tuner is None or _run_trials(tuner, config, run):
             _close_study(config, run)
         if config.search.retime == "off":
             return None
         return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
 
 
-def _every_trial_ended(results) -> bool:
-    """Whether every Tune trial ended; not when the user interrupted the search (a resume goes on with them)."""
+def _run_trials(tuner, config: Config, run: RunDir) -> bool:
+    """Fit ``tuner``; whether every Tune trial ended (not when the user interrupted the search:
+    a resume goes on with them)."""
+    try:
+        results = tuner.fit()
+    finally:
+        collect_ledgers(run.location, run.local)
+    if backfill(run.local_path(RESULTS_FILE), config, run, results):
+        run.push(RESULTS_FILE)
     return results.num_terminated + results.num_errors == len(results)
 
 

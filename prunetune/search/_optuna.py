@@ -274,7 +274,8 @@ class ParetoOptunaSearch(Searcher):
         Optuna never changes a finished trial, so the outcome becomes a copy of its parameters
         that points back at it; the Tune trial maps to the copy from now on.
         """
-        earlier = self._copy_of(frozen.number)
+        study = self._connect()
+        earlier = _copy_of(study, frozen.number)
         if earlier is not None:  # made before the driver died, and before the searcher state was saved
             self._numbers[trial_id] = earlier
             return
@@ -285,13 +286,6 @@ class ParetoOptunaSearch(Searcher):
         copy.datetime_start = frozen.datetime_start  # the trial's own start, not the copy's
         storage_id = self._storage.create_new_trial(self._study_id, template_trial=copy)
         self._numbers[trial_id] = self._storage.get_trial_number_from_id(storage_id)
-
-    def _copy_of(self, number: int) -> int | None:
-        """The number of the COMPLETE copy already made of trial ``number``, if any."""
-        for trial in self._connect().get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if trial.user_attrs.get(RESUMED_FROM_TRIAL_ATTR) == number:
-                return trial.number
-        return None
 
     def _finish(self, trial_id: str) -> None:
         self._completed.add(trial_id)
@@ -500,6 +494,14 @@ class ParetoOptunaSearch(Searcher):
 def _lost_to_the_infrastructure(trial: FrozenTrial) -> bool:
     """Told FAIL when Tune gave up on its worker or node (not a clone, not an orphan)."""
     return trial.state == TrialState.FAIL and FAILED not in trial.user_attrs and DUPLICATE_OF not in trial.user_attrs
+
+
+def _copy_of(study: optuna.Study, number: int) -> int | None:
+    """The number of the COMPLETE copy already made of trial ``number``, if any."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(RESUMED_FROM_TRIAL_ATTR) == number:
+            return trial.number
+    return None
 
 
 def _fail_orphan(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> None:

@@ -25,10 +25,8 @@ from ``results.parquet`` and the study instead.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -47,7 +45,7 @@ logger = logging.getLogger(__name__)
 #: Tune's experiment snapshot files; Tune restores the newest name.
 EXPERIMENT_STATE_PATTERN = TuneController.CKPT_FILE_TMPL.format("*")
 #: The files of Tune's saved experiment that a resume reads back (the newest name of each), with
-#: how each is read. (``tuner.pkl`` is written once, when the search starts.)
+#: how each is read (``tuner.pkl``, written only when an experiment starts, is not among them).
 SAVED_STATE_FILES: tuple[tuple[str, Callable[[bytes], Any]], ...] = (
     (EXPERIMENT_STATE_PATTERN, json.loads),
     (SearchGenerator.CKPT_FILE_TMPL.format("*"), cloudpickle.loads),
@@ -98,21 +96,10 @@ def set_aside_saved_state(run: RunDir) -> str:
 def run_snapshot_trials(run: RunDir) -> list[SnapshotTrial] | None:
     """The trials of the snapshot Tune restores from ``run`` (the newest name); None without one."""
     matching = fnmatch.filter(run.listdir(TUNE_DIR), EXPERIMENT_STATE_PATTERN)
-    return _trials_of(run.read_bytes(TUNE_DIR, max(matching))) if matching else None
-
-
-def snapshot_trials(experiment_dir: str) -> list[SnapshotTrial] | None:
-    """The trials of the newest experiment snapshot in the local folder ``experiment_dir``; None without one."""
-    paths = glob.glob(os.path.join(experiment_dir, EXPERIMENT_STATE_PATTERN))
-    if not paths:
+    if not matching:
         return None
-    with open(max(paths), "rb") as handle:
-        return _trials_of(handle.read())
-
-
-def _trials_of(snapshot: bytes) -> list[SnapshotTrial]:
     trials = []
-    for trial_json, _run_metadata in json.loads(snapshot)["trial_data"]:
+    for trial_json, _run_metadata in json.loads(run.read_bytes(TUNE_DIR, max(matching)))["trial_data"]:
         trial = json.loads(trial_json)
         trials.append(SnapshotTrial(trial_id=str(trial["trial_id"]), status=str(trial["status"])))
     return trials
@@ -121,10 +108,10 @@ def _trials_of(snapshot: bytes) -> list[SnapshotTrial]:
 class ConsistentSearchGenerator(SearchGenerator):
     """A ``SearchGenerator`` whose restored count and concurrency slots follow the restored trials.
 
-    The driver hands it the trials of the snapshot Tune restores (:meth:`expect_trials`,
-    read from the run directory as Tune reads it); without them, the snapshot Tune downloaded
-    into ``dirpath`` stands in. A trial that Tune runs again holds a slot, so that its outcome
-    reaches the searcher: an unfinished one always, an errored one when Tune resumes errored trials.
+    The driver hands it the trials of the snapshot Tune restores (:meth:`expect_trials`, read
+    from the run directory as Tune reads it); without them it restores as Ray's own does. A
+    trial that Tune runs again holds a slot, so that its outcome reaches the searcher: an
+    unfinished one always, an errored one when Tune resumes errored trials.
     """
 
     _expected: list[SnapshotTrial] | None = None
@@ -137,8 +124,7 @@ class ConsistentSearchGenerator(SearchGenerator):
 
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)
-        trials = self._expected if self._expected is not None else snapshot_trials(dirpath)
-        self._expected = None
+        trials, self._expected = self._expected, None
         if trials is None:
             return
         if self._counter != len(trials):

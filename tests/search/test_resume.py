@@ -21,7 +21,7 @@ from prunetune.search.synthetic import STARTS_FILE, SyntheticTrial, synthetic_te
 
 REPO = Path(__file__).resolve().parents[2]
 TRIAL = SyntheticTrial(steps=4, seconds_per_step=1.0)
-NUM_TRIALS = 6
+NUM_TRIALS = 8  # enough that trials still run when a finished, a stopped and a checkpointed one are seen
 
 DRIVER = textwrap.dedent(f"""
     import json, sys

@@ -20,7 +20,7 @@ from prunetune.cluster import RunDir
 from prunetune.names import RESULTS_FILE, TERMINATED, TUNE_DIR
 from prunetune.search import resume_search, run_search
 from prunetune.search._results import read_rows, write_results
-from prunetune.search._tune_state import saved_state_problem, snapshot_trials
+from prunetune.search._tune_state import run_snapshot_trials, saved_state_problem
 from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
 from tests.search.conftest import synthetic_config
 
@@ -31,7 +31,7 @@ def finished_search(run: Path) -> list[str]:
     """A finished search of NUM_TRIALS trials, one at a time; its trial ids in creation order."""
     config = synthetic_config(sampler="random", num_trials=NUM_TRIALS, max_concurrent=1)
     run_search(config, run_dir=run, trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
-    return [trial.trial_id for trial in snapshot_trials(str(run / TUNE_DIR))]
+    return [trial.trial_id for trial in run_snapshot_trials(RunDir(run))]
 
 
 def newest(run: Path, pattern: str) -> Path:
@@ -64,7 +64,7 @@ def test_a_generator_state_newer_than_the_snapshot_still_runs_every_trial(tmp_pa
     rows = read_rows(run / RESULTS_FILE)
     assert len(rows) == NUM_TRIALS and all(row["status"] == TERMINATED for row in rows) and outcome.num_failed == 0
     assert made[-1] not in {row["trial_id"] for row in rows}  # made again, as a new trial
-    assert len(snapshot_trials(str(run / TUNE_DIR))) == NUM_TRIALS
+    assert len(run_snapshot_trials(RunDir(run))) == NUM_TRIALS
 
 
 def test_a_snapshot_newer_than_the_generator_state_runs_no_extra_trial_and_tells_its_searcher(tmp_path, ray_local):
@@ -83,7 +83,7 @@ def test_a_snapshot_newer_than_the_generator_state_runs_no_extra_trial_and_tells
     resume_search(run, trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
 
     assert sorted(row["trial_id"] for row in read_rows(run / RESULTS_FILE)) == sorted(made)  # no fourth trial
-    assert sorted(trial.trial_id for trial in snapshot_trials(str(run / TUNE_DIR))) == sorted(made)
+    assert sorted(trial.trial_id for trial in run_snapshot_trials(RunDir(run))) == sorted(made)
     # The restarted trial held a concurrency slot, so its completion reached the Optuna searcher.
     assert made[-1] in json.loads(newest(run, "searcher-state-*.json").read_text())["completed"]
 
