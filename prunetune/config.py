@@ -28,11 +28,20 @@ from pydantic import (
 
 from prunetune.builtins import BUILTIN_DATASETS
 from prunetune.errors import ConfigError, PrunetuneError
-from prunetune.metrics import DEFAULT_OBJECTIVES, METRIC_DIRECTIONS, Direction
+from prunetune.metrics import (
+    CONSTRAINT_METRICS,
+    DEFAULT_OBJECTIVES,
+    METRIC_DESCRIPTIONS,
+    METRIC_DIRECTIONS,
+    Direction,
+    default_objectives,
+    task_metric_keys,
+)
 from prunetune.spaces import Dimension, config_space_problems
 from prunetune.trainables.families import ModelDims, read_model_dims
 from prunetune.trainables.methods import METHODS as METHOD_REGISTRY
 from prunetune.trainables.methods import moved_keys
+from prunetune.trainables.tasks import TASKS
 
 PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
 
@@ -53,10 +62,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+TaskKindName = Literal.__getitem__(tuple(TASKS))  # the registry's names
+
+
 class TaskConfig(_Section):
-    dataset: str = Field("bbc_news", description="built-in name | .csv/.json/.jsonl/.parquet path | HF dataset id")
+    kind: TaskKindName = Field("classification", description="what the encoder is deployed for: classification "
+                               "(one text or a pair), regression, token_classification, question_answering")
+    dataset: str = Field("bbc_news", description="built-in name | .csv/.json/.jsonl/.parquet path | HF dataset id "
+                         "| a dataset saved with save_to_disk")
     text_column: str = "text"
-    label_column: str = "label"
+    text_pair_column: str | None = Field(None, description="a second text per row (sentence pairs): classification "
+                                         "and regression")
+    label_column: str = Field("label", description="classification: class names or ids; regression: a number")
+    tokens_column: str = Field("tokens", description="token_classification: a list of words per row")
+    tags_column: str = Field("tags", description="token_classification: a tag per word (strings, or ids with "
+                             "the dataset's ClassLabel names)")
+    question_column: str = Field("question", description="question_answering: the question")
+    context_column: str = Field("context", description="question_answering: the context the answer is a span of")
+    answers_column: str = Field("answers", description='question_answering: {"text": [...], "answer_start": [...]}')
+    doc_stride: int = Field(32, ge=1, description="question_answering: tokens shared by consecutive windows of a "
+                            "long context")
+    max_answer_length: int = Field(30, ge=1, description="question_answering: longest answer span, in tokens")
     max_length: int = Field(128, ge=8, le=4096)
     seed: int = 0
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
@@ -65,6 +91,21 @@ class TaskConfig(_Section):
     max_train_samples: int | None = Field(None, ge=2)
     max_eval_samples: int | None = Field(None, ge=2)
     hf_config: str | None = Field(None, description="configuration name of a HF dataset")
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> "TaskConfig":
+        if self.kind == "question_answering" and self.doc_stride >= self.max_length // 2:
+            raise ValueError(f"task.doc_stride = {self.doc_stride}: must be below half of task.max_length "
+                             f"({self.max_length}), or consecutive windows of a context would barely move")
+        return self
+
+    @model_validator(mode="after")
+    def _pair_only_where_read(self) -> "TaskConfig":
+        if self.text_pair_column is not None and self.kind not in ("classification", "regression"):
+            raise ValueError(f"task.text_pair_column = {self.text_pair_column!r} with task.kind = {self.kind!r}: a "
+                             "second text is read by classification and regression (question_answering reads "
+                             "task.question_column and task.context_column)")
+        return self
 
 
 class TeacherConfig(_Section):
@@ -214,12 +255,25 @@ Scheduler = Literal["fifo", "asha", "moasha"]
 SCHEDULERS: tuple[str, ...] = Scheduler.__args__
 
 
-class ConstraintsConfig(_Section):
+class _Constraints(_Section):
     """Limits told to the sampler as constraints: it prefers trials that meet them."""
 
-    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="teacher accuracy minus student accuracy")
+    max_drop: float | None = Field(None, ge=0, description="drop of the task's headline metric (accuracy, pearson, "
+                                   "entity f1, QA f1): teacher minus student")
     max_latency_ms: float | None = Field(None, gt=0)
     max_emissions_kg: float | None = Field(None, gt=0)
+
+    def limits(self) -> dict[str, float]:
+        """The constraints that are set: name -> limit."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+#: ``search.constraints``: ``max_drop``, latency, emissions, and ``max_<metric>_drop`` for every task metric.
+ConstraintsConfig = create_model(
+    "ConstraintsConfig", __base__=_Constraints, __doc__=_Constraints.__doc__,
+    **{name: (float | None, Field(None, ge=0, description=f"{metric}: {METRIC_DESCRIPTIONS[metric]}"))
+       for name, metric in CONSTRAINT_METRICS.items() if name not in _Constraints.model_fields},
+)
 
 
 class SearchConfig(_Section):
@@ -317,6 +371,28 @@ class Config(_Section):
     search: SearchConfig = SearchConfig()
     cluster: ClusterConfig = ClusterConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """Unless set, the objectives are the task's headline metric, latency and emissions; and
+        ``search.constraints.max_drop`` bounds the drop of that headline metric by its own name."""
+        if not isinstance(data, dict):
+            return data
+        task = data.get("task") if isinstance(data.get("task"), dict) else {}
+        kind = task.get("kind", "classification")
+        search = data.get("search") if isinstance(data.get("search"), dict) else {}
+        if kind not in TASKS or (data.get("search") is not None and not isinstance(data.get("search"), dict)):
+            return data
+        if "objectives" not in search and kind != "classification":
+            search = {**search, "objectives": default_objectives(kind)}
+        search = _headline_drop_named(search, kind)
+        return {**data, "search": search} if search or "search" in data else data
+
+    @property
+    def task_kind(self):
+        """The task's kind (:class:`prunetune.trainables.tasks.TaskKind`)."""
+        return TASKS[self.task.kind]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -436,6 +512,7 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     if config is not None:
         problems += scheduler_problems(config)
         problems += target_speedup_problems(config)
+        problems += task_kind_problems(config)
     if check_model:
         problems += model_problems(config) if config is not None else _family_problems(raw)
     if problems:
@@ -484,6 +561,43 @@ def speed_table_settings(config: Config) -> list[tuple[str, str]]:
             if not pairing_problems(runtime, precision)]
 
 
+def _headline_drop_named(search: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``constraints.max_drop`` as ``constraints.max_<headline>_drop`` (refused when both differ)."""
+    from prunetune.metrics import MAX_DROP, constraint_metric
+
+    constraints = search.get("constraints")
+    if not isinstance(constraints, dict) or constraints.get(MAX_DROP) is None:
+        return search
+    named = f"max_{constraint_metric(MAX_DROP, kind)}"
+    limit = constraints[MAX_DROP]
+    if constraints.get(named) is not None and constraints[named] != limit:
+        raise ValueError(f"search.constraints.max_drop = {limit!r} and search.constraints.{named} = "
+                         f"{constraints[named]!r} bound the same drop ({kind}'s headline metric): set one")
+    rest = {key: value for key, value in constraints.items() if key != MAX_DROP}
+    return {**search, "constraints": {**rest, named: limit}}
+
+
+def task_kind_problems(config: Config) -> list[str]:
+    """Objectives and constraints name the task's own metrics; the methods offered run on its kind."""
+    kind = config.task_kind
+    own = set(task_metric_keys(kind.name))
+    others = {key for name in TASKS for key in task_metric_keys(name)} - own
+    problems = [f"search.objectives.{key}: a {kind.name} task has no {key}; its metrics: {', '.join(sorted(own))}"
+                for key in config.search.objectives if key in others]
+    problems += [f"search.constraints.{name}: a {kind.name} task has no {CONSTRAINT_METRICS[name]}; its drops: "
+                 f"{', '.join(f'max_{key}' for key in task_metric_keys(kind.name) if key.endswith('_drop'))} "
+                 "(or max_drop, the headline metric's)"
+                 for name in config.search.constraints.limits() if CONSTRAINT_METRICS.get(name) in others]
+    method = config.space.get("trial.method")
+    offered = method.values() if method is not None and method.is_searched else [config.trial.method]
+    for name in offered or []:
+        if name in kind.refused_methods:
+            key = "space.trial.method" if method is not None and method.is_searched else "trial.method"
+            problems.append(f"{key} = {name!r} cannot run on task.kind = {kind.name!r}: {kind.refused_methods[name]}; "
+                            f"methods for {kind.name}: {', '.join(m for m in METHODS if m not in kind.refused_methods)}")
+    return problems
+
+
 def target_speedup_problems(config: Config) -> list[str]:
     """A searched method must be able to prune to a speed-up when the speed-up is set or searched."""
     if not prunes_to_speed(config):
@@ -500,14 +614,15 @@ def target_speedup_problems(config: Config) -> list[str]:
 
 def scheduler_problems(config: Config) -> list[str]:
     """An early-stopping scheduler needs rungs on evaluation steps and objectives a rung can rank."""
-    from prunetune.metrics import RUNG_METRICS
+    from prunetune.metrics import rung_metrics
 
     search, trial = config.search, config.trial
     if search.scheduler == "fifo":
         return []
     key = f"search.scheduler = {search.scheduler!r}"
+    ranked = rung_metrics(config.task.kind)
     problems = [f"{key} ranks trials on intermediate reports, which cannot carry {name}; objectives it can rank: "
-                f"{', '.join(RUNG_METRICS)}" for name in search.objectives if name not in RUNG_METRICS]
+                f"{', '.join(ranked)}" for name in search.objectives if name not in ranked]
     if "trial.max_steps" in config.space and config.space["trial.max_steps"].is_searched:
         problems.append(f"{key} with a searched trial.max_steps: every trial must end at the same last rung")
     grace = search.grace_steps or trial.eval_every

@@ -27,11 +27,72 @@ TRAIN_SECONDS = "train_seconds"
 LATENCY_THREADS = "latency_threads"
 SPEEDUP_SAME_RUNTIME = "speedup_same_runtime"
 
-#: What each key means (DESIGN.md's table); also used for table headers and help text.
-METRIC_DESCRIPTIONS: dict[str, str] = {
-    ACCURACY: "accuracy on the evaluation split, after compaction",
-    F1_MACRO: "macro-F1 on the evaluation split",
-    ACCURACY_DROP: "teacher accuracy minus student accuracy",
+# Task metrics beyond classification's (each task kind names its own; see TASK_METRICS).
+PEARSON = "pearson"
+SPEARMAN = "spearman"
+MSE = "mse"
+F1 = "f1"
+PRECISION = "precision"
+RECALL = "recall"
+EXACT_MATCH = "exact_match"
+
+#: Task kind -> the quality metrics its trials report, headline first. The kinds themselves
+#: (columns, encoding, heads, losses) are plug-ins in ``prunetune.trainables.tasks``.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": (ACCURACY, F1_MACRO),
+    "regression": (PEARSON, SPEARMAN, MSE),
+    "token_classification": (F1, PRECISION, RECALL, ACCURACY),
+    "question_answering": (F1, EXACT_MATCH),
+}
+DEFAULT_TASK_KIND = "classification"
+
+#: What each task metric means, per kind (``f1`` and ``accuracy`` mean different things per kind).
+TASK_METRIC_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "classification": {ACCURACY: "accuracy on the evaluation split, after compaction",
+                       F1_MACRO: "macro-F1 on the evaluation split"},
+    "regression": {PEARSON: "Pearson correlation of predicted and true scores on the evaluation split",
+                   SPEARMAN: "Spearman rank correlation of the same", MSE: "mean squared error of the same"},
+    "token_classification": {F1: "entity-level F1 (an entity counts when its span and type are both right)",
+                             PRECISION: "entity-level precision", RECALL: "entity-level recall",
+                             ACCURACY: "word-level tag accuracy"},
+    "question_answering": {F1: "SQuAD token-overlap F1 of the best span over the document's windows",
+                           EXACT_MATCH: "SQuAD exact match of the same span (after normalisation)"},
+}
+
+
+def headline_metric(kind: str) -> str:
+    """The metric a task kind is judged by (the first it reports)."""
+    return TASK_METRICS[kind][0]
+
+
+def drop_key(metric: str) -> str:
+    """``accuracy`` -> ``accuracy_drop``: how much worse the student is than the teacher."""
+    return f"{metric}_drop"
+
+
+def teacher_key(metric: str) -> str:
+    """``pearson`` -> ``teacher_pearson``: the dense teacher's figure, in each trial's report."""
+    return f"teacher_{metric}"
+
+
+#: Metrics that improve when they fall (every other task metric improves when it rises).
+_LOWER_IS_BETTER: frozenset[str] = frozenset({MSE})
+
+
+def quality_drop(metric: str, teacher: float, student: float) -> float:
+    """How much worse the student is on ``metric``: teacher - student, or student - teacher for a
+    metric that improves when it falls (mse), so that a drop is always 'lower is better'."""
+    return student - teacher if metric in _LOWER_IS_BETTER else teacher - student
+
+
+def task_metric_keys(kind: str) -> tuple[str, ...]:
+    """A kind's quality metrics and their drops (what its final reports carry besides the core)."""
+    metrics = TASK_METRICS[kind]
+    return (*metrics, *(drop_key(m) for m in metrics))
+
+
+#: The keys every final report carries whatever its task kind (DESIGN.md's table, less quality).
+CORE_METRIC_DESCRIPTIONS: dict[str, str] = {
     LATENCY_MS: "median latency of one forward pass (batch, seq len, device, inference precision)",
     LATENCY_P95_MS: "95th percentile of the same latency",
     SPEEDUP: "dense fp32 teacher in PyTorch eager / student in its runtime and precision, timed in alternating "
@@ -47,8 +108,39 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     SPEEDUP_SAME_RUNTIME: "dense teacher in the student's runtime and precision / student: what pruning bought",
 }
 
-#: Every key a final trial report must carry.
-FINAL_METRIC_KEYS: tuple[str, ...] = tuple(METRIC_DESCRIPTIONS)
+
+def _describe_task_keys() -> dict[str, str]:
+    described: dict[str, str] = {}
+    for kind, meanings in TASK_METRIC_DESCRIPTIONS.items():
+        for metric in TASK_METRICS[kind]:
+            described.setdefault(metric, meanings[metric])
+            described.setdefault(drop_key(metric), f"teacher minus student {metric}"
+                                 if metric not in _LOWER_IS_BETTER else f"student minus teacher {metric}")
+    return described
+
+
+#: What each key means (DESIGN.md's table); also used for table headers and help text. Quality
+#: keys of every kind come first (classification's as before), then the core.
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    ACCURACY: "accuracy on the evaluation split, after compaction",
+    F1_MACRO: "macro-F1 on the evaluation split",
+    ACCURACY_DROP: "teacher accuracy minus student accuracy",
+    **CORE_METRIC_DESCRIPTIONS,
+    **{key: meaning for key, meaning in _describe_task_keys().items() if key not in (ACCURACY, F1_MACRO, ACCURACY_DROP)},
+}
+
+def final_metric_keys(kind: str) -> tuple[str, ...]:
+    """The keys a final report of a trial of ``kind`` must carry (the contract): the kind's metrics,
+    its headline metric's drop, and the core. Trials report the drop of every other metric too."""
+    return (*TASK_METRICS[kind], drop_key(headline_metric(kind)), *CORE_METRIC_DESCRIPTIONS)
+
+
+#: The contract of a classification trial (the default kind): DESIGN.md's table.
+FINAL_METRIC_KEYS: tuple[str, ...] = tuple(dict.fromkeys(
+    [ACCURACY, F1_MACRO, ACCURACY_DROP, *CORE_METRIC_DESCRIPTIONS]))
+#: Every metric key some final report carries, over every kind: the results table's columns.
+ALL_METRIC_KEYS: tuple[str, ...] = tuple(METRIC_DESCRIPTIONS)
+
 
 #: The direction in which each metric improves; objectives must be one of these keys.
 METRIC_DIRECTIONS: dict[str, Direction] = {
@@ -67,16 +159,33 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
     TRAIN_SECONDS: "min",
     LATENCY_THREADS: "min",
     SPEEDUP_SAME_RUNTIME: "max",
+    **{metric: ("min" if metric in _LOWER_IS_BETTER else "max") for kind in TASK_METRICS for metric in TASK_METRICS[kind]},
+    **{drop_key(metric): "min" for kind in TASK_METRICS for metric in TASK_METRICS[kind]},
 }
 
-DEFAULT_OBJECTIVES: dict[str, Direction] = {ACCURACY: "max", LATENCY_MS: "min", EMISSIONS_KG: "min"}
+
+def default_objectives(kind: str = DEFAULT_TASK_KIND) -> dict[str, Direction]:
+    """The task's headline metric, latency and emissions."""
+    return {headline_metric(kind): "max" if headline_metric(kind) not in _LOWER_IS_BETTER else "min",
+            LATENCY_MS: "min", EMISSIONS_KG: "min"}
+
+
+def kind_of_report(report: dict) -> str:
+    """The task kind whose quality metrics a report carries (classification when none match)."""
+    matching = [kind for kind, metrics in TASK_METRICS.items() if all(m in report for m in metrics)]
+    return max(matching, key=lambda kind: len(TASK_METRICS[kind]), default=DEFAULT_TASK_KIND)
+
+
+DEFAULT_OBJECTIVES: dict[str, Direction] = default_objectives()
 
 # The dense teacher, measured in each trial's own process beside its student.
 TEACHER_ACCURACY = "teacher_accuracy"
 TEACHER_LATENCY_MS = "teacher_latency_ms"
 #: The dense teacher in the student's runtime and precision (the denominator of speedup_same_runtime).
 TEACHER_RUNTIME_LATENCY_MS = "teacher_runtime_latency_ms"
-TEACHER_KEYS: tuple[str, ...] = (TEACHER_ACCURACY, TEACHER_LATENCY_MS, TEACHER_RUNTIME_LATENCY_MS)
+TEACHER_KEYS: tuple[str, ...] = (
+    TEACHER_ACCURACY, TEACHER_LATENCY_MS, TEACHER_RUNTIME_LATENCY_MS,
+    *dict.fromkeys(teacher_key(m) for kind in TASK_METRICS for m in TASK_METRICS[kind] if m != ACCURACY))
 
 # Per-layer structure of the compacted model (lists: in result.json, not in results.parquet).
 LAYER_HEADS = "layer_heads"
@@ -129,12 +238,22 @@ def in_search(key: str) -> str:
     """The column that keeps the in-search figure of a re-timed metric."""
     return f"{key}{IN_SEARCH_SUFFIX}"
 
-#: ``search.constraints`` names -> the metric each one bounds from above.
+#: ``search.constraints`` names -> the metric each one bounds from above: the drop of every task
+#: metric (``max_accuracy_drop``, ``max_f1_drop``, ...), latency and emissions. ``max_drop`` is the
+#: drop of the task's headline metric (``search.constraints.max_drop``; see :func:`constraint_metric`).
 CONSTRAINT_METRICS: dict[str, str] = {
     "max_accuracy_drop": ACCURACY_DROP,
+    **{f"max_{drop_key(m)}": drop_key(m) for kind in TASK_METRICS for m in TASK_METRICS[kind]},
     "max_latency_ms": LATENCY_MS,
     "max_emissions_kg": EMISSIONS_KG,
 }
+#: The constraint on the drop of the task's headline metric, whatever the kind.
+MAX_DROP = "max_drop"
+
+
+def constraint_metric(name: str, kind: str = DEFAULT_TASK_KIND) -> str:
+    """The metric a ``search.constraints`` name bounds, for a task of ``kind``."""
+    return drop_key(headline_metric(kind)) if name == MAX_DROP else CONSTRAINT_METRICS[name]
 
 #: Human names with units, for axes and table headers.
 METRIC_LABELS: dict[str, str] = {
@@ -175,15 +294,25 @@ FAILED = "failed"  # a trial's configuration failed: its final report says why, 
 #: would score if it stopped there. Early-stopping schedulers rank trials on these only.
 RUNG_METRICS: tuple[str, ...] = (ACCURACY, F1_MACRO, ACCURACY_DROP, LATENCY_MS, EMISSIONS_KG, ENERGY_KWH, PARAMS,
                                  SPARSITY)
+
+
+def rung_metrics(kind: str = DEFAULT_TASK_KIND) -> tuple[str, ...]:
+    """What an intermediate report of a trial of ``kind`` carries with ``trial.report_objectives``:
+    the kind's metrics, their drops, and the projected costs."""
+    costs = tuple(key for key in RUNG_METRICS if key not in (ACCURACY, F1_MACRO, ACCURACY_DROP))
+    return (*task_metric_keys(kind), *costs) if kind != DEFAULT_TASK_KIND else RUNG_METRICS
+
+
 #: Seconds an intermediate report spent projecting the objectives (compaction and timing of a copy).
 PROJECTION_SECONDS = "projection_seconds"
 #: Results column: the step at which a scheduler stopped the trial (null for a trial that ran to its end).
 STOPPED_AT_STEP = "stopped_at_step"
 
 
-def missing_final_keys(report: dict) -> list[str]:
-    """Contract keys absent from ``report`` (empty when the report is complete)."""
-    return [key for key in FINAL_METRIC_KEYS if key not in report]
+def missing_final_keys(report: dict, kind: str | None = None) -> list[str]:
+    """Contract keys absent from ``report`` (empty when the report is complete), for a task of
+    ``kind`` (by default, the kind whose quality metrics the report carries)."""
+    return [key for key in final_metric_keys(kind or kind_of_report(report)) if key not in report]
 
 
 def stopped_at(result: dict | None) -> int | None:

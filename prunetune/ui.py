@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from prunetune.metrics import FINAL_METRIC_KEYS, METRIC_DESCRIPTIONS
+from prunetune.metrics import ALL_METRIC_KEYS, METRIC_DESCRIPTIONS
 
 
 def format_value(value: Any) -> str:
@@ -24,7 +24,7 @@ def print_metrics(metrics: Mapping[str, Any], *, title: str = "metrics", console
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_column("meaning", style="dim")
-    extras = [k for k in metrics if k not in FINAL_METRIC_KEYS]
-    for key in [*[k for k in FINAL_METRIC_KEYS if k in metrics], *extras]:
+    extras = [k for k in metrics if k not in ALL_METRIC_KEYS]
+    for key in [*[k for k in ALL_METRIC_KEYS if k in metrics], *extras]:
         table.add_row(key, format_value(metrics[key]), METRIC_DESCRIPTIONS.get(key, ""))
     (console or Console()).print(table)

@@ -82,7 +82,8 @@ def _tune_row(trial_dir: Path, run_dir: Path, objectives: dict) -> dict[str, Any
         R.TRIAL_DIR: str(own_dir if own_dir.is_dir() else trial_dir),
     }
     row.update(flat_trial_config(last.get("config") or params))
-    for key in (*M.FINAL_METRIC_KEYS, R.TEACHER_ACCURACY, R.TEACHER_LATENCY_MS):
+    other_kinds = (key for key in (*M.ALL_METRIC_KEYS, *M.TEACHER_KEYS) if key in last)  # a task's own metrics
+    for key in dict.fromkeys((*M.FINAL_METRIC_KEYS, R.TEACHER_ACCURACY, R.TEACHER_LATENCY_MS, *other_kinds)):
         row[key] = last.get(key) if complete else None
     return row
 

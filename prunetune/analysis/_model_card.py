@@ -12,9 +12,30 @@ from prunetune.analysis._format import format_value, label
 from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnalysis
 from prunetune.analysis.runs import RunData
 
-_CARD_METRICS = (M.ACCURACY, M.F1_MACRO, M.ACCURACY_DROP, M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP,
-                 M.SPEEDUP_SAME_RUNTIME,
+_COST_METRICS = (M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP, M.SPEEDUP_SAME_RUNTIME,
                  M.PARAMS, M.SPARSITY, M.HEADS_PRUNED, M.FFN_KEPT, M.EMISSIONS_KG, M.ENERGY_KWH, M.TRAIN_SECONDS)
+#: What the card calls each task kind, and an example input of its pipeline.
+_KIND_NAMES = {"classification": "text classifier", "regression": "text regressor (one score per input)",
+               "token_classification": "token classifier (a tag per word)",
+               "question_answering": "extractive question-answering model"}
+_EXAMPLES = {
+    "classification": '"Shares rose after the bank reported record profits."',
+    "pairs": '{"text": "Shares rose after record profits.", "text_pair": "The bank did well this year."}',
+    "regression": '"Shares rose after the bank reported record profits.", function_to_apply="none"',
+    "token_classification": '"Shares in Barclays rose by 5% on Monday."',
+    "question_answering": 'question="What rose?", context="Shares in the bank rose after record profits."',
+}
+
+
+def _task(run: RunData) -> tuple[str, bool]:
+    """(task kind, whether it reads a second text) of the run's configuration."""
+    task = run.config.get("task") or {}
+    kind = task.get("kind") or "classification"
+    return kind, kind == "question_answering" or task.get("text_pair_column") is not None
+
+
+def _card_metrics(kind: str) -> tuple[str, ...]:
+    return (*M.task_metric_keys(kind), *_COST_METRICS)
 
 
 def model_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series, out_dir: Path, *, check,
@@ -26,16 +47,23 @@ def model_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series, out_dir:
         _metrics_section(run, trial, measured_runtime=check.measured_runtime),
         _front_section(analysis, trial_id, why),
         _configuration_section(run, trial),
-        _labels_section(labels),
-        _usage_section(out_dir),
+        _labels_section(labels) if _task(run)[0] in ("classification", "token_classification") else "",
+        _usage_section(out_dir, run),
         _checks_section(check, out_dir),
     ]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _pipeline_task(run: RunData) -> str:
+    from prunetune.trainables.tasks import TASKS
+
+    return TASKS[_task(run)[0]].pipeline_task
 
 
 def _front_matter(run: RunData) -> str:
-    tags = ["prunetune", "text-classification", "pruning", "knowledge-distillation"]
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:"]
+    pipeline_task = _pipeline_task(run)
+    tags = ["prunetune", pipeline_task, "pruning", "knowledge-distillation"]
+    lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_task}", "tags:"]
     lines += [f"  - {tag}" for tag in tags]
     return "\n".join(lines + ["---"])
 
@@ -44,7 +72,7 @@ def _summary(run: RunData, trial: pd.Series) -> str:
     task, teacher = run.config.get("task") or {}, run.config.get("teacher") or {}
     method = trial.get("trial.method", "movement")
     return (
-        f"A compressed text classifier found by a prunetune search (`{run.run_dir.resolve()}`): "
+        f"A compressed {_KIND_NAMES[_task(run)[0]]}{' of sentence pairs' if _task(run) == ('classification', True) else ''} found by a prunetune search (`{run.run_dir.resolve()}`): "
         f"the teacher `{teacher.get('model', 'unknown')}`, fine-tuned on `{task.get('dataset', 'unknown')}`, "
         f"was {method}-pruned to sparsity {format_value(M.SPARSITY, trial.get(M.SPARSITY))} while distilling "
         f"into it, then compacted: pruned attention heads and FFN neurons were removed, not just zeroed."
@@ -53,14 +81,18 @@ def _summary(run: RunData, trial: pd.Series) -> str:
 
 def _metrics_section(run: RunData, trial: pd.Series, *, measured_runtime: str | None = None) -> str:
     rows = ["| metric | this model | dense teacher | meaning |", "| --- | ---: | ---: | --- |"]
-    for key in _CARD_METRICS:
+    kind = _task(run)[0]
+    for key in _card_metrics(kind):
         if key in trial:
             rows.append(f"| {label(key)} | {format_value(key, trial.get(key))} | "
-                        f"{format_value(key, run.teacher.metrics.get(key))} | {M.METRIC_DESCRIPTIONS[key]} |")
+                        f"{format_value(key, run.teacher.metrics.get(key))} | "
+                        f"{M.TASK_METRIC_DESCRIPTIONS[kind].get(key) or M.METRIC_DESCRIPTIONS[key]} |")
     fixed = run.config.get("trial") or {}
     latency = fixed.get("latency") or {}
     note = (
-        f"Accuracy and macro-F1 are on the `{(run.config.get('task') or {}).get('eval_split', 'validation')}` split. "
+        f"Task: {kind.replace('_', ' ')}; {', '.join(M.TASK_METRICS[kind])} are on the "
+        f"`{(run.config.get('task') or {}).get('eval_split', 'validation')}` split of "
+        f"`{(run.config.get('task') or {}).get('dataset', 'unknown')}`. "
         f"Latency: batch {trial.get('trial.latency.batch_size', latency.get('batch_size', '?'))}, sequence length "
         f"{trial.get('trial.latency.seq_len', latency.get('seq_len', '?'))}, at inference precision "
         f"`{trial.get('trial.inference_precision', fixed.get('inference_precision', 'fp32'))}`, "
@@ -148,18 +180,21 @@ def _labels_section(labels: dict[int, str]) -> str:
     return "## Labels\n\n" + "\n".join(lines)
 
 
-def _usage_section(out_dir: Path) -> str:
+def _usage_section(out_dir: Path, run: RunData) -> str:
     from prunetune.analysis.export import shipped_modeling_file
 
     modeling = shipped_modeling_file(out_dir)
     custom = modeling is not None
     remote = ", trust_remote_code=True" if custom else ""
+    kind, pair = _task(run)
+    example = _EXAMPLES["pairs" if kind == "classification" and pair else kind]
+    options = ', aggregation_strategy="simple"' if kind == "token_classification" else ""
     text = (
         "## Usage\n\n"
         "```python\n"
         "from transformers import pipeline\n\n"
-        f'classifier = pipeline("text-classification", model="{out_dir}"{remote})\n'
-        'print(classifier("Shares rose after the bank reported record profits."))\n'
+        f'model = pipeline("{_pipeline_task(run)}", model="{out_dir.name}"{remote}{options})\n'
+        f"print(model({example}))\n"
         "```"
     )
     if custom:
@@ -176,14 +211,14 @@ def _usage_section(out_dir: Path) -> str:
 
 
 def _checks_section(check, out_dir: Path) -> str:
-    lines = [f"- Loaded through `pipeline`, this directory predicts what the trial's model predicts on "
-             f"{check.texts} sample texts (max |logit difference| {check.max_logit_difference:.1e})."]
+    lines = [f"- Loaded through `pipeline`, this directory gives what the trial's model gives on "
+             f"{check.texts} sample inputs (max |output difference| {check.max_logit_difference:.1e})."]
     if check.measured_runtime is not None:
         lines.append(f"- `model.onnx` is the {check.measured_precision} graph the trial measured, shipped as it was; "
                      f"it predicts what the PyTorch weights predict on {check.onnx_agreement:.0%} of the sample texts"
                      + (f" (max |logit difference| {check.onnx_max_difference:.1e})."
                         if check.onnx_max_difference is not None else " (int8 rounds its weights and activations)."))
     elif check.onnx_max_difference is not None:
-        lines.append(f"- `model.onnx` (inputs `input_ids`, `attention_mask`; output `logits`) matches PyTorch "
+        lines.append(f"- `model.onnx` (the tokenizer's inputs; the head's outputs) matches PyTorch "
                      f"within {check.onnx_max_difference:.1e} (onnxruntime, CPU).")
     return "## Checks\n\n" + "\n".join(lines)

@@ -6,12 +6,14 @@ model (``model_type: prunetune_<family>``: per-layer head counts and FFN widths)
 ships its modeling code (``modeling_prunetune_<family>.py`` and the two small modules it
 imports), referenced by ``auto_map`` in its config, so that::
 
-    pipeline("text-classification", model=DIR, trust_remote_code=True)
+    pipeline("text-classification", model=DIR, trust_remote_code=True)   # or the task's own pipeline:
+    pipeline("token-classification", ...), pipeline("question-answering", ...)
 
 loads it where prunetune is not installed, and ``pipeline(model=DIR)`` loads it without
 ``trust_remote_code`` in a process where prunetune's classes are registered with the Auto
 classes (``prunetune.trainables.register_auto_classes()``). With ``onnx=True``,
-``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output ``logits``) is written
+``model.onnx`` (inputs ``input_ids``, ``attention_mask`` and, for families with token types,
+``token_type_ids``; the head's outputs, ``logits`` or ``start_logits`` and ``end_logits``) is written
 too, and checked against PyTorch with onnxruntime. A trial that ran in ONNX Runtime
 (``trial.runtime: onnxruntime``) saved the graph it measured, quantised when it served
 int8: that graph is shipped as it is, whatever ``onnx`` says, since it is what the
@@ -19,7 +21,9 @@ figures are for.
 
 Every export is checked before it is reported: the exported directory, loaded through
 ``pipeline(..., trust_remote_code=True)`` (the shipped code, as a user without prunetune
-gets it), must predict what the trial's own model predicts on sample texts.
+gets it), must compute what the trial's own model computes on sample inputs of the task's
+shape (texts, pairs, a question and its context), and its task's ``pipeline`` must give what
+the same pipeline over the trial's model gives.
 
 torch and transformers are imported inside the functions: importing
 ``prunetune.analysis`` must stay light.
@@ -87,12 +91,13 @@ def export_trial(run: RunData, analysis: FrontAnalysis, trial_id: str, out_dir: 
     out_dir = _prepare(Path(out_dir))
     model, tokenizer = load_trial_model(source)
     save_model_dir(model, tokenizer, out_dir)
-    check = check_export(source, out_dir, tokenizer)
+    samples = TaskSamples.of(run.config.get("task") or {})
+    check = check_export(source, out_dir, tokenizer, samples=samples)
     if (source / ONNX_FILE).is_file():
         check = ship_measured_graph(source / ONNX_FILE, out_dir / ONNX_FILE, model, tokenizer, check,
-                                    precision=str(trial.get("trial.inference_precision", "fp32")))
+                                    precision=str(trial.get("trial.inference_precision", "fp32")), samples=samples)
     elif onnx:
-        difference = export_onnx(model, tokenizer, out_dir / ONNX_FILE)
+        difference = export_onnx(model, tokenizer, out_dir / ONNX_FILE, samples=samples)
         check = replace(check, onnx_max_difference=difference)
     labels = {int(k): str(v) for k, v in model.config.id2label.items()}
     from prunetune.analysis._model_card import model_card
@@ -140,15 +145,16 @@ def register_pruned_classes() -> None:
 
 
 def load_trial_model(model_dir: Path):
-    """The trial's model (eval mode, CPU) and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """The trial's model (eval mode, CPU), with its task's head, and its tokenizer."""
+    from transformers import AutoTokenizer
 
-    register_pruned_classes()
+    from prunetune.trainables.families.compaction import load_model_dir
+
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+        model = load_model_dir(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{model_dir}: cannot be loaded as a text classifier with its tokenizer: {exc}") from exc
+        raise ModelError(f"{model_dir}: cannot be loaded as a model with its tokenizer: {exc}") from exc
     return model, tokenizer
 
 
@@ -164,49 +170,127 @@ def shipped_modeling_file(model_dir: Path) -> str | None:
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         return None
-    entry = (json.loads(config_path.read_text()).get("auto_map") or {}).get("AutoModelForSequenceClassification")
+    entry = (json.loads(config_path.read_text()).get("auto_map") or {}).get("AutoConfig")
     return f"{entry.split('.')[0]}.py" if entry else None
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def check_export(source: Path, out_dir: Path, tokenizer) -> ExportCheck:
-    """The export, loaded through ``pipeline``, must predict what the trial's model predicts."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, pipeline
+@dataclass(frozen=True)
+class TaskSamples:
+    """Sample inputs of a task's shape, for the checks: what the tokenizer and the pipeline take."""
 
+    kind: str
+    pair: bool
+
+    @classmethod
+    def of(cls, task: dict[str, Any]) -> "TaskSamples":
+        from prunetune.config import TaskConfig
+        from prunetune.trainables.tasks import TASKS
+
+        config = TaskConfig.model_validate(task)
+        return cls(kind=config.kind, pair=TASKS[config.kind].has_pair(config))
+
+    @property
+    def task(self):
+        from prunetune.trainables.tasks import TASKS
+
+        return TASKS[self.kind]
+
+    def tokenized(self, tokenizer, texts: list[str]):
+        """A padded batch of ``texts`` (paired with the next text, or as contexts of a question)."""
+        if self.kind == "question_answering":
+            return tokenizer([_QUESTION] * len(texts), texts, padding=True, truncation="only_second",
+                             return_tensors="pt")
+        pairs = texts[1:] + texts[:1] if self.pair else None
+        return tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
+
+    def pipeline_inputs(self, texts: list[str]) -> list[Any]:
+        if self.kind == "question_answering":
+            return [{"question": _QUESTION, "context": text} for text in texts]
+        if self.pair:
+            return [{"text": a, "text_pair": b} for a, b in zip(texts, texts[1:] + texts[:1])]
+        return list(texts)
+
+
+#: The question of the question-answering checks (its contexts are the sample texts).
+_QUESTION = "What happened?"
+
+
+def check_export(source: Path, out_dir: Path, tokenizer, *, samples: TaskSamples | None = None) -> ExportCheck:
+    """The export must compute what the trial's model computes, and its task's ``pipeline`` (with the
+    shipped code) must give what the same pipeline over the trial's model gives."""
+    import torch
+    from transformers import pipeline
+
+    from prunetune.trainables.families.compaction import head_outputs, load_model_dir
+
+    samples = samples or TaskSamples("classification", False)
     texts = list(SAMPLE_TEXTS)
     reference, _ = load_trial_model(source)
-    exported = AutoModelForSequenceClassification.from_pretrained(str(out_dir)).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    exported = load_model_dir(out_dir)
+    batch = samples.tokenized(tokenizer, texts)
     with torch.no_grad():
-        expected, actual = reference(**batch).logits, exported(**batch).logits
+        expected, actual = head_outputs(reference(**batch)), head_outputs(exported(**batch))
     difference = float((expected - actual).abs().max())
-    classifier = pipeline("text-classification", model=str(out_dir), device="cpu", trust_remote_code=True)
-    predicted = [result["label"] for result in classifier(texts, truncation=True)]
-    wanted = [reference.config.id2label[int(i)] for i in expected.argmax(dim=-1)]
+    task, options = samples.task.pipeline_task, samples.task.pipeline_kwargs()
+    served = pipeline(task, model=str(out_dir), device="cpu", trust_remote_code=True, **options)
+    own = _own_pipeline(task, reference, tokenizer, options)
+    inputs = samples.pipeline_inputs(texts)
+    predicted, wanted = _rounded(_run_pipeline(served, inputs)), _rounded(_run_pipeline(own, inputs))
     if difference > LOGIT_TOLERANCE or predicted != wanted:
         raise ModelError(
-            f"{out_dir}: the export does not reproduce trial model {source}: max |logit difference| = "
-            f"{difference:.2e} (tolerance {LOGIT_TOLERANCE:.0e}); pipeline predicted {predicted}, expected {wanted}"
+            f"{out_dir}: the export does not reproduce trial model {source}: max |output difference| = "
+            f"{difference:.2e} (tolerance {LOGIT_TOLERANCE:.0e}); {task} pipeline gave {predicted}, expected {wanted}"
         )
     return ExportCheck(len(texts), True, difference)
 
 
-def export_onnx(model, tokenizer, path: Path) -> float:
-    """Write ``model.onnx`` and return its max |logit difference| to PyTorch (checked with onnxruntime).
+def _own_pipeline(task: str, model, tokenizer, options: dict[str, Any]):
+    """The same pipeline over the trial's own model (QA: the one its export ships)."""
+    from transformers import pipeline
+
+    from prunetune.trainables.families.compaction import QA_PIPELINE_TASK
+
+    if task == QA_PIPELINE_TASK:
+        from prunetune.trainables.families._qa_pipeline import ExtractiveQuestionAnsweringPipeline
+
+        return ExtractiveQuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device="cpu", **options)
+    return pipeline(task, model=model, tokenizer=tokenizer, device="cpu", **options)
+
+
+def _run_pipeline(served, inputs: list[Any]) -> list[Any]:
+    # The classification pipeline truncates only when told; the other pipelines window or truncate by themselves.
+    options = {"truncation": True} if getattr(served, "task", "") == "text-classification" else {}
+    return [served(item, **options) for item in inputs]
+
+
+def _rounded(value: Any) -> Any:
+    """Pipeline outputs with scores rounded (the two models' floats differ in the last bits)."""
+    if isinstance(value, dict):
+        return {key: _rounded(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return round(float(value), 3)
+    return value
+
+
+def export_onnx(model, tokenizer, path: Path, *, samples: TaskSamples | None = None) -> float:
+    """Write ``model.onnx`` and return its max |output difference| to PyTorch (checked with onnxruntime).
 
     The graph is the one a trial measures with ``trial.runtime: onnxruntime``
     (:func:`prunetune.trainables.measure.runtimes.export_onnx`); the check runs on batches of
-    real texts of other shapes, padded and not, so the dynamic axes are exercised.
+    real inputs of other shapes, padded and not, so the dynamic axes are exercised.
     """
     from prunetune.trainables.measure.runtimes import export_onnx as write_graph
 
+    samples = samples or TaskSamples("classification", False)
     write_graph(model, path)
-    difference = max(_onnx_difference(model, tokenizer, path, texts) for texts in _check_batches())
+    difference = max(_onnx_difference(model, tokenizer, path, texts, samples) for texts in _check_batches())
     if difference > ONNX_TOLERANCE:
-        raise ModelError(f"{path}: ONNX logits differ from PyTorch by up to {difference:.2e} "
+        raise ModelError(f"{path}: ONNX outputs differ from PyTorch by up to {difference:.2e} "
                          f"(tolerance {ONNX_TOLERANCE:.0e})")
     return difference
 
@@ -215,40 +299,40 @@ def _check_batches() -> list[list[str]]:
     return [list(SAMPLE_TEXTS), [SAMPLE_TEXTS[0]], list(SAMPLE_TEXTS[4:6])]
 
 
-def _onnx_difference(model, tokenizer, path: Path, texts: list[str]) -> float:
-    import numpy as np
+def _both_outputs(model, tokenizer, path: Path, texts: list[str], samples: TaskSamples):
+    """(graph outputs, PyTorch outputs) on the same batch, by output name."""
     import torch
 
     from prunetune.trainables.measure.runtimes import OrtModel
 
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
-    inputs = {name: batch[name] for name in ("input_ids", "attention_mask")}
-    onnx_logits = OrtModel(path, threads=1)(**inputs).logits.numpy()
+    graph = OrtModel(path, threads=1)
+    batch = samples.tokenized(tokenizer, texts)
+    inputs = {name: batch[name] for name in graph.input_names if name in batch}
+    graph_outputs = graph(**inputs)
     with torch.no_grad():
-        torch_logits = model(**inputs).logits.numpy()
-    return float(np.abs(onnx_logits - torch_logits).max())
+        torch_outputs = model(**inputs)
+    return {name: graph_outputs[name] for name in graph.output_names}, {name: torch_outputs[name] for name in graph.output_names}
+
+
+def _onnx_difference(model, tokenizer, path: Path, texts: list[str], samples: TaskSamples) -> float:
+    graph, torch_outputs = _both_outputs(model, tokenizer, path, texts, samples)
+    return max(float((graph[name] - torch_outputs[name]).abs().max()) for name in graph)
 
 
 def ship_measured_graph(source: Path, target: Path, model, tokenizer, check: ExportCheck, *,
-                        precision: str) -> ExportCheck:
+                        precision: str, samples: TaskSamples | None = None) -> ExportCheck:
     """Copy the ONNX graph the trial measured (byte for byte) and check it against PyTorch.
 
-    An fp32 graph must match PyTorch's logits within ONNX_TOLERANCE; an int8 graph is a
-    quantised model, so its agreement with PyTorch's predictions is recorded instead.
+    An fp32 graph must match PyTorch's outputs within ONNX_TOLERANCE; an int8 graph is a
+    quantised model, so its agreement with PyTorch's predictions (the argmax of each output:
+    the class, each token's tag, the start and the end) is recorded instead.
     """
-    import numpy as np
-    import torch
-
-    from prunetune.trainables.measure.runtimes import OrtModel
-
+    samples = samples or TaskSamples("classification", False)
     shutil.copyfile(source, target)
-    batch = tokenizer(list(SAMPLE_TEXTS), padding=True, return_tensors="pt")
-    inputs = {name: batch[name] for name in ("input_ids", "attention_mask")}
-    graph_logits = OrtModel(target, threads=1)(**inputs).logits.numpy()
-    with torch.no_grad():
-        torch_logits = model(**inputs).logits.numpy()
-    difference = float(np.abs(graph_logits - torch_logits).max())
-    agreement = float((graph_logits.argmax(-1) == torch_logits.argmax(-1)).mean())
+    graph, torch_outputs = _both_outputs(model, tokenizer, target, list(SAMPLE_TEXTS), samples)
+    difference = max(float((graph[name] - torch_outputs[name]).abs().max()) for name in graph)
+    agreements = [float((graph[n].argmax(-1) == torch_outputs[n].argmax(-1)).float().mean()) for n in graph]
+    agreement = sum(agreements) / len(agreements)
     if precision == "fp32" and difference > ONNX_TOLERANCE:
         raise ModelError(f"{source}: the trial's ONNX graph differs from its PyTorch model by up to {difference:.2e} "
                          f"(tolerance {ONNX_TOLERANCE:.0e})")
@@ -263,7 +347,7 @@ def _write_record(out_dir: Path, run: RunData, trial, check: ExportCheck) -> Non
     record = {
         "run_dir": str(run.run_dir.resolve()),
         "trial_id": str(trial[R.TRIAL_ID]),
-        "metrics": {k: _plain(trial.get(k)) for k in M.FINAL_METRIC_KEYS if k in trial},
+        "metrics": {k: _plain(trial.get(k)) for k in M.ALL_METRIC_KEYS if k in trial},
         "config": {c: _plain(trial[c]) for c in run.config_columns},
         "check": asdict(check),
     }
@@ -278,7 +362,7 @@ def _log_artifact(run: RunData, trial, out_dir: Path, *, enabled: bool):
         return None
     from prunetune.analysis.wandb_log import log_model_artifact
 
-    metadata = {k: _plain(trial.get(k)) for k in (*M.FINAL_METRIC_KEYS, *run.config_columns) if k in trial}
+    metadata = {k: _plain(trial.get(k)) for k in (*M.ALL_METRIC_KEYS, *run.config_columns) if k in trial}
     return log_model_artifact(out_dir, trial_id=str(trial[R.TRIAL_ID]), settings=settings, metadata=metadata)
 
 

@@ -82,7 +82,7 @@ def parse_constraints(values: dict[str, Any], *, source: str) -> list[Constraint
         bound, _, metric = str(name).partition("_")
         if bound not in ("max", "min") or metric not in M.METRIC_DIRECTIONS:
             problems.append(f"{source}.{name}: expected max_<metric> or min_<metric> with a metric of "
-                            f"{', '.join(M.FINAL_METRIC_KEYS)}")
+                            f"{', '.join(M.ALL_METRIC_KEYS)}")
         elif isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
             problems.append(f"{source}.{name} = {limit!r}: expected a finite number")
         elif limit < 0 or (metric in FRACTION_METRICS and limit > 1):

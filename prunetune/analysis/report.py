@@ -223,7 +223,7 @@ def trial_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series):
     for column in run.config_columns:
         table.add_row(column, format_value(column, trial.get(column)), "", style="cyan")
     table.add_section()
-    for key in dict.fromkeys([*analysis.objectives, *_EXTRA_METRICS, *M.FINAL_METRIC_KEYS]):
+    for key in dict.fromkeys([*analysis.objectives, *_EXTRA_METRICS, *M.ALL_METRIC_KEYS]):
         if key in trial:
             table.add_row(_header(key, analysis.objectives), format_value(key, trial.get(key)),
                           format_value(key, run.teacher.metrics.get(key)),

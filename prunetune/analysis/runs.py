@@ -170,7 +170,7 @@ def objectives_of(config: dict[str, Any]) -> dict[str, M.Direction]:
     problems = []
     for key, direction in objectives.items():
         if key not in M.METRIC_DIRECTIONS:
-            problems.append(f"search.objectives.{key}: unknown metric; known: {', '.join(M.FINAL_METRIC_KEYS)}")
+            problems.append(f"search.objectives.{key}: unknown metric; known: {', '.join(M.ALL_METRIC_KEYS)}")
         elif direction not in ("max", "min"):
             problems.append(f"search.objectives.{key} = {direction!r}: expected 'max' or 'min'")
     if problems:
@@ -190,7 +190,7 @@ def read_teacher(run_dir: Path) -> dict[str, Any]:
 
 def teacher_reference(teacher: dict[str, Any], trials: pd.DataFrame) -> TeacherReference:
     """The teacher's metrics (see :class:`TeacherReference` for where each comes from)."""
-    values = {key: teacher.get(key) for key in M.FINAL_METRIC_KEYS if _is_number(teacher.get(key))}
+    values = {key: teacher.get(key) for key in M.ALL_METRIC_KEYS if _is_number(teacher.get(key))}
     finished = trials[trials[STATUS] == TERMINATED]
     if not _is_number(values.get(M.ACCURACY)) and TEACHER_ACCURACY in finished:
         values[M.ACCURACY] = _median(finished[TEACHER_ACCURACY])
@@ -224,7 +224,7 @@ def _normalise_table(table: pd.DataFrame, objectives: dict, run_dir: Path) -> pd
         )
     table = table.copy()
     table[TRIAL_ID] = table[TRIAL_ID].astype(str)
-    for key in M.FINAL_METRIC_KEYS:
+    for key in M.ALL_METRIC_KEYS:
         if key in table:
             table[key] = pd.to_numeric(table[key], errors="coerce")
     if FINISHED_AT in table and table[FINISHED_AT].notna().any():

@@ -90,7 +90,7 @@ def results_with_front(run: RunData, analysis: FrontAnalysis) -> pd.DataFrame:
 
 def table_frame(run: RunData, table: pd.DataFrame) -> pd.DataFrame:
     """The columns worth a W&B table, with types W&B infers cleanly (text config, float metrics)."""
-    metric_columns = [k for k in M.FINAL_METRIC_KEYS if k in table]
+    metric_columns = [k for k in M.ALL_METRIC_KEYS if k in table]
     flags = [c for c in (ON_FRONT, KNEE) if c in table]
     meta = [c for c in (R.STATUS, R.ERROR, R.WALL_SECONDS, R.NODE_ID) if c in table]
     frame = table[[R.TRIAL_ID, *run.config_columns, *metric_columns, *flags, *meta]].copy()

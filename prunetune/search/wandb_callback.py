@@ -107,7 +107,7 @@ class WandbTrialCallback(Callback):
         if run is None:
             return
         final = getattr(trial, "last_result", None) or {}
-        for key in M.FINAL_METRIC_KEYS:
+        for key in M.ALL_METRIC_KEYS:
             if _is_number(final.get(key)):
                 run.summary[key] = final[key]
         run.summary["status"] = status

@@ -35,7 +35,8 @@ from prunetune.trainables.families.compaction import (
 )
 from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_alternating, measure_latency
-from prunetune.trainables.measure.quality import evaluate
+from prunetune.trainables.measure.latency import uses_token_types
+from prunetune.trainables.measure.quality import evaluate_task
 from prunetune.trainables.measure.runtime_checks import check_runtime
 from prunetune.trainables.measure.runtimes import Served, serve, serve_teacher
 from prunetune.trainables.measure.size import (
@@ -46,13 +47,9 @@ from prunetune.trainables.measure.size import (
 from prunetune.trainables.methods import METHODS
 from prunetune.trainables.methods._pruner import Pruner, PruningContext
 from prunetune.trainables.training import filling
-from prunetune.trainables.training.batches import BatchPlan, encode, take
+from prunetune.trainables.training.batches import BatchPlan, take
 from prunetune.trainables.training.data import TaskData, load_task_data
-from prunetune.trainables.training.distill import (
-    distillation_loss,
-    hidden_state_loss,
-    layer_mapping,
-)
+from prunetune.trainables.training.distill import hidden_state_loss, layer_mapping
 from prunetune.trainables.training.optimisation import optimiser_step
 from prunetune.trainables.training.precision import (
     autocast_context,
@@ -145,10 +142,13 @@ class _Trial:
         self.config, self.settings = config, config.trial
         self.energy_meter = energy_meter or self._process_meter
         self.teacher, self.data, self.device, self.output_dir = teacher, data, device, output_dir
+        self.kind = config.task_kind
         self.method = METHODS[self.settings.method]
         torch.manual_seed(self.settings.seed)
         self.tokenizer, self.student = load_pretrained(str(teacher.model_dir), data)
         self.student.to(device)
+        # Latency is timed on inputs of the task's shape: two segments for a pair or a question and its context.
+        self.token_types = self.kind.has_pair(config.task) and uses_token_types(self.student)
         self.dense_weights = count_prunable_weights(self.student)
         views = layer_views(self.student, family_of(self.student))
         self.dense_heads, self.dense_ffn = sum(v.num_heads for v in views), sum(v.ffn_width for v in views)
@@ -159,7 +159,8 @@ class _Trial:
         self.scaler = grad_scaler(self.settings.precision, device)
         self.autocast = autocast_context(self.settings.precision, device)
         self.eval_split = data.split(config.task.eval_split)
-        self.eval_inputs = encode(self.tokenizer, self.eval_split.texts, config.task.max_length)
+        self.eval_encoded = self.kind.encode(self.tokenizer, self.eval_split, max_length=config.task.max_length,
+                                             task=config.task)
         self.plan = BatchPlan(len(self.train_set), self.settings.batch_size, self.settings.seed)
         self.progress = _Progress()
         self.layer_teacher = self._dense_teacher(device) if self.settings.layer_distill > 0 else None
@@ -170,6 +171,7 @@ class _Trial:
             texts=self.data.train.texts, labels=self.data.train.labels,  # a method that must not read labels does not
             teacher_logits=self.teacher.train_logits(), max_length=self.config.task.max_length, device=self.device,
             measure_ms=lambda model: self._latency(model, self.device).median_ms, cache_dir=self.teacher.root,
+            kind=self.kind, train_split=self.data.train, task=self.config.task, pairs=self.data.train.pairs,
         )
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -195,9 +197,10 @@ class _Trial:
         batch = take(self.train_set.inputs, indices, self.device)
         with self.autocast:
             outputs = self.student(**batch, output_hidden_states=self.layer_teacher is not None)
-        loss = distillation_loss(outputs.logits, self.train_set.teacher_logits[indices].to(self.device),
-                                 self.train_set.labels[indices].to(self.device),
-                                 temperature=self.settings.temperature, alpha=self.settings.alpha)
+        loss = self.kind.distillation_loss(self.kind.head_output(outputs),
+                                           self.train_set.teacher_logits[indices].to(self.device),
+                                           self.train_set.labels[indices].to(self.device),
+                                           temperature=self.settings.temperature, alpha=self.settings.alpha)
         if self.layer_teacher is not None:
             loss = loss + self.settings.layer_distill * self._layer_loss(batch, outputs.hidden_states)
         penalty = self.pruner.penalty(step)
@@ -246,18 +249,27 @@ class _Trial:
     def _intermediate_report(self, meter) -> dict[str, Any]:
         metrics = self._intermediate_metrics()
         if self.settings.report_objectives:
-            metrics.update(self._projected_objectives(meter, accuracy=metrics[M.ACCURACY]))
+            metrics.update(self._projected_objectives(meter, quality=metrics))
         return metrics
+
+    def _evaluate(self, model, device: torch.device, autocast=None) -> dict[str, float]:
+        """The task's metrics of ``model`` on the evaluation split."""
+        return evaluate_task(model, self.eval_encoded, self.eval_split, kind=self.kind, label_names=self.data.label_names,
+                             task=self.config.task, device=device, autocast=autocast)
+
+    def _drops(self, quality: dict[str, float]) -> dict[str, float]:
+        """How much worse than the teacher the student is on each of the task's metrics (``<metric>_drop``)."""
+        return {M.drop_key(key): M.quality_drop(key, float(self.teacher.baseline[key]), value)
+                for key, value in quality.items()}
 
     @torch.no_grad()
     def _intermediate_metrics(self) -> dict[str, Any]:
-        quality = evaluate(self.student, self.eval_inputs, self.eval_split.labels, device=self.device, autocast=self.autocast)
+        quality = self._evaluate(self.student, self.device, self.autocast)
         return {M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
-                M.CURRENT_SPARSITY: self.pruner.current_sparsity, M.ACCURACY: quality.accuracy,
-                M.F1_MACRO: quality.f1_macro, M.DONE: False}
+                M.CURRENT_SPARSITY: self.pruner.current_sparsity, **quality, M.DONE: False}
 
     @torch.no_grad()
-    def _projected_objectives(self, meter, *, accuracy: float) -> dict[str, Any]:
+    def _projected_objectives(self, meter, *, quality: dict[str, Any]) -> dict[str, Any]:
         """What the trial would score if it stopped now, for a scheduler to rank it by.
 
         Accuracy is the student's now. Latency is that of the structure it would have if it
@@ -277,7 +289,7 @@ class _Trial:
         running = meter.snapshot()
         to_whole_trial = self.settings.max_steps / self.progress.step
         return {
-            M.ACCURACY_DROP: float(self.teacher.baseline[M.ACCURACY]) - accuracy,
+            **self._drops({key: quality[key] for key in self.kind.metrics}),
             M.LATENCY_MS: latency.median_ms,
             M.EMISSIONS_KG: (self.progress.emissions_kg + running.emissions_kg) * to_whole_trial,
             M.ENERGY_KWH: (self.progress.energy_kwh + running.energy_kwh) * to_whole_trial,
@@ -304,14 +316,13 @@ class _Trial:
         params = count_params(compacted)
         # The model directory ships what is measured: with onnxruntime, the graph timed here.
         served = self._serve(copy.deepcopy(compacted), self.output_dir / MODEL_DIR)
-        quality = evaluate(served.model, self.eval_inputs, self.eval_split.labels, device=served.device)
+        quality = self._evaluate(served.model, served.device)
         latencies = self._student_and_teacher_latency(served)
         student_latency, teacher_latency = latencies["student"], latencies["teacher"]
         same_runtime = latencies.get("teacher_runtime", teacher_latency)
-        teacher_accuracy = float(self.teacher.baseline[M.ACCURACY])
         return {
-            M.ACCURACY: quality.accuracy, M.F1_MACRO: quality.f1_macro,
-            M.ACCURACY_DROP: teacher_accuracy - quality.accuracy,
+            **quality, **self._drops(quality),
+            **{M.teacher_key(key): float(self.teacher.baseline[key]) for key in quality},
             M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
             M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
             M.SPEEDUP_SAME_RUNTIME: same_runtime.median_ms / student_latency.median_ms,
@@ -322,7 +333,7 @@ class _Trial:
             M.PARAMS: params, M.SPARSITY: sparsity,
             **self._structure_metrics(structure),
             M.TRAIN_SECONDS: self.progress.train_seconds,
-            M.TEACHER_ACCURACY: teacher_accuracy, M.TEACHER_LATENCY_MS: teacher_latency.median_ms,
+            M.TEACHER_LATENCY_MS: teacher_latency.median_ms,
             M.LAYER_HEADS: list(structure.layer_heads), M.LAYER_FFN: list(structure.layer_intermediate_sizes),
             M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss, **extras,
         }
@@ -346,7 +357,7 @@ class _Trial:
         self.progress.last_loss, seconds = filling.distil(
             compacted, self.train_set, steps=s.fill_steps, batch_size=s.batch_size, seed=s.seed,
             learning_rate=s.learning_rate, temperature=s.temperature, alpha=s.alpha, precision=s.precision,
-            device=self.device)
+            device=self.device, kind=self.kind)
         self.progress.train_seconds += seconds
         return seconds
 
@@ -361,7 +372,7 @@ class _Trial:
         return measure_latency(model, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                vocab_size=self.student.config.vocab_size, device=device,
                                min_run_time=latency.min_run_time, threads=latency.threads,
-                               max_spread=latency.max_spread)
+                               max_spread=latency.max_spread, token_types=self.token_types)
 
     def _serve(self, compacted: torch.nn.Module, work_dir) -> Served:
         """The compacted student in the trial's runtime and inference precision."""
@@ -383,7 +394,7 @@ class _Trial:
         return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                    vocab_size=self.student.config.vocab_size, device=device,
                                    min_run_time=latency.min_run_time, threads=latency.threads,
-                                   rounds=latency.rounds, max_spread=latency.max_spread)
+                                   rounds=latency.rounds, max_spread=latency.max_spread, token_types=self.token_types)
 
     # ------------------------------------------------------------------ checkpoints
 

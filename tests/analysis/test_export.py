@@ -97,7 +97,10 @@ def test_onnx_matches_pytorch(exported):
     model = AutoModelForSequenceClassification.from_pretrained(str(result.out_dir)).eval()
     batch = tokenizer(list(SAMPLE_TEXTS[2:7]), padding=True, return_tensors="np")
     session = onnxruntime.InferenceSession(str(result.out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+    # The graph takes what the tokenizer makes: BERT's token types too.
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+    (logits,) = session.run(["logits"], {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask",
+                                                                                 "token_type_ids")})
     with torch.no_grad():
         expected = model(input_ids=torch.from_numpy(batch["input_ids"]),
                          attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()

@@ -75,9 +75,9 @@ def test_a_checkpoint_of_another_configuration_is_never_continued(tiny_config, t
 def test_nan_loss_fails_the_trial_with_its_reason(tiny_config, tmp_path, monkeypatch):
     import torch
 
-    from prunetune.trainables import trial as trial_module
+    from prunetune.trainables.training import distill
 
-    monkeypatch.setattr(trial_module, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(distill, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrialError, match="loss is nan at step 0"):
         run_trial(tiny_config(), output_dir=tmp_path)
 

@@ -1,7 +1,7 @@
 """Compacted classifiers of any family: each layer keeps its own number of heads and FFN neurons.
 
-A family's compacted model is its own sequence classifier (``BertForSequenceClassification``,
-``RobertaForSequenceClassification``, ...) whose config also stores ``layer_heads`` and
+A family's compacted model is its own model with the task's head (``BertForSequenceClassification``,
+``BertForTokenClassification``, ``RobertaForQuestionAnswering``, ...) whose config also stores ``layer_heads`` and
 ``layer_intermediate_sizes``; building it makes the full-size model from the config, then
 shrinks each layer's linear maps to those widths, so ``from_pretrained`` loads the sliced
 weights as they are. State-dict keys stay the family's own. A layer left with no head and
@@ -21,7 +21,7 @@ import torch
 import transformers
 from torch import nn
 
-from ._spec import HEAD_COLUMNS, HEAD_ROWS, ROLES, FamilySpec
+from ._spec import DEFAULT_HEAD, HEAD_COLUMNS, HEAD_ROWS, ROLES, FamilySpec
 
 
 def get_path(root: nn.Module, path: str):
@@ -250,11 +250,16 @@ def _resized(linear: nn.Linear, *, in_features: int | None = None, out_features:
     )
 
 
+def pruned_classes(spec: FamilySpec, module: str = __name__, head: str = DEFAULT_HEAD) -> tuple[type, type]:
+    """The (config, model) classes of ``spec``'s compacted models with ``head``, defined in ``module``."""
+    return pruned_config_class(spec, module), pruned_model_class(spec, module, head)
+
+
 @functools.cache
-def pruned_classes(spec: FamilySpec, module: str = __name__) -> tuple[type, type]:
-    """The (config, model) classes of ``spec``'s compacted models, defined in ``module``."""
+def pruned_config_class(spec: FamilySpec, module: str = __name__) -> type:
+    """The config of ``spec``'s compacted models: the family's config plus per-layer widths (one per family,
+    shared by every head)."""
     base_config = getattr(transformers, spec.config_class)
-    base_model = getattr(transformers, spec.model_class)
     keys = spec.config_keys
 
     def config_init(self, layer_heads: list[int] | None = None, layer_intermediate_sizes: list[int] | None = None,
@@ -271,16 +276,23 @@ def pruned_classes(spec: FamilySpec, module: str = __name__) -> tuple[type, type
         if any(not 0 <= index < layers for index in self.skipped_layers):
             raise ValueError(f"skipped_layers {self.skipped_layers}: layers are numbered 0 to {layers - 1}")
 
+    return type(spec.pruned_config_name, (base_config,), {
+        "__module__": module, "__init__": config_init, "model_type": spec.pruned_model_type,
+        "__doc__": f"{spec.config_class} plus the per-layer head counts and FFN widths left by compaction.",
+    })
+
+
+@functools.cache
+def pruned_model_class(spec: FamilySpec, module: str = __name__, head: str = DEFAULT_HEAD) -> type:
+    """The compacted model of ``spec`` with ``head`` (its task): the family's own class, shrunk per layer."""
+    base_model = getattr(transformers, spec.head_class(head))
+    config_class = pruned_config_class(spec, module)
+
     def model_init(self, config) -> None:
         base_model.__init__(self, config)
         shrink(self, spec, config.layer_heads, config.layer_intermediate_sizes, getattr(config, "skipped_layers", []))
 
-    config_class = type(spec.pruned_config_name, (base_config,), {
-        "__module__": module, "__init__": config_init, "model_type": spec.pruned_model_type,
-        "__doc__": f"{spec.config_class} plus the per-layer head counts and FFN widths left by compaction.",
-    })
-    model_class = type(spec.pruned_model_name, (base_model,), {
+    return type(spec.pruned_head_name(head), (base_model,), {
         "__module__": module, "__init__": model_init, "config_class": config_class,
-        "__doc__": f"A compacted {spec.model_class}: each layer has its own heads and FFN width.",
+        "__doc__": f"A compacted {spec.head_class(head)}: each layer has its own heads and FFN width.",
     })
-    return config_class, model_class

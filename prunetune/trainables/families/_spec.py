@@ -19,6 +19,17 @@ ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
 #: The roles whose rows are per-head (sliced by head) and the one whose columns are.
 HEAD_ROWS = ("query", "key", "value")
 HEAD_COLUMNS = "attention_output"
+#: transformers' task heads a compacted model can carry (the class name's suffix: ``Bert`` + head).
+HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+DEFAULT_HEAD = HEADS[0]
+
+
+def head_of(class_name: str) -> str:
+    """The task head a model class name ends with (``PrunedBertForTokenClassification`` -> ``ForTokenClassification``)."""
+    for head in HEADS:
+        if class_name.endswith(head):
+            return head
+    raise ValueError(f"{class_name!r} carries none of the task heads {', '.join(HEADS)}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,15 @@ class FamilySpec:
 
     @property
     def pruned_model_name(self) -> str:
-        return f"Pruned{self.class_prefix}ForSequenceClassification"
+        return self.pruned_head_name(DEFAULT_HEAD)
+
+    def pruned_head_name(self, head: str) -> str:
+        """The compacted model class with ``head`` (``PrunedBertForQuestionAnswering``)."""
+        return f"Pruned{self.class_prefix}{head}"
+
+    def head_class(self, head: str) -> str:
+        """The family's own transformers class with ``head`` (``BertForQuestionAnswering``)."""
+        return f"{self.class_prefix}{head}"
 
     def path(self, role: str) -> str:
         """The attribute path of a prunable role inside one layer."""

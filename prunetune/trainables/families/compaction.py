@@ -36,7 +36,18 @@ from prunetune.trainables.families._modeling import (
     layer_views,
     pruned_classes,
 )
-from prunetune.trainables.families._spec import HEAD_COLUMNS, HEAD_ROWS
+from prunetune.trainables.families._spec import (
+    DEFAULT_HEAD,
+    HEAD_COLUMNS,
+    HEAD_ROWS,
+    HEADS,
+    head_of,
+)
+
+#: transformers' Auto class of each task head.
+AUTO_CLASSES = {head: f"AutoModel{head}" for head in HEADS}
+#: The outputs a task head returns (what compaction and the ONNX export compare).
+HEAD_OUTPUTS = ("logits", "start_logits", "end_logits")
 
 #: Relative tolerance of the compaction check: float32 sums in another order differ by ~1e-6.
 LOGIT_RTOL = 1e-4
@@ -113,9 +124,10 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     alive_heads = [[] if view.skipped else live_heads(view) for view in views]
     alive_neurons = [[] if view.skipped else live_neurons(view) for view in views]
     heads, neurons = map(list, zip(*(kept_units(h, n) for h, n in zip(alive_heads, alive_neurons))))
+    head = head_of(type(model).__name__)
     config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons],
-                              skipped_layers=skipped)
-    _, model_class = compacted_classes(spec)
+                              skipped_layers=skipped, head=head)
+    _, model_class = compacted_classes(spec, head)
     compacted = model_class(config).to(next(model.parameters()).device)
     compacted.load_state_dict(_held_by(compacted, spec, _sliced_state_dict(model, views, heads, neurons)))
     compacted.eval()
@@ -132,13 +144,13 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
 
 
 def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int], *,
-                     skipped_layers: list[int] = ()):
+                     skipped_layers: list[int] = (), head: str = DEFAULT_HEAD):
     """The compacted model's config: ``config`` with the per-layer widths and the compacted type."""
     values = config.to_dict()
     for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "skipped_layers", "architectures",
                   "auto_map", "transformers_version"):
         values.pop(stale, None)
-    config_class, model_class = compacted_classes(spec)
+    config_class, model_class = compacted_classes(spec, head)
     return config_class(layer_heads=layer_heads, layer_intermediate_sizes=layer_widths,
                         skipped_layers=list(skipped_layers), architectures=[model_class.__name__], **values)
 
@@ -194,9 +206,14 @@ def logit_difference(reference: nn.Module, candidate: nn.Module, *, vocab_size: 
     attention_mask = torch.ones_like(input_ids)
     attention_mask[0, seq_len // 2:] = 0  # exercise padding too
     reference.eval(), candidate.eval()
-    expected = reference(input_ids=input_ids, attention_mask=attention_mask).logits
-    actual = candidate(input_ids=input_ids, attention_mask=attention_mask).logits
+    expected = head_outputs(reference(input_ids=input_ids, attention_mask=attention_mask))
+    actual = head_outputs(candidate(input_ids=input_ids, attention_mask=attention_mask))
     return float((expected - actual).abs().max()), float(expected.abs().max())
+
+
+def head_outputs(outputs) -> torch.Tensor:
+    """Every output of a task head (class logits, token logits, start and end logits), flattened per row."""
+    return torch.cat([outputs[name].flatten(1) for name in HEAD_OUTPUTS if outputs.get(name) is not None], dim=1)
 
 
 def max_logit_difference(reference: nn.Module, candidate: nn.Module, *, vocab_size: int, **kwargs) -> float:
@@ -220,27 +237,44 @@ def compact_and_verify(model: nn.Module, *, rtol: float = LOGIT_RTOL) -> tuple[n
 # --------------------------------------------------------------------------- classes, save and load
 
 
-def compacted_classes(spec: FamilySpec) -> tuple[type, type]:
-    """The family's compacted (config, model) classes, registered with transformers' Auto classes."""
-    classes = pruned_classes(spec)
-    _register(spec, *classes)
+def compacted_classes(spec: FamilySpec, head: str = DEFAULT_HEAD) -> tuple[type, type]:
+    """The family's compacted (config, model) classes with ``head``, registered with transformers' Auto classes."""
+    classes = pruned_classes(spec, head=head)
+    _register(spec, *classes, head=head)
     return classes
 
 
-def _register(spec: FamilySpec, config_class: type, model_class: type) -> None:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def _register(spec: FamilySpec, config_class: type, model_class: type, *, head: str) -> None:
+    import transformers
 
     # A second registration in the same process raises ValueError: nothing to do then.
     with contextlib.suppress(ValueError):
-        AutoConfig.register(spec.pruned_model_type, config_class)
+        transformers.AutoConfig.register(spec.pruned_model_type, config_class)
     with contextlib.suppress(ValueError):
-        AutoModelForSequenceClassification.register(config_class, model_class)
+        getattr(transformers, AUTO_CLASSES[head]).register(config_class, model_class)
 
 
 def register_auto_classes() -> None:
-    """Let AutoConfig / AutoModelForSequenceClassification / pipeline() load every family's compacted models."""
+    """Let AutoConfig / AutoModelFor... / pipeline() load every family's compacted models, with every head."""
     for spec in FAMILIES.values():
-        compacted_classes(spec)
+        for head in HEADS:
+            compacted_classes(spec, head)
+
+
+def auto_class_of(model_dir: str | Path):
+    """The transformers Auto class that loads a saved model with the head its ``architectures`` names."""
+    import transformers
+
+    architectures = json.loads((Path(model_dir) / "config.json").read_text()).get("architectures") or []
+    head = head_of(architectures[0]) if architectures else DEFAULT_HEAD
+    return getattr(transformers, AUTO_CLASSES[head])
+
+
+def load_model_dir(model_dir: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Any saved model of a supported family (a dense teacher, a compacted student), with its own head."""
+    register_auto_classes()
+    model = auto_class_of(model_dir).from_pretrained(str(model_dir), trust_remote_code=False)
+    return model.to(device).eval()
 
 
 def modeling_file(spec: FamilySpec) -> str:
@@ -264,9 +298,25 @@ def ship_modeling_code(model_dir: str | Path, spec: FamilySpec) -> list[Path]:
     config = json.loads(config_path.read_text())
     stem = entry.stem
     config["auto_map"] = {"AutoConfig": f"{stem}.{spec.pruned_config_name}",
-                          "AutoModelForSequenceClassification": f"{stem}.{spec.pruned_model_name}"}
+                          **{AUTO_CLASSES[head]: f"{stem}.{spec.pruned_head_name(head)}" for head in HEADS}}
+    if head_of((config.get("architectures") or [DEFAULT_HEAD])[0]) == QA_HEAD:
+        shipped.append(ship_qa_pipeline(model_dir, config))
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return [*map(Path, shipped), entry]
+
+
+#: The head whose pipeline transformers 5 no longer has: its exports ship their own (``_qa_pipeline.py``).
+QA_HEAD = "ForQuestionAnswering"
+QA_PIPELINE_TASK = "question-answering"
+
+
+def ship_qa_pipeline(model_dir: Path, config: dict) -> Path:
+    """Copy the extractive-QA pipeline into ``model_dir`` and name it in ``custom_pipelines``, so that
+    ``pipeline("question-answering", model=DIR, trust_remote_code=True)`` serves the model."""
+    target = Path(shutil.copyfile(Path(__file__).parent / "_qa_pipeline.py", model_dir / "_qa_pipeline.py"))
+    config["custom_pipelines"] = {QA_PIPELINE_TASK: {
+        "impl": "_qa_pipeline.ExtractiveQuestionAnsweringPipeline", "pt": [AUTO_CLASSES[QA_HEAD]], "type": "text"}}
+    return target
 
 
 def _family_module_file(spec: FamilySpec) -> str:
@@ -276,11 +326,14 @@ def _family_module_file(spec: FamilySpec) -> str:
 
 
 def _entry_module(spec: FamilySpec, family_module: str) -> str:
+    classes = "".join(f"{spec.pruned_head_name(head)} = pruned_model_class(SPEC, __name__, {head!r})\n"
+                      for head in HEADS)
     return (
-        f'"""A compacted {spec.model_class} (prunetune): each layer keeps its own heads and FFN width."""\n\n'
-        "from ._modeling import pruned_classes\n"
+        f'"""Compacted {spec.class_prefix} models (prunetune): each layer keeps its own heads and FFN width."""\n\n'
+        "from ._modeling import pruned_config_class, pruned_model_class\n"
         f"from .{family_module} import SPEC\n\n"
-        f"{spec.pruned_config_name}, {spec.pruned_model_name} = pruned_classes(SPEC, __name__)\n"
+        f"{spec.pruned_config_name} = pruned_config_class(SPEC, __name__)\n"
+        + classes
     )
 
 
@@ -298,15 +351,12 @@ def save_compacted(model: nn.Module, directory: str | Path, *, tokenizer=None) -
 
 def load_compacted(directory: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
     """A saved compacted model, through prunetune's own classes (no remote code is run)."""
-    from transformers import AutoModelForSequenceClassification
-
-    register_auto_classes()
-    model = AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=False)
-    return model.to(device).eval()
+    return load_model_dir(directory, device=device)
 
 
 def model_of_structure(config_file: str | Path) -> nn.Module:
     """An untrained compacted model with the structure saved in ``config_file`` (to load weights into)."""
     raw = json.loads(Path(config_file).read_text())
-    config_class, model_class = compacted_classes(family_for(raw.get("model_type")))
+    head = head_of((raw.get("architectures") or [DEFAULT_HEAD])[0])
+    config_class, model_class = compacted_classes(family_for(raw.get("model_type")), head)
     return model_class(config_class.from_json_file(str(config_file)))

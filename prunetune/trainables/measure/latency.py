@@ -90,6 +90,7 @@ def measure_latency(
     threads: int | None = None,
     rounds: int = 1,
     max_spread: float = 0.1,
+    token_types: bool = False,
 ) -> Latency:
     """Median and 95th-percentile time of one forward pass on random token ids, in the timing slot.
 
@@ -98,7 +99,7 @@ def measure_latency(
     """
     return measure_alternating({"model": model}, batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size,
                                device=device, min_run_time=min_run_time, threads=threads, rounds=rounds,
-                               max_spread=max_spread)["model"]
+                               max_spread=max_spread, token_types=token_types)["model"]
 
 
 def measure_alternating(
@@ -112,6 +113,7 @@ def measure_alternating(
     threads: int | None = None,
     rounds: int = 5,
     max_spread: float = 0.1,
+    token_types: bool = False,
 ) -> dict[str, Latency]:
     """Time several models in alternating rounds, in the timing slot; one Latency per name.
 
@@ -121,7 +123,8 @@ def measure_alternating(
     wider is flagged noisy.
     """
     threads = threads or torch.get_num_threads()
-    inputs = latency_inputs(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, device=device)
+    inputs = latency_inputs(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, device=device,
+                            token_types=token_types)
     timers = {name: benchmark.Timer(stmt="model(**inputs)", globals={"model": model, "inputs": inputs},
                                     num_threads=threads) for name, model in models.items()}
     with timing_slot(), contextlib.ExitStack() as modes, torch.inference_mode():
@@ -173,14 +176,28 @@ def relative_spread(values: list[float]) -> float:
     return float((q75 - q25) / q50) if q50 > 0 else 0.0
 
 
-def latency_inputs(*, batch_size: int, seq_len: int, vocab_size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Seeded random token ids (the same for every model timed) and a full attention mask."""
+def latency_inputs(*, batch_size: int, seq_len: int, vocab_size: int, device: torch.device,
+                   token_types: bool = False) -> dict[str, torch.Tensor]:
+    """Seeded random token ids (the same for every model timed) and a full attention mask; with
+    ``token_types``, the token types of a pair (or a question and its context): the second half
+    of the sequence is the second segment, as the model is fed in deployment."""
     generator = torch.Generator().manual_seed(LATENCY_INPUT_SEED)
     input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
-    return {
+    inputs = {
         "input_ids": input_ids.to(device),
         "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long, device=device),
     }
+    if token_types:
+        types = torch.zeros(batch_size, seq_len, dtype=torch.long)
+        types[:, seq_len // 2:] = 1
+        inputs["token_type_ids"] = types.to(device)
+    return inputs
+
+
+def uses_token_types(model) -> bool:
+    """Whether a model tells two segments apart by token types (BERT, ELECTRA: yes; RoBERTa, DistilBERT: no)."""
+    config = getattr(model, "config", None)
+    return int(getattr(config, "type_vocab_size", 0) or 0) > 1
 
 
 def _timed_runs(timer: benchmark.Timer, min_run_time: float, *,

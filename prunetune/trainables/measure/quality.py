@@ -1,10 +1,16 @@
-"""Quality: accuracy and macro-F1 of argmax predictions, in eval mode, without autograd."""
+"""Quality: a task's metrics of a model's predictions, in eval mode, without autograd.
+
+:func:`evaluate_task` scores any task kind (its head outputs over the encoded split, then the
+kind's own metrics); :func:`evaluate` is classification's accuracy and macro-F1 of argmax
+predictions.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,15 +35,38 @@ def predict_logits(
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> torch.Tensor:
     """Logits of every example, float32 on the CPU, shape (N, num_labels)."""
+    return predict_outputs(model, encodings, head_output=lambda outputs: outputs.logits, device=device,
+                           batch_size=batch_size, autocast=autocast)
+
+
+def predict_outputs(
+    model: nn.Module,
+    encodings: dict[str, torch.Tensor],
+    *,
+    head_output: Callable[[Any], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 64,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> torch.Tensor:
+    """``head_output`` of every feature (a task kind's), float32 on the CPU."""
     total = _num_examples(encodings)
     chunks = []
     with eval_mode(model), torch.inference_mode():
         for start in range(0, total, batch_size):
             batch = {key: value[start : start + batch_size].to(device) for key, value in encodings.items()}
             with autocast if autocast is not None else contextlib.nullcontext():
-                logits = model(**batch).logits
-            chunks.append(logits.float().cpu())
+                outputs = head_output(model(**batch))
+            chunks.append(outputs.float().cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
+
+
+def evaluate_task(model: nn.Module, encoded, split, *, kind, label_names: tuple[str, ...], task, device: torch.device,
+                  autocast: contextlib.AbstractContextManager | None = None) -> dict[str, float]:
+    """The metrics of task ``kind`` (a TaskKind) of ``model`` on ``split``, encoded as ``encoded``."""
+    if len(encoded) == 0:
+        raise DataError("evaluate: the split to evaluate on is empty")
+    outputs = predict_outputs(model, encoded.inputs, head_output=kind.head_output, device=device, autocast=autocast)
+    return kind.score(outputs, encoded, split, label_names, task)
 
 
 def evaluate(
@@ -56,8 +85,8 @@ def evaluate(
     logits = predict_logits(model, encodings, device=device, batch_size=batch_size, autocast=autocast)
     predictions = logits.argmax(dim=-1).tolist()
     return Quality(
-        accuracy=_accuracy(predictions, labels),
-        f1_macro=_f1_macro(predictions, labels),
+        accuracy=accuracy(predictions, labels),
+        f1_macro=f1_macro(predictions, labels),
         predictions=tuple(predictions),
     )
 
@@ -69,11 +98,11 @@ def _num_examples(encodings: dict[str, torch.Tensor]) -> int:
     return next(iter(sizes.values()))
 
 
-def _accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
+def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
     return sum(int(p == y) for p, y in zip(predictions, labels)) / len(labels)
 
 
-def _f1_macro(predictions: Sequence[int], labels: Sequence[int]) -> float:
+def f1_macro(predictions: Sequence[int], labels: Sequence[int]) -> float:
     from sklearn.metrics import f1_score
 
     # Averaged over the classes present in the truth or the predictions; a class

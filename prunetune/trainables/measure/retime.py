@@ -34,6 +34,7 @@ class RetimeRequest:
     rounds: int
     max_spread: float
     runtime: str = "torch"
+    token_types: bool = False  # two segments (a pair, a question and its context), for families that have them
 
 
 def retime(request: RetimeRequest) -> dict[str, Any]:
@@ -41,10 +42,9 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     import copy
 
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    from prunetune.trainables.families.compaction import load_compacted
-    from prunetune.trainables.measure.latency import measure_alternating
+    from prunetune.trainables.families.compaction import load_compacted, load_model_dir
+    from prunetune.trainables.measure.latency import measure_alternating, uses_token_types
     from prunetune.trainables.measure.runtimes import (
         ONNX_FILE,
         OrtModel,
@@ -56,7 +56,7 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
 
     def dense_teacher(on: torch.device):
-        return AutoModelForSequenceClassification.from_pretrained(request.teacher_dir).to(on).eval()
+        return load_model_dir(request.teacher_dir, device=on)
 
     if request.runtime == "onnxruntime":  # the graph the trial measured and ships
         student, serving_device = OrtModel(Path(request.model_dir) / ONNX_FILE, threads=request.threads), torch.device("cpu")
@@ -66,6 +66,7 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
         student, serving_device = served.model, served.device
     teacher = dense_teacher(serving_device)
     models = {"student": student, "teacher": teacher}
+    token_types = request.token_types or (_task_has_pair(Path(request.model_dir)) and uses_token_types(teacher))
     if (request.runtime, request.inference_precision) != ("torch", "fp32"):
         models["teacher_runtime"] = serve_teacher(
             lambda: copy.deepcopy(teacher).to(device), runtime=request.runtime, precision=request.inference_precision,
@@ -73,7 +74,7 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     timed = measure_alternating(models, batch_size=request.batch_size, seq_len=request.seq_len,
                                 vocab_size=models["teacher"].config.vocab_size, device=serving_device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
-                                max_spread=request.max_spread)
+                                max_spread=request.max_spread, token_types=token_types)
     student_latency, teacher_latency = timed["student"], timed["teacher"]
     same_runtime = timed.get("teacher_runtime", teacher_latency)
     return {
@@ -85,3 +86,18 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
         M.LATENCY_SPREAD: max(latency.spread for latency in timed.values()),
         M.LATENCY_NOISY: student_latency.noisy,
     }
+
+
+def _task_has_pair(model_dir: Path) -> bool:
+    """Whether the trial's task feeds two segments (its result.json beside the model says which task)."""
+    import json
+
+    from prunetune.config import TaskConfig
+    from prunetune.names import RESULT_FILE
+    from prunetune.trainables.tasks import TASKS
+
+    result = model_dir.parent / RESULT_FILE
+    if not result.is_file():
+        return False
+    task = TaskConfig.model_validate(json.loads(result.read_text()).get("config", {}).get("task", {}))
+    return TASKS[task.kind].has_pair(task)

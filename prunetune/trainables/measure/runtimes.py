@@ -9,8 +9,11 @@ and latency are measured by the same code for every runtime.
 ONNX Runtime:
 
 - The graph is exported with the TorchScript exporter (``dynamo=False``): the
-  torch.export-based one needs the onnxscript package. Inputs ``input_ids`` and
-  ``attention_mask`` (batch and sequence axes dynamic), output ``logits``. Layers with
+  torch.export-based one needs the onnxscript package. Inputs ``input_ids``,
+  ``attention_mask`` and, for families that tell segments apart (BERT, ELECTRA),
+  ``token_type_ids`` (batch and sequence axes dynamic); outputs the task head's own
+  (``logits``, or ``start_logits`` and ``end_logits``), named as transformers names them, so
+  that the graph is fed and read as the PyTorch model is. Layers with
   different head counts and FFN widths export as they are: each layer's reshapes use its
   own sizes.
 - int8 is ONNX Runtime's dynamic quantisation (int8 weights, activations quantised at run
@@ -41,24 +44,30 @@ from prunetune.trainables.measure.runtime_checks import (
 )
 
 ONNX_INPUTS = ("input_ids", "attention_mask")
+TOKEN_TYPES = "token_type_ids"
 ONNX_OPSET = 17
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
 
 
-@dataclass
-class _Output:
-    logits: torch.Tensor
+class _Output(dict):
+    """The graph's outputs by name, read as attributes too (``.logits``), like transformers' outputs."""
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class OrtModel:
-    """An ONNX Runtime session that is called like a transformers classifier.
+    """An ONNX Runtime session that is called like a transformers model with a task head.
 
-    ``model(input_ids=..., attention_mask=...)`` returns an object with ``.logits`` (a
-    float32 CPU tensor); other inputs the tokenizer makes (``token_type_ids``) are ignored,
-    as the exported graph has none. ``eval``/``train`` exist so that the measuring code can
-    treat it as a module.
+    ``model(input_ids=..., attention_mask=..., token_type_ids=...)`` returns an object with the
+    head's outputs (``.logits``, or ``.start_logits`` and ``.end_logits``; float32 CPU tensors);
+    inputs the graph does not take are ignored. ``eval``/``train`` exist so that the measuring
+    code can treat it as a module.
     """
 
     training = False
@@ -74,11 +83,15 @@ class OrtModel:
         self.path = Path(path)
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [node.name for node in self.session.get_inputs()]
+        self.output_names = [node.name for node in self.session.get_outputs()]
 
     def __call__(self, **inputs: torch.Tensor) -> _Output:
+        if TOKEN_TYPES in self.input_names and TOKEN_TYPES not in inputs:
+            # One segment, as a transformers model assumes when it is given no token types.
+            inputs = {**inputs, TOKEN_TYPES: torch.zeros_like(inputs["input_ids"])}
         feeds = {name: inputs[name].detach().cpu().numpy() for name in self.input_names}
-        (logits,) = self.session.run(["logits"], feeds)
-        return _Output(torch.from_numpy(logits))
+        outputs = self.session.run(self.output_names, feeds)
+        return _Output({name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)})
 
     def eval(self) -> "OrtModel":
         return self
@@ -87,41 +100,77 @@ class OrtModel:
         return self
 
 
-class _LogitsOnly(nn.Module):
-    """``(input_ids, attention_mask) -> logits``: the ONNX graph's signature."""
+class _HeadOutputs(nn.Module):
+    """``(input_ids, attention_mask[, token_type_ids]) -> the head's outputs``: the ONNX graph's signature."""
 
-    def __init__(self, inner: nn.Module):
+    def __init__(self, inner: nn.Module, input_names: list[str], output_names: list[str]):
         super().__init__()
-        self.inner = inner
+        self.inner, self.input_names, self.output_names = inner, input_names, output_names
 
-    def forward(self, input_ids, attention_mask):
-        return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(self, *inputs):
+        outputs = self.inner(**dict(zip(self.input_names, inputs)))
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def onnx_input_names(model: nn.Module) -> list[str]:
+    """The graph's inputs: token types only for families that tell segments apart."""
+    from prunetune.trainables.measure.latency import uses_token_types
+
+    return [*ONNX_INPUTS, TOKEN_TYPES] if uses_token_types(model) else list(ONNX_INPUTS)
+
+
+def sample_inputs(model: nn.Module, *, batch_size: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random inputs the graph takes, padding in the first row and, where the family has token
+    types, a second segment in the second half of each row (a pair, a question's context)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {"input_ids": torch.randint(0, int(model.config.vocab_size), (batch_size, seq_len), generator=generator)}
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["attention_mask"][0, seq_len // 2:] = 0
+    if TOKEN_TYPES in onnx_input_names(model):
+        inputs[TOKEN_TYPES] = torch.zeros_like(inputs["input_ids"])
+        inputs[TOKEN_TYPES][:, seq_len // 2:] = 1
+    return inputs
+
+
+def head_output_names(model: nn.Module, inputs: dict[str, torch.Tensor]) -> list[str]:
+    from prunetune.trainables.families.compaction import HEAD_OUTPUTS
+
+    outputs = model(**inputs)
+    return [name for name in HEAD_OUTPUTS if outputs.get(name) is not None]
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, seq_len: int = 16) -> Path:
     """Write ``model`` (fp32, CPU) as an ONNX graph with dynamic batch and sequence axes.
 
-    The trace runs on a batch of two with padding in one row, so the attention-mask path
-    is part of the graph.
+    The trace runs on a batch of two with padding in one row (and two segments where the family
+    has token types), so the attention-mask and token-type paths are part of the graph.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
-    vocab = int(model.config.vocab_size)
-    input_ids = torch.randint(0, vocab, (2, seq_len), generator=torch.Generator().manual_seed(0))
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[1, seq_len // 2:] = 0
+    inputs = sample_inputs(model, batch_size=2, seq_len=seq_len, seed=0)
+    input_names = list(inputs)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        output_names = head_output_names(model, inputs)
+        axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+        output_axes = {0: "batch", 1: "sequence"} if _per_token(model) else {0: "batch"}
+        axes.update({name: output_axes for name in output_names})
         torch.onnx.export(
             # In eval mode: the exporter puts the wrapper back in its own mode afterwards, and a
             # fresh module is in training mode, which would turn the model's dropout on.
-            _LogitsOnly(model).eval(), (input_ids, attention_mask), str(path), input_names=list(ONNX_INPUTS),
-            output_names=["logits"], opset_version=ONNX_OPSET, dynamo=False,
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          "logits": {0: "batch"}},
+            _HeadOutputs(model, input_names, output_names).eval(), tuple(inputs.values()), str(path),
+            input_names=input_names, output_names=output_names, opset_version=ONNX_OPSET, dynamo=False,
+            dynamic_axes=axes,
         )
     return path
+
+
+def _per_token(model: nn.Module) -> bool:
+    """Whether the head outputs one row per token (tagging, QA): their sequence axis is dynamic too."""
+    from prunetune.trainables.families._spec import head_of
+
+    return head_of(type(model).__name__) != "ForSequenceClassification"
 
 
 def quantize_onnx_int8(source: str | Path, target: str | Path) -> Path:
@@ -164,13 +213,12 @@ def build_onnx(model: nn.Module, directory: str | Path, precision: str) -> Path:
 @torch.no_grad()
 def onnx_difference(model: nn.Module, path: str | Path, *, seq_len: int = 24, batch_size: int = 3) -> float:
     """Largest |logit difference| between ``model`` (PyTorch) and the graph at ``path``, on padded random inputs."""
+    from prunetune.trainables.families.compaction import head_outputs
+
     model = model.float().cpu().eval()
-    generator = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(0, int(model.config.vocab_size), (batch_size, seq_len), generator=generator)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[0, seq_len // 3:] = 0
-    expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    actual = OrtModel(path, threads=1)(input_ids=input_ids, attention_mask=attention_mask).logits
+    inputs = sample_inputs(model, batch_size=batch_size, seq_len=seq_len, seed=1)
+    expected = head_outputs(model(**inputs))
+    actual = head_outputs(OrtModel(path, threads=1)(**inputs))
     return float((expected - actual).abs().max())
 
 

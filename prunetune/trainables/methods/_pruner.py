@@ -18,8 +18,10 @@ class PruningContext:
     """Everything a method may need to build its pruner and its training set.
 
     ``settings`` is the trial's configuration (``TrialConfig``); ``texts`` / ``labels`` are
-    the training split (a method that must not read labels ignores them); ``teacher_logits``
-    are the teacher's cached logits on those texts; ``measure_ms`` times a model with the
+    the training split (a method that must not read labels ignores them), ``pairs`` its second
+    texts (sentence pairs) or None; ``train_split`` is that split as the task ``kind`` reads it,
+    with ``task`` its configuration; ``teacher_logits`` are the teacher's cached outputs on the
+    encoded split (the kind's head outputs); ``measure_ms`` times a model with the
     trial's latency settings (median milliseconds); ``cache_dir`` holds what is measured
     once per teacher (latency cost tables).
     """
@@ -35,6 +37,10 @@ class PruningContext:
     device: torch.device
     measure_ms: Callable[[nn.Module], float]
     cache_dir: Path
+    kind: Any = None
+    train_split: Any = None
+    task: Any = None
+    pairs: Sequence[str] | None = None
 
 
 class Pruner(nn.Module):

@@ -211,15 +211,14 @@ def prepare_tables(config, model_dir, cache_dir) -> list[LatencyTable]:
     instead (the same cache, so another search with the same teacher finds them). The thread
     count is the trial's: ``latency.threads``, else the cores a trial is given.
     """
-    from transformers import AutoModelForSequenceClassification
-
     from prunetune.config import speed_table_settings
+    from prunetune.trainables.families.compaction import load_model_dir
     from prunetune.trainables.training.precision import resolve_device
 
     pairs = speed_table_settings(config)
     if not pairs:
         return []
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model = load_model_dir(model_dir)
     settings = config.trial
     threads = settings.latency.threads or max(1, int(config.cluster.cpus_per_trial))
     device = resolve_device(settings.device)

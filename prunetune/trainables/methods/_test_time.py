@@ -88,11 +88,12 @@ def pseudo_labelled_samples(context: PruningContext) -> tuple[DistillationSet, D
     options = context.settings.test_time
     return draw_samples(context.texts, context.teacher_logits, tokenizer=context.tokenizer,
                         max_length=context.max_length, samples=options.pseudo_label_samples,
-                        ranking=options.ranking_samples, seed=context.settings.seed)
+                        ranking=options.ranking_samples, seed=context.settings.seed, pairs=context.pairs)
 
 
 def draw_samples(texts: Sequence[str], teacher_logits: torch.Tensor, *, tokenizer, max_length: int,
-                 samples: int, ranking: int, seed: int) -> tuple[DistillationSet, DistillationSet]:
+                 samples: int, ranking: int, seed: int,
+                 pairs: Sequence[str] | None = None) -> tuple[DistillationSet, DistillationSet]:
     """(distillation samples, held-out ranking slice), drawn from ``texts`` and labelled by the teacher.
 
     Takes the texts only: the ground-truth labels of the split are never read.
@@ -103,7 +104,8 @@ def draw_samples(texts: Sequence[str], teacher_logits: torch.Tensor, *, tokenize
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed))[:count].tolist()
     held_out = min(ranking, count - 1)
     return tuple(
-        pseudo_labelled_set(tokenizer, [texts[i] for i in rows], teacher_logits[rows], max_length=max_length)
+        pseudo_labelled_set(tokenizer, [texts[i] for i in rows], teacher_logits[rows], max_length=max_length,
+                            pairs=[pairs[i] for i in rows] if pairs is not None else None)
         for rows in (order[held_out:], order[:held_out])
     )
 

@@ -8,10 +8,12 @@ from typing import Sequence
 import torch
 
 
-def encode(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-    """Tokenise once, padded to ``max_length`` so that every batch has the same shape."""
+def encode(tokenizer, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Tokenise once (texts, or sentence pairs), padded to ``max_length`` so that every batch has the same shape."""
+    second = (list(pairs),) if pairs is not None else ()
     return dict(
-        tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+        tokenizer(list(texts), *second, truncation=True, max_length=max_length, padding="max_length",
+                  return_tensors="pt")
     )
 
 

@@ -6,10 +6,13 @@ Three kinds of source, one result (:class:`TaskData`):
   and example order never depend on the file system;
 - a ``.csv``, ``.json`` (a list of records, or JSON lines), ``.jsonl`` or ``.parquet``
   file, optionally with a ``split`` column (train/validation/test);
+- a directory written by ``datasets``' ``save_to_disk``;
 - any other string: a Hugging Face dataset id (needs a network or the local HF cache).
 
-Splits a source does not provide are carved out of its training rows, stratified by
-label with the task's seed; everything is deterministic, and ``TaskData.fingerprint``
+Which columns are read, and what their values must be, is the task kind's
+(``prunetune.trainables.tasks``): a text and a label, a sentence pair, words and their tags,
+or a question, a context and its answers. Splits a source does not provide are carved out of
+its training rows with the task's seed (stratified by label for classification); everything is deterministic, and ``TaskData.fingerprint``
 hashes the result so that caches (teacher, logits) can key on the data itself.
 Every problem raises :class:`~prunetune.errors.DataError` naming the key and the value.
 """
@@ -20,8 +23,8 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ from sklearn.model_selection import train_test_split
 from prunetune.builtins import BUILTIN_DATASETS, builtin_dataset_dir
 from prunetune.config import TaskConfig
 from prunetune.errors import DataError
+from prunetune.trainables.tasks import TASKS, TaskKind
+from prunetune.trainables.tasks._base import Columns
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".json", ".jsonl", ".parquet")
@@ -39,12 +44,23 @@ SPLIT_COLUMN = "split"
 
 @dataclass(frozen=True)
 class Split:
-    texts: tuple[str, ...]
-    labels: tuple[int, ...]  # ids into TaskData.label_names
+    """One split's rows, as the task kind reads them.
+
+    ``texts`` is the first input of each row (a text; the words of a sentence; a question),
+    ``pairs`` the second where the kind has one (a sentence pair's second text; a question's
+    context), ``labels`` the targets (class ids into ``TaskData.label_names``; scores; tag ids
+    per word; answers as ``(texts, character starts)``).
+    """
+
+    texts: tuple[Any, ...]
+    labels: tuple[Any, ...]
+    pairs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ValueError(f"Split: {len(self.texts)} texts but {len(self.labels)} labels")
+        if self.pairs is not None and len(self.pairs) != len(self.texts):
+            raise ValueError(f"Split: {len(self.texts)} texts but {len(self.pairs)} pairs")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -57,6 +73,7 @@ class TaskData:
     test: Split
     label_names: tuple[str, ...]  # id -> name
     fingerprint: str  # sha256 of the label names and every split's texts and labels
+    kind: str = "classification"  # the task kind that read it (prunetune.trainables.tasks)
 
     def split(self, name: str) -> Split:
         if name not in SPLIT_NAMES:
@@ -70,40 +87,50 @@ class TaskData:
 
 @dataclass
 class _Table:
-    """What a source yields before labels are encoded and splits are made."""
+    """What a source yields before targets are encoded and splits are made."""
 
-    texts: list[str]
-    raw_labels: list[Any]
+    values: dict[str, list[Any]]  # config key (``text_column``, ...) -> one value per row
     splits: list[str] | None = None  # per row, where the source assigns splits
-    class_names: tuple[str, ...] | None = None  # label order fixed by the source (ClassLabel)
+    class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # ClassLabel names per config key
+
+    def __len__(self) -> int:
+        return len(next(iter(self.values.values())))
 
 
 def load_task_data(task: TaskConfig) -> TaskData:
-    """Read, encode, split and check the dataset named by ``task.dataset``."""
-    table = _read_source(task)
-    label_ids, label_names = _encode_labels(table, task)
-    splits = _make_splits(label_ids, table.splits, label_names, task)
-    splits = _subsample(splits, label_ids, task)
-    _check_splits(splits, label_ids, label_names, task)
+    """Read, encode, split and check the dataset named by ``task.dataset``, as ``task.kind`` reads it."""
+    kind = TASKS[task.kind]
+    table = _read_source(task, kind)
+    targets, label_names = kind.targets(table.values, task, table.class_names)
+    firsts, seconds = kind.split_parts(table.values, task)
+    strata = targets if kind.stratified else None
+    splits = _make_splits(len(table), strata, table.splits, label_names, task)
+    splits = _subsample(splits, strata, task)
+    _check_splits(splits, strata, label_names, task)
     built = {
         name: Split(
-            texts=tuple(table.texts[i] for i in rows),
-            labels=tuple(label_ids[i] for i in rows),
+            texts=tuple(firsts[i] for i in rows),
+            labels=tuple(targets[i] for i in rows),
+            pairs=tuple(seconds[i] for i in rows) if seconds is not None else None,
         )
         for name, rows in splits.items()
     }
-    return TaskData(**built, label_names=label_names, fingerprint=_fingerprint(built, label_names))
+    return TaskData(**built, label_names=label_names, fingerprint=_fingerprint(built, label_names), kind=kind.name)
 
 
 # --------------------------------------------------------------------------- sources
 
 
-def _read_source(task: TaskConfig) -> _Table:
+def _read_source(task: TaskConfig, kind: TaskKind) -> _Table:
     if task.dataset in BUILTIN_DATASETS:
+        if kind.name != "classification":
+            raise DataError(f"task.dataset = {task.dataset!r} is a built-in classification dataset (texts and "
+                            f"topics); task.kind = {kind.name!r} needs a file or a Hugging Face dataset with "
+                            f"{', '.join(f'task.{key}' for key in kind.columns(task).names)}")
         return _read_folder_per_label(builtin_dataset_dir(task.dataset), task)
     if Path(task.dataset).suffix.lower() in FILE_SUFFIXES:
-        return _read_file(task)
-    return _read_hf_dataset(task)
+        return _read_file(task, kind.columns(task))
+    return _read_hf_dataset(task, kind)
 
 
 def _read_folder_per_label(root: Path, task: TaskConfig) -> _Table:
@@ -115,7 +142,7 @@ def _read_folder_per_label(root: Path, task: TaskConfig) -> _Table:
         for file in sorted(folder.glob("*.txt")):
             texts.append(_read_text_file(file))
             labels.append(folder.name)
-    return _Table(texts=texts, raw_labels=labels)
+    return _Table(values={"text_column": texts, "label_column": labels})
 
 
 def _read_text_file(file: Path) -> str:
@@ -128,22 +155,31 @@ def _read_text_file(file: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _read_file(task: TaskConfig) -> _Table:
+def _read_file(task: TaskConfig, columns: Columns) -> _Table:
     path = Path(task.dataset)
     if not path.is_file():
         raise DataError(f"task.dataset = {task.dataset!r}: file not found; expected an existing {'/'.join(FILE_SUFFIXES)} file")
     frame = _read_frame(path, task)
-    for key in ("text_column", "label_column"):
-        column = getattr(task, key)
+    for key, column in columns.names.items():
         if column not in frame.columns:
             raise DataError(
                 f"task.{key} = {column!r}: no such column in {path.name}; "
                 f"its columns are {', '.join(map(str, frame.columns))}"
             )
-    texts = frame[task.text_column].tolist()
-    _check_texts(texts, task, lambda row: f"row {row} of {path.name}")
+    values = {key: frame[column].tolist() for key, column in columns.names.items()}
+    _check_values(values, columns, lambda row: f"row {row} of {path.name}")
     splits = _split_column(frame[SPLIT_COLUMN].tolist(), task) if SPLIT_COLUMN in frame.columns else None
-    return _Table(texts=texts, raw_labels=frame[task.label_column].tolist(), splits=splits)
+    return _Table(values=values, splits=splits)
+
+
+def _check_values(values: dict[str, list[Any]], columns: Columns, describe_row: Callable[[int], str]) -> None:
+    """Every value of every column the kind reads is of the shape it needs, before any model loads."""
+    for key, column_values in values.items():
+        check = columns.checks.get(key)
+        for row, value in enumerate(column_values if check else ()):
+            problem = check(value)
+            if problem:
+                raise DataError(f"task.{key} = {columns.names[key]!r}: {describe_row(row)} {problem}")
 
 
 def _read_frame(path: Path, task: TaskConfig):
@@ -153,7 +189,8 @@ def _read_frame(path: Path, task: TaskConfig):
     try:
         if suffix == ".csv":
             # Texts stay text even when a cell looks like a number.
-            return pd.read_csv(path, dtype={task.text_column: str})
+            texts = (task.text_column, task.text_pair_column, task.question_column, task.context_column)
+            return pd.read_csv(path, dtype={column: str for column in texts if column})
         if suffix == ".parquet":
             return pd.read_parquet(path)
         # json/jsonl are parsed with the standard library so that pandas' type and date
@@ -197,36 +234,45 @@ def _split_column(values: list[Any], task: TaskConfig) -> list[str]:
     return list(values)
 
 
-def _read_hf_dataset(task: TaskConfig) -> _Table:
+def _read_hf_dataset(task: TaskConfig, kind: TaskKind) -> _Table:
     """A Hugging Face dataset: its train/validation/test splits, other splits ignored."""
     dataset_dict = _load_hf(task)
     if "train" not in dataset_dict:
         raise DataError(
             f"task.dataset = {task.dataset!r}: no 'train' split; it has {', '.join(dataset_dict)}"
         )
-    table = _Table(texts=[], raw_labels=[], splits=[])
+    columns = kind.columns(task)
+    table = _Table(values={key: [] for key in columns.names}, splits=[])
     for name in SPLIT_NAMES:
         if name not in dataset_dict:
             continue
         part = dataset_dict[name]
-        _require_hf_columns(part, name, task)
-        labels = part[task.label_column]
-        if name != "train" and labels and all(label == -1 for label in labels):
+        _require_hf_columns(part, name, task, columns)
+        values = {key: list(part[column]) for key, column in columns.names.items()}
+        if name != "train" and _hidden_labels(values):
             continue  # a hidden-label test set (GLUE style): carve this split instead
-        texts = part[task.text_column]
-        _check_texts(texts, task, lambda row, name=name: f"split {name!r} row {row}")
-        table.texts += texts
-        table.raw_labels += labels
-        table.splits += [name] * len(texts)
-    table.class_names = _class_label_names(dataset_dict["train"], task)
+        _check_values(values, columns, lambda row, name=name: f"split {name!r} row {row}")
+        for key in columns.names:
+            table.values[key] += values[key]
+        table.splits += [name] * len(part)
+    table.class_names = {key: names for key, column in columns.names.items()
+                         if (names := _class_label_names(dataset_dict["train"], column)) is not None}
     return table
+
+
+def _hidden_labels(values: dict[str, list[Any]]) -> bool:
+    labels = values.get("label_column")
+    return bool(labels) and all(label == -1 for label in labels)
 
 
 def _load_hf(task: TaskConfig):
     try:
         import datasets
 
-        loaded = datasets.load_dataset(task.dataset, task.hf_config)
+        if (Path(task.dataset) / "dataset_dict.json").is_file():  # written by DatasetDict.save_to_disk
+            loaded = datasets.load_from_disk(task.dataset)
+        else:
+            loaded = datasets.load_dataset(task.dataset, task.hf_config)
     except Exception as exc:  # network, cache, unknown id, bad config name, ...
         raise DataError(
             f"task.dataset = {task.dataset!r} is not a built-in name ({', '.join(BUILTIN_DATASETS)}), "
@@ -238,9 +284,8 @@ def _load_hf(task: TaskConfig):
     return loaded
 
 
-def _require_hf_columns(part, split_name: str, task: TaskConfig) -> None:
-    for key in ("text_column", "label_column"):
-        column = getattr(task, key)
+def _require_hf_columns(part, split_name: str, task: TaskConfig, columns: Columns) -> None:
+    for key, column in columns.names.items():
         if column not in part.column_names:
             raise DataError(
                 f"task.{key} = {column!r}: no such column in split {split_name!r} of "
@@ -248,87 +293,24 @@ def _require_hf_columns(part, split_name: str, task: TaskConfig) -> None:
             )
 
 
-def _class_label_names(part, task: TaskConfig) -> tuple[str, ...] | None:
-    feature = part.features.get(task.label_column)
-    names = getattr(feature, "names", None)  # only datasets.ClassLabel has names
+def _class_label_names(part, column: str) -> tuple[str, ...] | None:
+    """The ClassLabel names of a column, or of the items of a list column (CoNLL's ner_tags)."""
+    feature = part.features.get(column)
+    names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
     return tuple(names) if names else None
-
-
-def _check_texts(texts: Sequence[Any], task: TaskConfig, describe_row: Callable[[int], str]) -> None:
-    for row, value in enumerate(texts):
-        if isinstance(value, str):
-            continue
-        # pandas turns a missing value (JSON null, empty CSV cell) into NaN: say "missing"
-        # rather than blame a float the user never wrote.
-        found = "a missing value (None/NaN)" if _is_missing(value) else f"{value!r:.80} of type {type(value).__name__}"
-        raise DataError(
-            f"task.text_column = {task.text_column!r}: {describe_row(row)} holds {found}; expected text (str)"
-        )
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def _encode_labels(table: _Table, task: TaskConfig) -> tuple[list[int], tuple[str, ...]]:
-    """Label ids 0..K-1 and their names.
-
-    A ClassLabel keeps its own ids and names. Otherwise the sorted distinct values get
-    ids in that order: numbers sort numerically, anything else as text.
-    """
-    _check_label_values(table.raw_labels, task)
-    if table.class_names is not None:
-        names = table.class_names
-        unknown = sorted({v for v in table.raw_labels if not 0 <= v < len(names)})
-        if unknown:
-            raise DataError(
-                f"task.label_column = {task.label_column!r}: values {unknown} are outside the "
-                f"dataset's ClassLabel ids 0..{len(names) - 1}"
-            )
-        ids = [int(v) for v in table.raw_labels]
-    else:
-        values = table.raw_labels if _all_numbers(table.raw_labels) else [str(v) for v in table.raw_labels]
-        distinct = sorted(set(values))
-        index = {value: i for i, value in enumerate(distinct)}
-        ids = [index[v] for v in values]
-        names = tuple(str(v) for v in distinct)
-    _require_two_classes(ids, names, task)
-    return ids, names
-
-
-def _check_label_values(values: list[Any], task: TaskConfig) -> None:
-    for row, value in enumerate(values):
-        if _is_missing(value):
-            raise DataError(f"task.label_column = {task.label_column!r}: row {row} has no label ({value!r})")
-
-
-def _all_numbers(values: list[Any]) -> bool:
-    return all(isinstance(v, (int, float, np.integer, np.floating)) for v in values)
-
-
-def _require_two_classes(ids: list[int], names: tuple[str, ...], task: TaskConfig) -> None:
-    present = sorted(set(ids))
-    if len(present) < 2:
-        found = ", ".join(repr(names[i]) for i in present) or "none"
-        raise DataError(
-            f"task.label_column = {task.label_column!r} of {task.dataset!r}: {len(present)} distinct "
-            f"label(s) ({found}); classification needs at least 2"
-        )
 
 
 # --------------------------------------------------------------------------- splits
 
 
 def _make_splits(
-    label_ids: list[int], given: list[str] | None, names: tuple[str, ...], task: TaskConfig
+    count: int, label_ids: list[int] | None, given: list[str] | None, names: tuple[str, ...], task: TaskConfig
 ) -> dict[str, list[int]]:
-    """Row indices of each split: given ones kept, missing ones carved out of train."""
+    """Row indices of each split: given ones kept, missing ones carved out of train (stratified
+    by ``label_ids`` unless they are None)."""
     rows = {name: [] for name in SPLIT_NAMES}
     if given is None:
-        rows["train"] = list(range(len(label_ids)))
+        rows["train"] = list(range(count))
     else:
         for row, name in enumerate(given):
             rows[name].append(row)
@@ -339,10 +321,11 @@ def _make_splits(
 
 
 def _carve(
-    pool: list[int], label_ids: list[int], targets: list[str], names: tuple[str, ...], task: TaskConfig
+    pool: list[int], label_ids: list[int] | None, targets: list[str], names: tuple[str, ...], task: TaskConfig
 ) -> dict[str, list[int]]:
-    """Stratified, seeded: each target split gets its fraction of the whole pool."""
-    _require_class_sizes(pool, label_ids, targets, names, task)
+    """Seeded, stratified when there are labels: each target split gets its fraction of the whole pool."""
+    if label_ids is not None:
+        _require_class_sizes(pool, label_ids, targets, names, task)
     sizes = {name: math.ceil(_fraction(name, task) * len(pool)) for name in targets}
     carved, rest = {}, pool
     for name in targets:
@@ -350,7 +333,7 @@ def _carve(
             rest, carved[name] = train_test_split(
                 rest,
                 test_size=sizes[name],
-                stratify=[label_ids[i] for i in rest],
+                stratify=[label_ids[i] for i in rest] if label_ids is not None else None,
                 random_state=task.seed,
             )
         except ValueError as exc:  # e.g. fewer rows for a split than there are classes
@@ -382,7 +365,7 @@ def _require_class_sizes(
         )
 
 
-def _subsample(splits: dict[str, list[int]], label_ids: list[int], task: TaskConfig) -> dict[str, list[int]]:
+def _subsample(splits: dict[str, list[int]], label_ids: list[int] | None, task: TaskConfig) -> dict[str, list[int]]:
     limits = {"train": task.max_train_samples, "validation": task.max_eval_samples, "test": task.max_eval_samples}
     return {
         name: _stratified_take(rows, label_ids, limits[name], task.seed)
@@ -392,15 +375,15 @@ def _subsample(splits: dict[str, list[int]], label_ids: list[int], task: TaskCon
     }
 
 
-def _stratified_take(rows: list[int], label_ids: list[int], n: int, seed: int) -> list[int]:
+def _stratified_take(rows: list[int], label_ids: list[int] | None, n: int, seed: int) -> list[int]:
     """``n`` of ``rows`` with the class proportions kept, in their original order.
 
     Written out rather than with train_test_split, which refuses when the rows left
     over are fewer than the classes (e.g. 99 of 100): a subsample has no such need.
     """
     by_class: dict[int, list[int]] = {}
-    for row in rows:
-        by_class.setdefault(label_ids[row], []).append(row)
+    for row in rows:  # without labels (regression, tagging, QA), one class: a seeded random take
+        by_class.setdefault(label_ids[row] if label_ids is not None else 0, []).append(row)
     classes = sorted(by_class)
     quotas = _proportional_quotas([len(by_class[c]) for c in classes], n)
     rng = np.random.default_rng(seed)
@@ -425,7 +408,7 @@ def _proportional_quotas(counts: list[int], n: int) -> list[int]:
 
 
 def _check_splits(
-    splits: dict[str, list[int]], label_ids: list[int], names: tuple[str, ...], task: TaskConfig
+    splits: dict[str, list[int]], label_ids: list[int] | None, names: tuple[str, ...], task: TaskConfig
 ) -> None:
     sizes = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
     empty = [name for name, rows in splits.items() if not rows]
@@ -434,6 +417,8 @@ def _check_splits(
             f"task.dataset = {task.dataset!r}: split {' and '.join(map(repr, empty))} is empty "
             f"(sizes: {sizes}); a {SPLIT_COLUMN!r} column needs 'train' rows, and every split needs some"
         )
+    if label_ids is None:
+        return
     seen = {label_ids[i] for i in splits["train"]}
     for name in ("validation", "test"):
         unseen = sorted({label_ids[i] for i in splits[name]} - seen)
@@ -451,5 +436,6 @@ def _fingerprint(splits: dict[str, Split], label_names: tuple[str, ...]) -> str:
     for name in SPLIT_NAMES:
         split = splits[name]
         # JSON encoding delimits every text, so no two different datasets hash alike.
-        digest.update(json.dumps([name, split.texts, split.labels], ensure_ascii=False).encode())
+        parts = [name, split.texts, split.labels] + ([split.pairs] if split.pairs is not None else [])
+        digest.update(json.dumps(parts, ensure_ascii=False).encode())
     return digest.hexdigest()

@@ -99,7 +99,7 @@ def _values(source: nn.Linear | None, attribute: str, holes: torch.Tensor, std: 
 
 
 def distil(model: nn.Module, data: DistillationSet, *, steps: int, batch_size: int, seed: int, learning_rate: float,
-           temperature: float, alpha: float, precision: str, device: torch.device) -> tuple[float, float]:
+           temperature: float, alpha: float, precision: str, device: torch.device, kind=None) -> tuple[float, float]:
     """Fine-tune ``model`` (every weight free) with distillation for ``steps`` steps.
 
     Returns (last loss, wall seconds).
@@ -112,20 +112,25 @@ def distil(model: nn.Module, data: DistillationSet, *, steps: int, batch_size: i
     model.train()
     with torch.enable_grad():  # callers may hold no_grad (the end of a trial does)
         loss_value = _distil_loop(model, data, plan, optimizer, scaler, autocast, steps=steps, temperature=temperature,
-                                  alpha=alpha, device=device, description=f"precision {precision}, learning_rate {learning_rate}")
+                                  alpha=alpha, device=device, description=f"precision {precision}, learning_rate {learning_rate}",
+                                  kind=kind)
     model.eval()
     return loss_value, time.perf_counter() - started
 
 
 def _distil_loop(model, data: DistillationSet, plan: BatchPlan, optimizer, scaler, autocast, *, steps: int,
-                 temperature: float, alpha: float, device: torch.device, description: str) -> float:
+                 temperature: float, alpha: float, device: torch.device, description: str, kind=None) -> float:
     loss_value = float("nan")
     for step in range(steps):
         indices = plan.indices(step)
         with autocast:
-            logits = model(**take(data.inputs, indices, device)).logits
-        loss = distillation_loss(logits, data.teacher_logits[indices].to(device), data.labels[indices].to(device),
-                                 temperature=temperature, alpha=alpha)
+            outputs = model(**take(data.inputs, indices, device))
+        teacher, targets = data.teacher_logits[indices].to(device), data.labels[indices].to(device)
+        if kind is None:  # classification
+            loss = distillation_loss(outputs.logits, teacher, targets, temperature=temperature, alpha=alpha)
+        else:
+            loss = kind.distillation_loss(kind.head_output(outputs), teacher, targets, temperature=temperature,
+                                          alpha=alpha)
         loss_value = optimiser_step(loss, model, optimizer, scaler,
                                     describe=lambda: f"step {step} of the filled fine-tuning ({description})")
     return loss_value

@@ -1,6 +1,8 @@
 """The teacher: fine-tuned once per (model, data, settings), cached on disk, shared by every trial.
 
-Besides the fine-tuned model, the cache holds the teacher's logits on the training split
+The teacher is the family's model with the task kind's head (``AutoModelFor...``), fine-tuned
+on the kind's own loss. Besides the fine-tuned model, the cache holds the teacher's outputs on
+the training split (class logits, a score, per-token logits, start and end logits)
 (computed once, so that no trial runs the teacher at every step: the one-shot
 pseudo-label idea of TT-MPD) and its baseline metrics (accuracy, dense latency, and the
 emissions of the fine-tuning, counted once for the whole search).
@@ -24,10 +26,11 @@ from prunetune.builtins import BUILTIN_MODELS, resolve_model
 from prunetune.config import Config
 from prunetune.errors import ModelError
 from prunetune.trainables.measure.energy import EmissionsMeter
-from prunetune.trainables.measure.latency import measure_latency
-from prunetune.trainables.measure.quality import evaluate, predict_logits
+from prunetune.trainables.measure.latency import measure_latency, uses_token_types
+from prunetune.trainables.measure.quality import evaluate_task, predict_outputs
 from prunetune.trainables.measure.size import count_params
-from prunetune.trainables.training.batches import BatchPlan, encode, take
+from prunetune.trainables.tasks import TASKS
+from prunetune.trainables.training.batches import BatchPlan, take
 from prunetune.trainables.training.data import TaskData, load_task_data
 from prunetune.trainables.training.optimisation import optimiser_step
 from prunetune.trainables.training.precision import grad_scaler, resolve_device
@@ -69,6 +72,8 @@ def teacher_key(config: Config, data: TaskData) -> str:
         "max_length": config.task.max_length,
         "seed": config.task.seed,
     }
+    if data.kind != "classification":  # a classification teacher keeps the key it always had
+        identity["task"] = config.task.model_dump(include={"kind", "doc_stride"})
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
@@ -84,20 +89,20 @@ def _model_identity(model: str) -> str:
 
 
 def load_pretrained(model: str, data: TaskData):
-    """Tokenizer and classifier from a built-in name, local directory or hub id."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Tokenizer and the model with the task's head (``AutoModelFor...`` of its kind) from a built-in
+    name, local directory or hub id."""
+    import transformers
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     source = resolve_model(model)
-    labels = dict(enumerate(data.label_names))
+    kind = TASKS[data.kind]
     hf_logging.disable_progress_bar()
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new classification head is expected to be untrained
+    hf_logging.set_verbosity_error()  # the new task head is expected to be untrained
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        classifier = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=data.num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
-        )
+        classifier = getattr(transformers, kind.auto_class).from_pretrained(source, **kind.model_kwargs(data.label_names))
     except OSError as exc:
         raise ModelError(f"teacher.model = {model!r}: cannot load it ({exc})") from exc
     finally:
@@ -122,37 +127,40 @@ def prepare_teacher(config: Config, *, data: TaskData | None = None, progress: b
 def _fine_tune_into(root: Path, config: Config, data: TaskData, *, progress: bool) -> None:
     device = resolve_device(config.trial.device)
     torch.manual_seed(config.task.seed)
+    kind = TASKS[data.kind]
     tokenizer, model = load_pretrained(config.teacher.model, data)
     model.to(device)
-    train = encode(tokenizer, data.train.texts, config.task.max_length)
-    labels = torch.tensor(data.train.labels)
+    train = kind.encode(tokenizer, data.train, max_length=config.task.max_length, task=config.task)
     eval_split = data.split(config.task.eval_split)
-    evaluation = encode(tokenizer, eval_split.texts, config.task.max_length)
+    evaluation = kind.encode(tokenizer, eval_split, max_length=config.task.max_length, task=config.task)
     country = config.trial.emissions
     with EmissionsMeter(country_iso_code=country.country_iso_code, measure_power_secs=country.measure_power_secs) as meter:
         started = time.perf_counter()
-        _fine_tune(model, train, labels, config, device, progress=progress)
+        _fine_tune(model, train.inputs, train.targets, config, device, kind=kind, progress=progress)
         train_seconds = time.perf_counter() - started
-        logits = predict_logits(model, train, device=device)
-        quality = evaluate(model, evaluation, eval_split.labels, device=device)
+        logits = predict_outputs(model, train.inputs, head_output=kind.head_output, device=device)
+        quality = evaluate_task(model, evaluation, eval_split, kind=kind, label_names=data.label_names,
+                                task=config.task, device=device)
     latency = measure_latency(model, batch_size=config.trial.latency.batch_size, seq_len=config.trial.latency.seq_len,
                               vocab_size=model.config.vocab_size, device=device,
-                              min_run_time=config.trial.latency.min_run_time, threads=config.trial.latency.threads)
+                              min_run_time=config.trial.latency.min_run_time, threads=config.trial.latency.threads,
+                              token_types=kind.has_pair(config.task) and uses_token_types(model))
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     torch.save(logits, root / LOGITS_FILE)
     baseline = {
-        M.ACCURACY: quality.accuracy, M.F1_MACRO: quality.f1_macro,
+        **quality,
         M.LATENCY_MS: latency.median_ms, M.LATENCY_P95_MS: latency.p95_ms,
         M.PARAMS: count_params(model), M.EMISSIONS_KG: meter.emissions_kg, M.ENERGY_KWH: meter.energy_kwh,
         M.TRAIN_SECONDS: train_seconds, "label_names": list(data.label_names), "device": str(device),
+        "task_kind": data.kind,
     }
     (root / BASELINE_FILE).write_text(json.dumps(baseline, indent=2))
     logging.getLogger(__name__).info("teacher fine-tuned: %s", baseline)
 
 
 def _fine_tune(model, train: dict[str, torch.Tensor], labels: torch.Tensor, config: Config,
-               device: torch.device, *, progress: bool) -> None:
+               device: torch.device, *, kind, progress: bool) -> None:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -168,7 +176,8 @@ def _fine_tune(model, train: dict[str, torch.Tensor], labels: torch.Tensor, conf
     model.train()
     for step in tqdm(range(total), desc="fine-tuning teacher", disable=not progress, unit="step"):
         indices = plan.indices(step)
-        loss = model(**take(train, indices, device), labels=labels[indices].to(device)).loss
+        targets = kind.loss_kwargs(labels[indices].to(device))
+        loss = model(**take(train, indices, device), **targets).loss
         optimiser_step(loss, model, optimizer, scaler, schedule=schedule,
                        describe=lambda: f"step {step} of the teacher's fine-tuning; lower teacher.learning_rate")
     model.eval()

@@ -1,4 +1,4 @@
-"""What a student distils from: encoded texts, the teacher's cached logits, and task labels."""
+"""What a student distils from: encoded inputs, the teacher's cached outputs, and task targets."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from prunetune.trainables.training.batches import encode
 
 @dataclass(frozen=True)
 class DistillationSet:
-    """Encoded texts with the teacher's cached logits on them and the labels of the task term
-    of the loss: the ground truth, or the teacher's argmax where training labels are not used."""
+    """Encoded inputs with the teacher's cached outputs on them (``teacher_logits``: a task kind's
+    head outputs) and the targets of the task term of the loss (``labels``): the ground truth, or
+    targets made from the teacher's outputs where training labels are not used."""
 
     inputs: dict[str, torch.Tensor]
     teacher_logits: torch.Tensor
@@ -28,7 +29,16 @@ def labelled_set(tokenizer, texts, labels, teacher_logits: torch.Tensor, *, max_
                            labels=torch.tensor(labels))
 
 
-def pseudo_labelled_set(tokenizer, texts, teacher_logits: torch.Tensor, *, max_length: int) -> DistillationSet:
-    """Texts labelled by the teacher: its cached logits, and their argmax as the task labels."""
-    return DistillationSet(inputs=encode(tokenizer, texts, max_length), teacher_logits=teacher_logits.float(),
+def pseudo_labelled_set(tokenizer, texts, teacher_logits: torch.Tensor, *, max_length: int,
+                        pairs=None) -> DistillationSet:
+    """Texts (or sentence pairs) labelled by the teacher: its cached logits, and their argmax as the task labels."""
+    return DistillationSet(inputs=encode(tokenizer, texts, max_length, pairs), teacher_logits=teacher_logits.float(),
                            labels=teacher_logits.argmax(dim=-1))
+
+
+def encoded_set(inputs: dict[str, torch.Tensor], targets: torch.Tensor, teacher_outputs: torch.Tensor) -> DistillationSet:
+    """A task's encoded training features with their targets and the teacher's cached outputs."""
+    if len(teacher_outputs) != len(targets):
+        raise ValueError(f"{len(teacher_outputs)} cached teacher outputs for {len(targets)} features; expected one "
+                         "per feature (the teacher cache belongs to another encoding)")
+    return DistillationSet(inputs=inputs, teacher_logits=teacher_outputs, labels=targets)

@@ -260,7 +260,7 @@ def test_a_bad_split_value_is_named(tmp_path):
 def test_a_missing_label_is_named(tmp_path):
     records = _records()
     records[4]["stars"] = None
-    with pytest.raises(DataError, match=r"task.label_column = 'stars': row 4 has no label"):
+    with pytest.raises(DataError, match=r"task.label_column = 'stars': row 4 of d.json has no label"):
         load_task_data(_task(_write(records, tmp_path / "d.json")))
 
 
