@@ -302,8 +302,12 @@ def regression_csv(path, *, seed: int = 0, max_pairs: int = 2000) -> Path:
 # ---------------------------------------------------------------- tagging
 
 
-def tagged_sentences() -> tuple[list[dict], list[dict]]:
-    """Distinct body sentences of a usable length, split into with and without entities."""
+@lru_cache(maxsize=1)
+def tagged_sentences() -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    """Distinct body sentences of a usable length, split into with and without entities.
+
+    Cached because tagging the whole corpus is the slow part and does not depend on the seed.
+    """
     seen: set[tuple[str, ...]] = set()
     with_entities, plain = [], []
     for article in load_articles():
@@ -315,13 +319,13 @@ def tagged_sentences() -> tuple[list[dict], list[dict]]:
             tags = tag_words(list(words))
             row = {"tokens": list(words), "tags": tags}
             (with_entities if any(t != "O" for t in tags) else plain).append(row)
-    return with_entities, plain
+    return tuple(with_entities), tuple(plain)
 
 
 def tagging_jsonl(path, *, seed: int = 0, max_rows: int = 2000) -> Path:
     """MONEY/DATE/PCT tagging; about a fifth of rows have no entity so ``O`` is learnt too."""
     rng = random.Random(seed)
-    with_entities, plain = tagged_sentences()
+    with_entities, plain = (list(rows) for rows in tagged_sentences())
     rng.shuffle(with_entities)
     rng.shuffle(plain)
     n_entity = min(len(with_entities), round(max_rows * (1 - PLAIN_SHARE)))
@@ -371,10 +375,21 @@ def questions_for(rng: random.Random, spans: list[tuple[str, int, int, str]]) ->
     if "DATE" in first:
         start, end, word = first["DATE"]
         month = word in MONTHS and rng.random() < 0.5
-        questions.append(("month", "Which month is mentioned?", start, end) if month else ("when", "When did it happen?", start, end))
+        qtype, question = ("month", "Which month is mentioned?") if month else ("when", "When did it happen?")
+        questions.append((qtype, question, start, end))
     if "PCT" in first:
         questions.append(("percentage", "What percentage is given?", *first["PCT"][:2]))
     return questions
+
+
+@lru_cache(maxsize=1)
+def qa_contexts() -> tuple[tuple[Article, str, tuple[tuple[str, int, int, str], ...]], ...]:
+    """Every article's context with its entity spans; cached as it does not depend on the seed."""
+    found = []
+    for article in load_articles():
+        context, sentences = context_tokens(article)
+        found.append((article, context, tuple(context_spans(sentences))))
+    return tuple(found)
 
 
 def qa_row(article: Article, context: str, qtype: str, question: str, start: int, end: int) -> dict:
@@ -393,9 +408,8 @@ def qa_jsonl(path, *, seed: int = 0, max_rows: int = 2000) -> Path:
     """Extractive QA over article openings; contexts are left long so windowing is exercised."""
     rng = random.Random(seed)
     rows = []
-    for article in load_articles():
-        context, sentences = context_tokens(article)
-        for qtype, question, start, end in questions_for(rng, context_spans(sentences)):
+    for article, context, spans in qa_contexts():
+        for qtype, question, start, end in questions_for(rng, list(spans)):
             rows.append(qa_row(article, context, qtype, question, start, end))
     rng.shuffle(rows)
     return write_jsonl(path, rows[:max_rows])

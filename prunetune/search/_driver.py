@@ -26,7 +26,7 @@ from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
 from prunetune.cluster.energy import collect_ledgers
 from prunetune.config import Config, flatten_dotted, speed_table_settings
 from prunetune.errors import ConfigError, RunDirFullError
-from prunetune.metrics import ACCURACY, ACCURACY_DROP
+from prunetune.metrics import ACCURACY, ACCURACY_DROP, drop_key
 from prunetune.names import (
     CONFIG_FILE,
     SCHEDULER_FILE,
@@ -500,11 +500,17 @@ def _storage_url(config: Config, run: RunDir) -> str:
     return config_module.storage_url(config.search.storage, run.study_url)
 
 
+#: ``accuracy_drop`` -> ``accuracy``: a drop objective names its metric.
+DROP_SUFFIX = drop_key("")
+
+
 def _fallback_values(objectives: Mapping[str, str], baseline: Mapping[str, Any]) -> dict[str, float]:
     """Stand-ins for a failure before any success: no accuracy, the teacher's cost."""
     values = {}
     for key, mode in objectives.items():
-        if key == ACCURACY_DROP:
+        if key.endswith(DROP_SUFFIX) and key.removesuffix(DROP_SUFFIX) in baseline:  # no quality at all: all of it lost
+            values[key] = abs(float(baseline[key.removesuffix(DROP_SUFFIX)]))
+        elif key == ACCURACY_DROP:
             values[key] = float(baseline.get(ACCURACY, 1.0))
         elif mode == "max":
             values[key] = 0.0

@@ -33,6 +33,7 @@ from prunetune import metrics as M
 from prunetune.config import Config, TrialConfig, flatten_dotted
 from prunetune.metrics import (
     ALL_METRIC_KEYS,
+    FINAL_METRIC_KEYS,
     OPTIONAL_METRICS,
     RETIME_RATIO,
     RETIMED,
@@ -64,7 +65,7 @@ BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
 )
 #: Metric columns: the contract, the teacher measured beside each student, and the optional extras.
 METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    [*ALL_METRIC_KEYS, *TEACHER_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
+    [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *ALL_METRIC_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
 #: Filled in by the quiet re-timing after the search (null until then).
 RETIME_COLUMNS: tuple[str, ...] = (*(in_search(key) for key in RETIMED_METRICS), RETIMED, RETIME_RATIO)
 #: Statuses whose rows hold metrics (a stopped trial's are those of its last rung).

@@ -49,7 +49,7 @@ def test_every_task_kind_on_every_family(kind, family, task_config, tmp_path):
     from prunetune.trainables.families.compaction import load_compacted
     from prunetune.trainables.trial import run_trial
 
-    config = task_config(kind, family, runtime="onnxruntime")
+    config = task_config(kind, family, runtime="onnxruntime", layer_distill=0.5)
     metrics = run_trial(config, output_dir=tmp_path)
     assert M.missing_final_keys(metrics, kind) == []
     assert M.kind_of_report(metrics) == kind
