@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from prunetune import metrics as M
+
 # --------------------------------------------------------------------------- regression
 
 
@@ -29,9 +31,9 @@ def regression_scores(predictions: Sequence[float], targets: Sequence[float]) ->
     """
     pred, gold = _paired_values(predictions, targets)
     return {
-        "pearson": _correlation(stats.pearsonr, pred, gold),
-        "spearman": _correlation(stats.spearmanr, pred, gold),
-        "mse": float(np.mean((pred - gold) ** 2)),
+        M.PEARSON: _correlation(stats.pearsonr, pred, gold),
+        M.SPEARMAN: _correlation(stats.spearmanr, pred, gold),
+        M.MSE: float(np.mean((pred - gold) ** 2)),
     }
 
 
@@ -76,9 +78,9 @@ def entity_scores(
 
     gold, pred = _paired_sentences(true_tags, predicted_tags)
     return {
-        "f1": float(f1_score(gold, pred, zero_division=0)),
-        "precision": float(precision_score(gold, pred, zero_division=0)),
-        "recall": float(recall_score(gold, pred, zero_division=0)),
+        M.F1: float(f1_score(gold, pred, zero_division=0)),
+        M.PRECISION: float(precision_score(gold, pred, zero_division=0)),
+        M.RECALL: float(recall_score(gold, pred, zero_division=0)),
     }
 
 
@@ -168,8 +170,8 @@ def squad_scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -
             )
     count = len(predictions)
     return {
-        "exact_match": sum(exact_match(p, g) for p, g in zip(predictions, answers)) / count,
-        "f1": sum(span_f1(p, g) for p, g in zip(predictions, answers)) / count,
+        M.EXACT_MATCH: sum(exact_match(p, g) for p, g in zip(predictions, answers)) / count,
+        M.F1: sum(span_f1(p, g) for p, g in zip(predictions, answers)) / count,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prunetune import metrics as M
 from prunetune.errors import DataError
 from prunetune.trainables.tasks._base import (
     Columns,
@@ -63,7 +64,7 @@ class Classification(TaskKind):
         from prunetune.trainables.measure.quality import accuracy, f1_macro
 
         predictions = outputs.argmax(dim=-1).tolist()
-        return {"accuracy": accuracy(predictions, split.labels), "f1_macro": f1_macro(predictions, split.labels)}
+        return {M.ACCURACY: accuracy(predictions, split.labels), M.F1_MACRO: f1_macro(predictions, split.labels)}
 
     def pipeline_inputs(self, split, count: int) -> list[Any]:
         return pair_or_text_inputs(split, count)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prunetune import metrics as M
 from prunetune.errors import DataError
 from prunetune.trainables.tasks._base import (
     IGNORED,
@@ -97,7 +98,7 @@ class TokenClassification(TaskKind):
         truth = [[label_names[t] for t in tags] for tags in split.labels]
         predicted = [_word_tags(ids, word_ids, len(tags), label_names)
                      for ids, word_ids, tags in zip(predicted_ids, encoded.word_ids, split.labels)]
-        return {**entity_scores(truth, predicted), "accuracy": token_accuracy(truth, predicted)}
+        return {**entity_scores(truth, predicted), M.ACCURACY: token_accuracy(truth, predicted)}
 
     def pipeline_inputs(self, split, count: int) -> list[Any]:
         return [" ".join(words) for words in split.texts[:count]]
