@@ -377,17 +377,14 @@ class Config(_Section):
     def _task_defaults(cls, data: Any) -> Any:
         """Unless set, the objectives are the task's headline metric, latency and emissions; and
         ``search.constraints.max_drop`` bounds the drop of that headline metric by its own name."""
-        if not isinstance(data, dict):
-            return data
+        if not isinstance(data, dict) or not isinstance(data.get("search", {}), dict):
+            return data  # pydantic names what is wrong with the sections
         task = data.get("task") if isinstance(data.get("task"), dict) else {}
         kind = task.get("kind", "classification")
-        search = data.get("search") if isinstance(data.get("search"), dict) else {}
-        if kind not in TASKS or (data.get("search") is not None and not isinstance(data.get("search"), dict)):
+        if kind not in TASKS:
             return data
-        if "objectives" not in search and kind != "classification":
-            search = {**search, "objectives": default_objectives(kind)}
-        search = _headline_drop_named(search, kind)
-        return {**data, "search": search} if search or "search" in data else data
+        search = {"objectives": default_objectives(kind), **data.get("search", {})}
+        return {**data, "search": _headline_drop_named(search, kind)}
 
     @property
     def task_kind(self):

@@ -46,8 +46,10 @@ from prunetune.trainables.families._spec import (
 
 #: transformers' Auto class of each task head.
 AUTO_CLASSES = {head: f"AutoModel{head}" for head in HEADS}
-#: The outputs a task head returns (what compaction and the ONNX export compare).
-HEAD_OUTPUTS = ("logits", "start_logits", "end_logits")
+#: The outputs each task head returns (what compaction and the ONNX export compare), in order.
+OUTPUTS_OF_HEAD = {"ForSequenceClassification": ("logits",), "ForTokenClassification": ("logits",),
+                   "ForQuestionAnswering": ("start_logits", "end_logits")}
+HEAD_OUTPUTS = tuple(dict.fromkeys(name for names in OUTPUTS_OF_HEAD.values() for name in names))
 
 #: Relative tolerance of the compaction check: float32 sums in another order differ by ~1e-6.
 LOGIT_RTOL = 1e-4

@@ -132,11 +132,12 @@ def sample_inputs(model: nn.Module, *, batch_size: int, seq_len: int, seed: int)
     return inputs
 
 
-def head_output_names(model: nn.Module, inputs: dict[str, torch.Tensor]) -> list[str]:
-    from prunetune.trainables.families.compaction import HEAD_OUTPUTS
+def head_output_names(model: nn.Module) -> list[str]:
+    """The outputs of the model's task head (``logits``, or ``start_logits`` and ``end_logits``)."""
+    from prunetune.trainables.families._spec import head_of
+    from prunetune.trainables.families.compaction import OUTPUTS_OF_HEAD
 
-    outputs = model(**inputs)
-    return [name for name in HEAD_OUTPUTS if outputs.get(name) is not None]
+    return list(OUTPUTS_OF_HEAD[head_of(type(model).__name__)])
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, seq_len: int = 16) -> Path:
@@ -152,7 +153,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, seq_len: int = 16) -> Pat
     input_names = list(inputs)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        output_names = head_output_names(model, inputs)
+        output_names = head_output_names(model)
         axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
         output_axes = {0: "batch", 1: "sequence"} if _per_token(model) else {0: "batch"}
         axes.update({name: output_axes for name in output_names})

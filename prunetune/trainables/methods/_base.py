@@ -52,11 +52,8 @@ class Method(ABC):
     def training_set(self, context: "PruningContext") -> "DistillationSet":
         """What the student distils from: by default the whole training split with its targets, encoded
         as the task kind encodes it."""
-        from prunetune.trainables.training.training_set import encoded_set, labelled_set
+        from prunetune.trainables.training.training_set import encoded_set
 
-        if context.kind is None:  # a context built without a task: one text and a class per example
-            return labelled_set(context.tokenizer, context.texts, context.labels, context.teacher_logits,
-                                max_length=context.max_length)
         encoded = context.kind.encode(context.tokenizer, context.train_split, max_length=context.max_length,
                                       task=context.task)
         return encoded_set(encoded.inputs, encoded.targets, context.teacher_logits)

@@ -37,10 +37,10 @@ class PruningContext:
     device: torch.device
     measure_ms: Callable[[nn.Module], float]
     cache_dir: Path
-    kind: Any = None
-    train_split: Any = None
-    task: Any = None
-    pairs: Sequence[str] | None = None
+    kind: Any
+    train_split: Any
+    task: Any
+    pairs: Sequence[str] | None
 
 
 class Pruner(nn.Module):

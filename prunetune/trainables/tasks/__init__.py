@@ -20,12 +20,4 @@ from prunetune.trainables.tasks.token_classification import TokenClassification
 TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Regression(), TokenClassification(),
                                                            QuestionAnswering())}
 
-#: transformers head suffix -> its Auto class (a saved model's architecture names its head).
-HEAD_AUTO_CLASSES: dict[str, str] = {kind.head: kind.auto_class for kind in TASKS.values()}
-
-
-def task_kind(name: str) -> TaskKind:
-    return TASKS[name]
-
-
-__all__ = ["HEAD_AUTO_CLASSES", "IGNORED", "TASKS", "Encoded", "TaskKind", "task_kind"]
+__all__ = ["IGNORED", "TASKS", "Encoded", "TaskKind"]

@@ -67,8 +67,6 @@ class TaskKind(ABC):
     head: ClassVar[str]
     #: ``transformers.pipeline`` task that serves an exported model.
     pipeline_task: ClassVar[str]
-    #: Output tensors of the head (and of the ONNX graph), in order.
-    outputs: ClassVar[tuple[str, ...]] = ("logits",)
     #: Methods that cannot run on this kind -> why (refused when the configuration loads).
     refused_methods: ClassVar[dict[str, str]] = {}
     #: Whether carved splits are stratified by label (classification only).
@@ -106,11 +104,7 @@ class TaskKind(ABC):
 
     def split_parts(self, values: dict[str, list[Any]], task: Any) -> tuple[list[Any], list[Any] | None]:
         """(first input, second input or None) of every row, as a Split keeps them."""
-        texts = values[self._text_key]
-        pairs = values.get("text_pair_column") if self.has_pair(task) else None
-        return texts, pairs
-
-    _text_key: ClassVar[str] = "text_column"
+        return values["text_column"], values.get("text_pair_column") if self.has_pair(task) else None
 
     # ------------------------------------------------------------------ model
 
@@ -150,12 +144,14 @@ class TaskKind(ABC):
 
     # ------------------------------------------------------------------ serving
 
-    @abstractmethod
-    def pipeline_inputs(self, split: "Split", count: int) -> list[Any]:
-        """Up to ``count`` inputs of ``split`` as ``transformers.pipeline`` takes them."""
-
     def pipeline_kwargs(self) -> dict[str, Any]:
+        """Options of :attr:`pipeline_task` that serve this kind as it was scored."""
         return {}
+
+
+def refused_test_time(why: str) -> dict[str, str]:
+    """``refused_methods`` of a kind without a class per example: test-time pruning ranks heads by it."""
+    return {"test_time": f"it ranks heads by agreement with the teacher's class label of each example, and {why}"}
 
 
 # --------------------------------------------------------------------------- value checks

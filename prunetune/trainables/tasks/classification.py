@@ -66,9 +66,6 @@ class Classification(TaskKind):
         predictions = outputs.argmax(dim=-1).tolist()
         return {M.ACCURACY: accuracy(predictions, split.labels), M.F1_MACRO: f1_macro(predictions, split.labels)}
 
-    def pipeline_inputs(self, split, count: int) -> list[Any]:
-        return pair_or_text_inputs(split, count)
-
 
 # --------------------------------------------------------------------------- shared with regression
 
@@ -87,12 +84,6 @@ def tokenize_texts(tokenizer, split, max_length: int) -> dict:
     pairs = list(split.pairs) if split.pairs is not None else None
     return dict(tokenizer(list(split.texts), pairs, truncation=True, max_length=max_length, padding="max_length",
                           return_tensors="pt"))
-
-
-def pair_or_text_inputs(split, count: int) -> list[Any]:
-    if split.pairs is None:
-        return list(split.texts[:count])
-    return [{"text": text, "text_pair": pair} for text, pair in zip(split.texts[:count], split.pairs[:count])]
 
 
 def _expect_label(value: Any) -> str | None:

@@ -22,6 +22,7 @@ from prunetune.trainables.tasks._base import (
     as_list,
     expect_answers,
     expect_text,
+    refused_test_time,
 )
 
 
@@ -30,10 +31,7 @@ class QuestionAnswering(TaskKind):
     summary = "question + context -> an answer span (SQuAD F1 and exact match)"
     head = "ForQuestionAnswering"
     pipeline_task = "question-answering"
-    outputs = ("start_logits", "end_logits")
-    refused_methods = {"test_time": "it ranks heads by agreement with the teacher's class label of each example, "
-                                    "and an answer is a span"}
-    _text_key = "question_column"
+    refused_methods = refused_test_time("an answer is a span")
 
     def columns(self, task: Any) -> Columns:
         return Columns(
@@ -106,9 +104,6 @@ class QuestionAnswering(TaskKind):
         predictions = best_answers(logits[..., 0], logits[..., 1], encoded.feature_examples, encoded.offsets,
                                    list(split.pairs), max_answer_length=task.max_answer_length)
         return squad_scores(predictions, [list(texts) for texts, _ in split.labels])
-
-    def pipeline_inputs(self, split, count: int) -> list[Any]:
-        return [{"question": q, "context": c} for q, c in zip(split.texts[:count], split.pairs[:count])]
 
 
 def _answer_tokens(offsets: list[tuple[int, int] | None], answers) -> tuple[int, int]:

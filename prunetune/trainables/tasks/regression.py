@@ -11,12 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from prunetune.errors import DataError
-from prunetune.trainables.tasks._base import Encoded, TaskKind, expect_number
-from prunetune.trainables.tasks.classification import (
-    pair_or_text_inputs,
-    text_columns,
-    tokenize_texts,
-)
+from prunetune.trainables.tasks._base import Encoded, TaskKind, expect_number, refused_test_time
+from prunetune.trainables.tasks.classification import text_columns, tokenize_texts
 
 
 class Regression(TaskKind):
@@ -24,8 +20,7 @@ class Regression(TaskKind):
     summary = "one text or a sentence pair -> one score (Pearson, Spearman, MSE)"
     head = "ForSequenceClassification"
     pipeline_task = "text-classification"
-    refused_methods = {"test_time": "it ranks heads by agreement with the teacher's class label of each example, "
-                                    "and a score has no class"}
+    refused_methods = refused_test_time("a score has no class")
 
     def columns(self, task: Any):
         return text_columns(task, label_check=expect_number)
@@ -67,9 +62,6 @@ class Regression(TaskKind):
         from prunetune.trainables.tasks._scores import regression_scores
 
         return regression_scores(outputs.float().tolist(), list(split.labels))
-
-    def pipeline_inputs(self, split, count: int) -> list[Any]:
-        return pair_or_text_inputs(split, count)
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         return {"function_to_apply": "none"}  # the raw score, not a sigmoid of it

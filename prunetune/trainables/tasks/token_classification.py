@@ -22,6 +22,7 @@ from prunetune.trainables.tasks._base import (
     distinct_ids,
     expect_tags,
     expect_words,
+    refused_test_time,
 )
 
 OUTSIDE = "O"
@@ -32,9 +33,7 @@ class TokenClassification(TaskKind):
     summary = "words -> one tag per word (entity F1, precision, recall; word accuracy)"
     head = "ForTokenClassification"
     pipeline_task = "token-classification"
-    refused_methods = {"test_time": "it ranks heads by agreement with the teacher's class label of each example, "
-                                    "and a sentence has a tag per word"}
-    _text_key = "tokens_column"
+    refused_methods = refused_test_time("a sentence has a tag per word")
 
     def columns(self, task: Any) -> Columns:
         return Columns(names={"tokens_column": task.tokens_column, "tags_column": task.tags_column},
@@ -99,9 +98,6 @@ class TokenClassification(TaskKind):
         predicted = [_word_tags(ids, word_ids, len(tags), label_names)
                      for ids, word_ids, tags in zip(predicted_ids, encoded.word_ids, split.labels)]
         return {**entity_scores(truth, predicted), M.ACCURACY: token_accuracy(truth, predicted)}
-
-    def pipeline_inputs(self, split, count: int) -> list[Any]:
-        return [" ".join(words) for words in split.texts[:count]]
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         return {"aggregation_strategy": "simple"}

@@ -12,8 +12,8 @@ Three kinds of source, one result (:class:`TaskData`):
 Which columns are read, and what their values must be, is the task kind's
 (``prunetune.trainables.tasks``): a text and a label, a sentence pair, words and their tags,
 or a question, a context and its answers. Splits a source does not provide are carved out of
-its training rows with the task's seed (stratified by label for classification); everything is deterministic, and ``TaskData.fingerprint``
-hashes the result so that caches (teacher, logits) can key on the data itself.
+its training rows with the task's seed (stratified by label for classification); everything
+is deterministic, and ``TaskData.fingerprint`` hashes the result so that caches (teacher, logits) can key on the data itself.
 Every problem raises :class:`~prunetune.errors.DataError` naming the key and the value.
 """
 

@@ -23,12 +23,6 @@ class DistillationSet:
         return len(self.labels)
 
 
-def labelled_set(tokenizer, texts, labels, teacher_logits: torch.Tensor, *, max_length: int) -> DistillationSet:
-    """The whole training split with its ground-truth labels."""
-    return DistillationSet(inputs=encode(tokenizer, texts, max_length), teacher_logits=teacher_logits,
-                           labels=torch.tensor(labels))
-
-
 def pseudo_labelled_set(tokenizer, texts, teacher_logits: torch.Tensor, *, max_length: int,
                         pairs=None) -> DistillationSet:
     """Texts (or sentence pairs) labelled by the teacher: its cached logits, and their argmax as the task labels."""
