@@ -17,9 +17,11 @@ place that still reads Ray's private state is :func:`restored_tuner_parts`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -454,8 +456,12 @@ class ParetoOptunaSearch(Searcher):
         state = self.__dict__.copy()
         # Pickled into tuner.pkl: no password there; a resumed search gets the URL from ``reopen_at``.
         state.update(_study=None, _storage=None, _study_id=None, _live={},
-                     _storage_url=redact_url(self._storage_url))
+                     _storage_url=redact_url(self._storage_url), _sampler=picklable_sampler(self._sampler))
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._sampler = with_fresh_locks(self._sampler)
 
     def save(self, checkpoint_path: str) -> None:
         """Write the searcher's state as JSON; the storage URL without its password."""
@@ -489,6 +495,33 @@ class ParetoOptunaSearch(Searcher):
         if run_dir is not None:
             self._run_dir = str(run_dir)
         self._disconnect()
+
+
+# Optuna 5.1's genetic samplers (NSGA-II, NSGA-III) guard their generation cache with a
+# ``threading.Lock``, which pickle refuses; a lock holds no state worth keeping, so a
+# pickled sampler leaves it out and an unpickled one gets a new one.
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+_LEFT_OUT_LOCKS = "_prunetune_left_out_locks"
+
+
+def picklable_sampler(sampler: BaseSampler) -> BaseSampler:
+    """``sampler`` itself when it pickles as is, else a shallow copy without its thread locks."""
+    locks = [name for name, value in vars(sampler).items() if isinstance(value, _LOCK_TYPES)]
+    if not locks:
+        return sampler
+    stripped = copy.copy(sampler)
+    for name in locks:
+        setattr(stripped, name, None)
+    setattr(stripped, _LEFT_OUT_LOCKS, {name: isinstance(getattr(sampler, name), _LOCK_TYPES[1]) for name in locks})
+    return stripped
+
+
+def with_fresh_locks(sampler: BaseSampler) -> BaseSampler:
+    """Give an unpickled sampler back the locks :func:`picklable_sampler` left out."""
+    left_out = vars(sampler).pop(_LEFT_OUT_LOCKS, {})
+    for name, reentrant in left_out.items():
+        setattr(sampler, name, threading.RLock() if reentrant else threading.Lock())
+    return sampler
 
 
 def _lost_to_the_infrastructure(trial: FrozenTrial) -> bool:

@@ -21,7 +21,6 @@ from prunetune.search.synthetic import STARTS_FILE, SyntheticTrial, synthetic_te
 
 REPO = Path(__file__).resolve().parents[2]
 TRIAL = SyntheticTrial(steps=4, seconds_per_step=1.0)
-NUM_TRIALS = 8  # enough that trials still run when a finished, a stopped and a checkpointed one are seen
 
 DRIVER = textwrap.dedent(f"""
     import json, sys
@@ -29,15 +28,18 @@ DRIVER = textwrap.dedent(f"""
     from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
     from tests.search.conftest import synthetic_config
 
-    search = {{"sampler": "tpe", "num_trials": {NUM_TRIALS}, "max_concurrent": 2, "reuse_actors": False,
+    search = {{"sampler": "tpe", "max_concurrent": 2, "reuse_actors": False,
               **json.loads(sys.argv[2])}}
     config = synthetic_config(trial=search.pop("trial", None), **search)
     run_search(config, run_dir=sys.argv[1], trial_fn=SyntheticTrial(steps=4, seconds_per_step=1.0),
                teacher_fn=synthetic_teacher)
 """)
-#: The driver's search settings per case: no scheduler, and MO-ASHA stopping some trials early.
-CASES = {"fifo": {}, "moasha": {"scheduler": "moasha", "sampler": "random", "grace_steps": 1, "reduction_factor": 2,
-                                "trial": {"eval_every": 1}}}  # a report every step: rungs at steps 1, 2, 4 and 8
+#: The driver's search settings per case: no scheduler, and MO-ASHA stopping some trials early. Each
+#: runs enough trials that some still run when a finished, a stopped and a checkpointed one are seen
+#: (MO-ASHA ends most trials at their first rungs, one second in: it needs twice as many).
+CASES = {"fifo": {"num_trials": 8},
+         "moasha": {"num_trials": 16, "scheduler": "moasha", "sampler": "random", "grace_steps": 1,
+                    "reduction_factor": 2, "trial": {"eval_every": 1}}}  # a report every step: rungs at 1, 2, 4, 8
 
 
 def finished_ids(run_dir: Path) -> list[str]:
@@ -111,12 +113,12 @@ def killed_search(tmp_path, request):
     finally:
         if process.poll() is None:
             kill_tree(process)
-    return run_dir, finished_ids(run_dir)
+    return run_dir, finished_ids(run_dir), CASES[request.param]["num_trials"]
 
 
 def test_resume_after_the_driver_was_killed(killed_search, ray_local):
-    run_dir, finished_before = killed_search
-    assert 2 <= len(finished_before) < NUM_TRIALS
+    run_dir, finished_before, num_trials = killed_search
+    assert 2 <= len(finished_before) < num_trials
 
     stopped_before = {trial for trial, status in statuses(run_dir).items() if status == "STOPPED"}
     ladder_before = _ladder(run_dir)
@@ -124,7 +126,7 @@ def test_resume_after_the_driver_was_killed(killed_search, ray_local):
     outcome = resume_search(run_dir, trial_fn=TRIAL, teacher_fn=synthetic_teacher)
 
     ids = finished_ids(run_dir)
-    assert len(ids) == len(set(ids)) == NUM_TRIALS == outcome.num_trials
+    assert len(ids) == len(set(ids)) == num_trials == outcome.num_trials
     assert ids[: len(finished_before)] == finished_before  # rows written before the kill are kept
     starts = {trial: (run_dir / "trials" / trial / STARTS_FILE).read_text().split() for trial in ids}
     for trial in finished_before:

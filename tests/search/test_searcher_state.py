@@ -191,3 +191,20 @@ def test_a_state_that_is_not_json_is_refused(tmp_path):
     (tmp_path / "state").write_bytes(pickle.dumps({"version": 1}))
     with pytest.raises(ConfigError, match="searcher state"):
         search.restore(str(tmp_path / "state"))
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp", "random"])
+def test_searcher_with_each_sampler_pickles_and_samples_after(sampler, tmp_path):
+    # Tune pickles the searcher into tuner.pkl; Optuna 5.1's NSGA-II holds a thread lock.
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    search = ParetoOptunaSearch(SPACE, objectives=OBJECTIVES, storage_url=url, study_name="s", run_dir=str(tmp_path),
+                                sampler=make_sampler(sampler, seed=0, num_trials=6, n_startup_trials=2,
+                                                     population_size=2))
+    for tid in ("t0", "t1"):
+        search.on_trial_complete(tid, result=evaluate(search.suggest(tid)))
+    resumed = pickle.loads(pickle.dumps(search))
+    resumed.reopen_at(url, run_dir=str(tmp_path))
+    for tid in ("t2", "t3", "t4"):
+        resumed.on_trial_complete(tid, result=evaluate(resumed.suggest(tid)))
+    assert len(resumed.study.get_trials(states=(TrialState.COMPLETE,))) == 5
+    pickle.dumps(resumed)  # and again, with the locks it was given back
