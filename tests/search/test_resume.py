@@ -22,14 +22,14 @@ from prunetune.search.synthetic import STARTS_FILE, SyntheticTrial, synthetic_te
 REPO = Path(__file__).resolve().parents[2]
 TRIAL = SyntheticTrial(steps=4, seconds_per_step=1.0)
 
-DRIVER = textwrap.dedent(f"""
+DRIVER = textwrap.dedent("""
     import json, sys
     from prunetune.search import run_search
     from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
     from tests.search.conftest import synthetic_config
 
-    search = {{"sampler": "tpe", "max_concurrent": 2, "reuse_actors": False,
-              **json.loads(sys.argv[2])}}
+    search = {"sampler": "tpe", "max_concurrent": 2, "reuse_actors": False,
+              **json.loads(sys.argv[2])}
     config = synthetic_config(trial=search.pop("trial", None), **search)
     run_search(config, run_dir=sys.argv[1], trial_fn=SyntheticTrial(steps=4, seconds_per_step=1.0),
                teacher_fn=synthetic_teacher)
