@@ -26,8 +26,19 @@ def family_config(family: str, *, vocab_size: int = 50, hidden: int = 32, layers
         sizes.setdefault("share_att_key", True)
         sizes.setdefault("position_biased_input", False)
         return transformers.DebertaV2Config(**sizes)
+    if family == "modernbert":
+        # Every other layer slides a window of 8 tokens (half of it each side), the rest attend in full.
+        sizes.update(global_attn_every_n_layers=2, local_attention=8, cls_token_id=2, sep_token_id=3,
+                     bos_token_id=2, eos_token_id=3, mask_token_id=4)
+    if family == "eurobert":
+        sizes.update(bos_token_id=2, eos_token_id=3, mask_token_id=4)
+    if family == "mpnet":
+        sizes.update(bos_token_id=2, eos_token_id=3)
     config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig,
-                    "xlm_roberta": transformers.XLMRobertaConfig, "electra": transformers.ElectraConfig}[family]
+                    "xlm_roberta": transformers.XLMRobertaConfig, "electra": transformers.ElectraConfig,
+                    "modernbert": transformers.ModernBertConfig, "eurobert": transformers.EuroBertConfig,
+                    "gte": transformers.GteConfig, "nomic_bert": transformers.NomicBertConfig,
+                    "mpnet": transformers.MPNetConfig}[family]
     if family == "electra":
         sizes["embedding_size"] = hidden
     return config_class(**sizes)

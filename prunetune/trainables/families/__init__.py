@@ -24,6 +24,11 @@ from prunetune.trainables.families import (
     deberta_v2,
     distilbert,
     electra,
+    eurobert,
+    gte,
+    modernbert,
+    mpnet,
+    nomic_bert,
     roberta,
     xlm_roberta,
 )
@@ -32,7 +37,8 @@ from prunetune.trainables.families._spec import ROLES, ConfigKeys, FamilySpec
 #: Registry: family name -> its spec. One line per family.
 FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
-    for spec in (bert.SPEC, roberta.SPEC, xlm_roberta.SPEC, electra.SPEC, distilbert.SPEC, deberta_v2.SPEC)
+    for spec in (bert.SPEC, roberta.SPEC, xlm_roberta.SPEC, electra.SPEC, distilbert.SPEC, deberta_v2.SPEC,
+                 modernbert.SPEC, eurobert.SPEC, gte.SPEC, nomic_bert.SPEC, mpnet.SPEC)
 }
 
 _BY_MODEL_TYPE: dict[str, FamilySpec] = {
@@ -94,6 +100,7 @@ def read_model_dims(model: str) -> ModelDims:
     raw = _read_config(model)
     spec = family_for(raw.get("model_type"), model=f"teacher.model {model!r}")
     keys: ConfigKeys = spec.config_keys
+    _refuse_unsupported_shape(raw, spec, model)
     try:
         positions = raw.get(keys.max_positions)
         return ModelDims(
@@ -107,6 +114,18 @@ def read_model_dims(model: str) -> ModelDims:
         )
     except KeyError as missing:
         raise ModelError(f"teacher.model {model!r}: its {spec.name} config has no {missing}") from None
+
+
+def _refuse_unsupported_shape(raw: dict, spec: FamilySpec, model: str) -> None:
+    """A config whose layers the family's spec cannot describe is refused with what it lacks."""
+    keys = spec.config_keys
+    heads, kv_heads = raw.get(keys.num_heads), raw.get(keys.num_kv_heads) if keys.num_kv_heads else None
+    if kv_heads is not None and heads is not None and int(kv_heads) != int(heads):
+        raise ModelError(
+            f"teacher.model {model!r}: {keys.num_kv_heads} = {kv_heads} with {keys.num_heads} = {heads} is "
+            f"grouped-query attention, which the {spec.name} spec cannot describe: its key/value groups would be "
+            "pruned as units with the query heads that share them, and prunetune prunes one head at a time; "
+            f"supported: {keys.num_kv_heads} equal to {keys.num_heads}")
 
 
 def _read_config(model: str) -> dict:

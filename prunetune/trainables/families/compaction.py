@@ -33,8 +33,11 @@ from prunetune.trainables.families import (
 )
 from prunetune.trainables.families._modeling import (
     LayerView,
+    fuse_model,
+    fused_state_dict,
     layer_views,
     pruned_classes,
+    supplied_head_class,
 )
 from prunetune.trainables.families._spec import (
     DEFAULT_HEAD,
@@ -121,17 +124,18 @@ def kept_units(heads: list[int], neurons: list[int]) -> tuple[list[int], list[in
 def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     """A smaller copy of ``model`` (a classifier of a supported family whose pruned weights are zeros)."""
     spec = family_of(model)
-    views = layer_views(model, spec)
+    views = layer_views(model, spec)  # split: rows are sliced per role
     skipped = [index for index, view in enumerate(views) if view.skipped]
     alive_heads = [[] if view.skipped else live_heads(view) for view in views]
     alive_neurons = [[] if view.skipped else live_neurons(view) for view in views]
     heads, neurons = map(list, zip(*(kept_units(h, n) for h, n in zip(alive_heads, alive_neurons))))
     head = head_of(type(model).__name__)
     config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons],
-                              skipped_layers=skipped, head=head)
+                              skipped_layers=skipped, head=head, head_indices=heads)
     _, model_class = compacted_classes(spec, head)
     compacted = model_class(config).to(next(model.parameters()).device)
-    compacted.load_state_dict(_held_by(compacted, spec, _sliced_state_dict(model, views, heads, neurons)))
+    sliced = fused_state_dict(_sliced_state_dict(model, views, heads, neurons), spec)
+    compacted.load_state_dict(_held_by(compacted, spec, sliced))
     compacted.eval()
     report = CompactionReport(
         heads_before=sum(view.num_heads for view in views),
@@ -146,15 +150,19 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
 
 
 def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_widths: list[int], *,
-                     skipped_layers: list[int] = (), head: str = DEFAULT_HEAD):
-    """The compacted model's config: ``config`` with the per-layer widths and the compacted type."""
+                     skipped_layers: list[int] = (), head: str = DEFAULT_HEAD,
+                     head_indices: list[list[int]] | None = None):
+    """The compacted model's config: ``config`` with the per-layer widths and the compacted type
+    (and, given ``head_indices``, which of the family's heads each layer kept)."""
     values = config.to_dict()
-    for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "skipped_layers", "architectures",
-                  "auto_map", "transformers_version"):
+    for stale in ("model_type", "layer_heads", "layer_intermediate_sizes", "skipped_layers", "layer_head_indices",
+                  "architectures", "auto_map", "transformers_version"):
         values.pop(stale, None)
     config_class, model_class = compacted_classes(spec, head)
+    kept = [list(map(int, h)) for h in head_indices] if head_indices is not None else None
     return config_class(layer_heads=layer_heads, layer_intermediate_sizes=layer_widths,
-                        skipped_layers=list(skipped_layers), architectures=[model_class.__name__], **values)
+                        skipped_layers=list(skipped_layers), layer_head_indices=kept,
+                        architectures=[model_class.__name__], **values)
 
 
 def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[list[int]],
@@ -170,6 +178,8 @@ def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[lis
             _select_rows(state, names[id(linear)], rows)
         _select(state, f"{names[id(view.linear(HEAD_COLUMNS))]}.weight", rows, dim=1)
         _select_rows(state, names[id(view.linear('ffn_in'))], cols)
+        if view.ffn_gate() is not None:  # a gated FFN's neuron: its gate row goes with its input row
+            _select_rows(state, names[id(view.ffn_gate())], cols)
         _select(state, f"{names[id(view.linear('ffn_out'))]}.weight", cols, dim=1)
     return state
 
@@ -257,10 +267,17 @@ def _register(spec: FamilySpec, config_class: type, model_class: type, *, head: 
 
 
 def register_auto_classes() -> None:
-    """Let AutoConfig / AutoModelFor... / pipeline() load every family's compacted models, with every head."""
+    """Let AutoConfig / AutoModelFor... / pipeline() load every family's compacted models, with every head,
+    and its dense models with the heads the family supplies (EuroBERT's question answering)."""
+    import transformers
+
     for spec in FAMILIES.values():
         for head in HEADS:
             compacted_classes(spec, head)
+        for head in spec.supplied_heads:
+            # transformers skips a native config's registration unless told ``exist_ok`` (it has no class to shadow).
+            getattr(transformers, AUTO_CLASSES[head]).register(getattr(transformers, spec.config_class),
+                                                              supplied_head_class(spec, head), exist_ok=True)
 
 
 def auto_class_of(model_dir: str | Path):
@@ -343,6 +360,7 @@ def save_compacted(model: nn.Module, directory: str | Path, *, tokenizer=None) -
     """Save a compacted model as a Hugging Face model directory that carries its modeling code."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    fuse_model(model, family_of(model))  # the family's own keys, whatever viewed it per role
     model.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)

@@ -16,6 +16,6 @@ SPEC = FamilySpec(
     attention_output="attention.output.dense",
     ffn_in="intermediate.dense", ffn_out="output.dense",
     attention_norm="attention.output.LayerNorm", ffn_norm="output.LayerNorm",
-    layer_returns_tuple=True,
+    layer_returns_tuple=True, position_scheme="relative",
     extra_head_rows=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
 )

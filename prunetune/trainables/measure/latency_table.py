@@ -166,7 +166,7 @@ def table_key(model: torch.nn.Module, *, runtime: str, precision: str, device: t
     from prunetune.trainables.families import family_of
     from prunetune.trainables.families._modeling import layer_views
 
-    views = layer_views(model, family_of(model))
+    views = layer_views(model, family_of(model), split=False)
     return TableKey(family=family_of(model).name, hidden_size=int(model.config.hidden_size),
                     num_heads=max(v.num_heads for v in views), head_size=views[0].head_size,
                     ffn_width=max(v.ffn_width for v in views), num_layers=len(views), runtime=runtime,

@@ -146,9 +146,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, seq_len: int = 16) -> Pat
     The trace runs on a batch of two with padding in one row (and two segments where the family
     has token types), so the attention-mask and token-type paths are part of the graph.
     """
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import fuse_model
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().cpu().eval()
+    model = fuse_model(model.float().cpu().eval(), family_of(model))  # one matrix per fused projection
     inputs = sample_inputs(model, batch_size=2, seq_len=seq_len, seed=0)
     input_names = list(inputs)
     with warnings.catch_warnings(), torch.no_grad():

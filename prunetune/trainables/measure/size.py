@@ -27,7 +27,7 @@ def count_params(model: nn.Module) -> int:
 
 def prunable_linears(model: nn.Module) -> list[nn.Module]:
     """Every linear map that pruning may touch: Q, K, V, attention output, FFN in and out, of every layer."""
-    return [linear for view in layer_views(model, family_of(model)) for linear in view.linears().values()]
+    return [linear for view in layer_views(model, family_of(model), split=False) for linear in view.linears().values()]
 
 
 def count_prunable_weights(model: nn.Module) -> int:

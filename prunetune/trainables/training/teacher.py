@@ -95,6 +95,9 @@ def load_pretrained(model: str, data: TaskData):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from prunetune.trainables.families.compaction import register_auto_classes
+
+    register_auto_classes()  # the heads a family supplies (EuroBERT's question answering) load by Auto class
     source = resolve_model(model)
     kind = TASKS[data.kind]
     hf_logging.disable_progress_bar()

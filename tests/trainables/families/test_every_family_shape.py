@@ -1,0 +1,112 @@
+"""Compaction over every family's layer shape, spec-driven: heads, FFN neurons (a gated FFN's gate
+with them), fused matrices sliced per role and fused again, emptied and skipped layers, a shared
+per-head bias sliced per layer, save and load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunetune.trainables.families import FAMILIES, family_of, read_model_dims
+from prunetune.trainables.families._modeling import FusedLinear, LayerView, get_path, layer_views
+from prunetune.trainables.families.compaction import compact_and_verify, load_compacted, save_compacted
+from prunetune.errors import ModelError
+from tests.models import family_config, tiny_classifier
+
+HEAD_SIZE = 8  # tiny models: hidden 32, 4 heads
+
+
+def kill_head(view: LayerView, head: int) -> None:
+    rows = slice(head * HEAD_SIZE, (head + 1) * HEAD_SIZE)
+    with torch.no_grad():
+        view.linear("value").weight[rows] = 0
+        if view.linear("value").bias is not None:
+            view.linear("value").bias[rows] = 0
+
+
+def kill_neurons(view: LayerView, count: int) -> None:
+    with torch.no_grad():
+        view.linear("ffn_in").weight[:count] = 0
+        if view.linear("ffn_in").bias is not None:
+            view.linear("ffn_in").bias[:count] = 0
+
+
+def kill_layer(view: LayerView) -> None:
+    for head in range(4):
+        kill_head(view, head)
+    with torch.no_grad():
+        view.linear("ffn_out").weight.zero_()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_heads_neurons_and_layers_compact_exactly(family, tmp_path):
+    model = tiny_classifier(family, layers=3, seed=1)
+    spec = family_of(model)
+    views = layer_views(model, spec)
+    kill_head(views[0], 0)  # the first head: a shared per-head bias must then be sliced, not cut short
+    kill_head(views[0], 2)
+    kill_neurons(views[0], 10)
+    kill_layer(views[1])
+    compacted, report = compact_and_verify(model)
+    assert report.layer_heads == (2, 0, 4)
+    assert report.layer_intermediate_sizes == (54, 0, 64)
+    kept = layer_views(compacted, spec, split=False)[0]
+    for path, roles in spec.fused:  # held fused again, at the new widths (viewing does not split it)
+        fused = get_path(compacted, f"{spec.layers}.0.{path}")
+        assert isinstance(fused, torch.nn.Linear) and fused.out_features == len(roles) * kept.linear(roles[0]).out_features
+    assert kept.num_heads == 2 and kept.ffn_width == 54
+    if spec.gated_ffn:
+        assert kept.ffn_gate().out_features == 54
+    if spec.head_sliced_bias:
+        assert compacted.config.layer_head_indices[0] == [1, 3]
+
+    save_compacted(compacted, tmp_path / "model")
+    loaded = load_compacted(tmp_path / "model")
+    ids = torch.randint(5, 50, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits
+        assert torch.allclose(loaded(input_ids=ids, attention_mask=mask).logits, expected, atol=1e-5)
+    assert sum(p.numel() for p in loaded.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", sorted(name for name, spec in FAMILIES.items() if spec.fused))
+def test_a_fused_matrix_is_viewed_per_role_without_changing_the_model(family):
+    model = tiny_classifier(family, seed=2)
+    ids = torch.randint(5, 50, (2, 9))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    spec = family_of(model)
+    view = layer_views(model, spec)[0]
+    for path, roles in spec.fused:
+        assert isinstance(get_path(view.layer, path), FusedLinear)
+        assert [view.linear(role).out_features for role in roles] == [get_path(view.layer, path).__getattr__(r).out_features
+                                                                       for r in roles]
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-6)
+
+
+def test_grouped_query_attention_is_refused_with_what_the_spec_lacks(tmp_path):
+    config = family_config("eurobert", num_key_value_heads=2)
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="num_key_value_heads = 2 with num_attention_heads = 4 is grouped-query"):
+        read_model_dims(str(tmp_path))
+
+
+@pytest.mark.parametrize("family", sorted(name for name, spec in FAMILIES.items() if spec.supplied_heads))
+def test_a_supplied_question_answering_head_trains_and_compacts(family):
+    import transformers
+
+    from prunetune.trainables.families.compaction import register_auto_classes
+
+    register_auto_classes()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForQuestionAnswering.from_config(family_config(family)).eval()
+    assert type(model).__name__ == f"{FAMILIES[family].class_prefix}ForQuestionAnswering"
+    ids = torch.randint(5, 50, (2, 9))
+    output = model(input_ids=ids, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 20]))
+    assert output.start_logits.shape == output.end_logits.shape == (2, 9) and torch.isfinite(output.loss)
+    kill_head(layer_views(model, family_of(model))[0], 1)
+    compacted, report = compact_and_verify(model)
+    assert report.layer_heads == (3, 4) and type(compacted).__name__.endswith("ForQuestionAnswering")
