@@ -26,14 +26,16 @@ def family_config(family: str, *, vocab_size: int = 50, hidden: int = 32, layers
         sizes.setdefault("share_att_key", True)
         sizes.setdefault("position_biased_input", False)
         return transformers.DebertaV2Config(**sizes)
-    if family == "modernbert":
-        # Every other layer slides a window of 8 tokens (half of it each side), the rest attend in full.
-        sizes.update(global_attn_every_n_layers=2, local_attention=8, cls_token_id=2, sep_token_id=3,
-                     bos_token_id=2, eos_token_id=3, mask_token_id=4)
-    if family == "eurobert":
-        sizes.update(bos_token_id=2, eos_token_id=3, mask_token_id=4)
-    if family == "mpnet":
-        sizes.update(bos_token_id=2, eos_token_id=3)
+    # The special tokens of the word-level test tokenizer; ModernBERT's every other layer slides a
+    # window of 8 tokens (half of it each side), the rest attend in full; EuroBERT's attention is
+    # grouped-query.
+    special = {"modernbert": dict(global_attn_every_n_layers=2, local_attention=8, cls_token_id=2, sep_token_id=3,
+                                  bos_token_id=2, eos_token_id=3, mask_token_id=4),
+               # grouped-query attention: 2 key/value heads, each shared by 2 of the 4 query heads
+               "eurobert": dict(bos_token_id=2, eos_token_id=3, mask_token_id=4, num_key_value_heads=2),
+               "mpnet": dict(bos_token_id=2, eos_token_id=3)}.get(family, {})
+    for key, value in special.items():
+        sizes.setdefault(key, value)
     config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig,
                     "xlm_roberta": transformers.XLMRobertaConfig, "electra": transformers.ElectraConfig,
                     "modernbert": transformers.ModernBertConfig, "eurobert": transformers.EuroBertConfig,

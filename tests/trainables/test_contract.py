@@ -99,7 +99,7 @@ def test_every_family_exports_to_onnx(family, removal, tiny_family_dir, tmp_path
 
 
 def _compacted(source: Path, removal: str = "emptied"):
-    """The family's tiny model with head 1 and a quarter of the FFN of layer 0 removed, and layer 1
+    """The family's tiny model with head 1 (its group, in grouped-query attention) and a quarter of the FFN of layer 0 removed, and layer 1
     removed whole: emptied (its output biases made non-zero, so that what is left of it shows),
     or skipped as the pruner does in training."""
     import torch
@@ -127,7 +127,8 @@ def _compacted(source: Path, removal: str = "emptied"):
                 view_1.linear(role).bias.normal_(std=0.5)
     view_1.set_skipped(removal == "skipped")
     compacted, report = compact_and_verify(model)
-    assert report.layer_heads == (3, 0) and report.layer_intermediate_sizes == (48, 0)
+    # Value rows 8-16 are head 1, or with grouped-query attention key/value head 1 and its group.
+    assert report.layer_heads == (4 - view_0.group_size, 0) and report.layer_intermediate_sizes == (48, 0)
     assert report.skipped_layers == ((1,) if removal == "skipped" else ())
     return compacted
 

@@ -83,15 +83,22 @@ class ModelDims:
     intermediate_size: int
     num_layers: int
     max_positions: int | None = None  # tokens the position embeddings can hold (None: no limit)
+    num_kv_heads: int | None = None  # grouped-query attention's key/value heads (None: one per head)
 
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_heads
 
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head (1 without grouped-query attention)."""
+        return self.num_heads // self.num_kv_heads if self.num_kv_heads else 1
+
     def describe(self) -> str:
+        groups = f" in {self.num_kv_heads} key/value groups" if self.num_kv_heads else ""
         return (
             f"{self.name} ({self.family}: hidden {self.hidden_size}, {self.num_heads} heads of "
-            f"{self.head_size}, FFN {self.intermediate_size}, {self.num_layers} layers)"
+            f"{self.head_size}{groups}, FFN {self.intermediate_size}, {self.num_layers} layers)"
         )
 
 
@@ -100,7 +107,6 @@ def read_model_dims(model: str) -> ModelDims:
     raw = _read_config(model)
     spec = family_for(raw.get("model_type"), model=f"teacher.model {model!r}")
     keys: ConfigKeys = spec.config_keys
-    _refuse_unsupported_shape(raw, spec, model)
     try:
         positions = raw.get(keys.max_positions)
         return ModelDims(
@@ -111,21 +117,18 @@ def read_model_dims(model: str) -> ModelDims:
             intermediate_size=int(raw[keys.intermediate_size]),
             num_layers=int(raw[keys.num_layers]),
             max_positions=int(positions) - spec.position_offset if positions else None,
+            num_kv_heads=_kv_heads(raw, keys),
         )
     except KeyError as missing:
         raise ModelError(f"teacher.model {model!r}: its {spec.name} config has no {missing}") from None
 
 
-def _refuse_unsupported_shape(raw: dict, spec: FamilySpec, model: str) -> None:
-    """A config whose layers the family's spec cannot describe is refused with what it lacks."""
-    keys = spec.config_keys
-    heads, kv_heads = raw.get(keys.num_heads), raw.get(keys.num_kv_heads) if keys.num_kv_heads else None
-    if kv_heads is not None and heads is not None and int(kv_heads) != int(heads):
-        raise ModelError(
-            f"teacher.model {model!r}: {keys.num_kv_heads} = {kv_heads} with {keys.num_heads} = {heads} is "
-            f"grouped-query attention, which the {spec.name} spec cannot describe: its key/value groups would be "
-            "pruned as units with the query heads that share them, and prunetune prunes one head at a time; "
-            f"supported: {keys.num_kv_heads} equal to {keys.num_heads}")
+def _kv_heads(raw: dict, keys: ConfigKeys) -> int | None:
+    """Key/value heads where fewer than the query heads (grouped-query attention), else None."""
+    kv_heads = raw.get(keys.num_kv_heads) if keys.num_kv_heads else None
+    if kv_heads is None or int(kv_heads) == int(raw[keys.num_heads]):
+        return None
+    return int(kv_heads)
 
 
 def _read_config(model: str) -> dict:

@@ -340,6 +340,22 @@ class LayerView:
     def ffn_width(self) -> int:
         return 0 if self.emptied else self.linear("ffn_in").out_features
 
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head: 1, or a grouped-query layer's group size."""
+        attribute = self.spec.kv_groups_attribute
+        return int(getattr(self.attention, attribute)) if attribute and not self.emptied else 1
+
+    @property
+    def num_units(self) -> int:
+        """Attention units: heads, or in grouped-query attention key/value heads (with their query heads)."""
+        return 0 if self.emptied else self.linear("value").out_features // self.head_size
+
+    def unit_rows(self, role: str) -> int:
+        """Rows of ``role`` per attention unit (columns, for the attention output): a head's, or
+        in grouped-query attention the query heads' of one group and the key/value head's."""
+        return self.head_size * (1 if role in ("key", "value") else self.group_size)
+
     def set_num_heads(self, heads: int) -> None:
         """Tell the attention module its new head count (it reshapes by head size, so this is all)."""
         if self.spec.heads_attribute is not None:  # some families infer it from the projection's width
@@ -399,9 +415,13 @@ def _shrink_layer(layers: nn.ModuleList, index: int, view: LayerView, heads: int
         raise ValueError(f"layer {index}: {heads} heads and {width} FFN neurons; a layer keeps at least one of "
                          "each, or neither")
     if heads != view.num_heads:
+        if heads % view.group_size:
+            raise ValueError(f"layer {index}: {heads} heads do not make whole groups of {view.group_size} query "
+                             "heads per key/value head")
         inner = heads * view.head_size
         for role in HEAD_ROWS:
-            view.set_linear(role, _resized(view.linear(role), out_features=inner))
+            rows = inner if role == "query" else heads // view.group_size * view.head_size
+            view.set_linear(role, _resized(view.linear(role), out_features=rows))
         for path, linear in view.extra_head_rows().items():
             set_path(view.layer, path, _resized(linear, out_features=inner))
         view.set_linear(HEAD_COLUMNS, _resized(view.linear(HEAD_COLUMNS), in_features=inner))

@@ -84,7 +84,10 @@ class FamilySpec:
     layers); ``position_scheme`` is one of :data:`POSITION_SCHEMES`. ``head_sliced_bias``
     names the layer's argument that carries a per-head attention bias computed once for
     every layer (MPNet's relative position bias): a compacted layer keeps the rows of its
-    own heads (see ``_modeling.HeadSlicedBias``).
+    own heads (see ``_modeling.HeadSlicedBias``). ``kv_groups_attribute`` names the
+    attention's count of query heads per key/value head, in a family with grouped-query
+    attention: its unit of pruning is then a key/value head with the query heads that
+    share it (``LayerView.unit_rows``).
     """
 
     name: str
@@ -117,6 +120,7 @@ class FamilySpec:
     position_scheme: str = "absolute"
     attention_kinds: str | None = None
     head_sliced_bias: str | None = None
+    kv_groups_attribute: str | None = None  # the attention's query heads per key/value head (grouped-query)
     base_prefix: str | None = None  # the base model's attribute in a task model (``model``, ``gte``)
     base_model_class: str | None = None  # the family's encoder class (``EuroBertModel``), for a supplied head
     supplied_heads: tuple[str, ...] = ()  # task heads transformers lacks for the family, built like BERT's
@@ -157,6 +161,7 @@ class FamilySpec:
             "biases": "yes" if self.biases else "no",
             "positions": self.position_scheme,
             "attention": "per-layer kinds" if self.attention_kinds else "full",
+            "kv": "grouped" if self.kv_groups_attribute else "per head",
         }
 
     @property

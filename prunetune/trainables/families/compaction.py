@@ -81,7 +81,8 @@ class CompactionReport:
 
 
 def live_heads(view: LayerView) -> list[int]:
-    """Indices of the heads that contribute to the layer's output (may be empty).
+    """Indices of the attention units (heads; in grouped-query attention, key/value heads with
+    the query heads that share them) that contribute to the layer's output (may be empty).
 
     A head whose value slice (weights and bias) or output columns are all zero contributes
     exactly nothing. A head with a zero query or key slice still adds the mean of its
@@ -93,8 +94,8 @@ def live_heads(view: LayerView) -> list[int]:
     if value.bias is not None:
         values |= value.bias.detach().ne(0)
     outputs = output.weight.detach().ne(0).any(dim=0)
-    heads = view.num_heads
-    alive = values.view(heads, -1).any(dim=1) & outputs.view(heads, -1).any(dim=1)
+    units = view.num_units  # heads; in grouped-query attention, key/value heads (each with its query heads)
+    alive = values.view(units, -1).any(dim=1) & outputs.view(units, -1).any(dim=1)
     return alive.nonzero().flatten().tolist()
 
 
@@ -126,20 +127,22 @@ def compact(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     spec = family_of(model)
     views = layer_views(model, spec)  # split: rows are sliced per role
     skipped = [index for index, view in enumerate(views) if view.skipped]
-    alive_heads = [[] if view.skipped else live_heads(view) for view in views]
+    alive_units = [[] if view.skipped else live_heads(view) for view in views]
     alive_neurons = [[] if view.skipped else live_neurons(view) for view in views]
-    heads, neurons = map(list, zip(*(kept_units(h, n) for h, n in zip(alive_heads, alive_neurons))))
+    units, neurons = map(list, zip(*(kept_units(u, n) for u, n in zip(alive_units, alive_neurons))))
+    groups = [view.group_size for view in views]  # query heads per unit
+    heads = [[unit * group + i for unit in kept for i in range(group)] for kept, group in zip(units, groups)]
     head = head_of(type(model).__name__)
     config = compacted_config(model.config, spec, [len(h) for h in heads], [len(n) for n in neurons],
                               skipped_layers=skipped, head=head, head_indices=heads)
     _, model_class = compacted_classes(spec, head)
     compacted = model_class(config).to(next(model.parameters()).device)
-    sliced = fused_state_dict(_sliced_state_dict(model, views, heads, neurons), spec)
+    sliced = fused_state_dict(_sliced_state_dict(model, views, units, neurons), spec)
     compacted.load_state_dict(_held_by(compacted, spec, sliced))
     compacted.eval()
     report = CompactionReport(
         heads_before=sum(view.num_heads for view in views),
-        heads_after=sum(len(h) for h in alive_heads),
+        heads_after=sum(len(u) * group for u, group in zip(alive_units, groups)),
         ffn_before=sum(view.ffn_width for view in views),
         ffn_after=sum(len(n) for n in alive_neurons),
         layer_heads=tuple(config.layer_heads),
@@ -165,18 +168,23 @@ def compacted_config(config, spec: FamilySpec, layer_heads: list[int], layer_wid
                         architectures=[model_class.__name__], **values)
 
 
-def _sliced_state_dict(model: nn.Module, views: list[LayerView], heads: list[list[int]],
+def _sliced_state_dict(model: nn.Module, views: list[LayerView], units: list[list[int]],
                        neurons: list[list[int]]) -> dict[str, torch.Tensor]:
+    """The model's weights with only the kept attention units (heads, or key/value heads with
+    their query heads) and FFN neurons of each layer."""
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     names = {id(module): name for name, module in model.named_modules()}
-    for view, kept_heads, kept_neurons in zip(views, heads, neurons):
-        size = view.head_size
-        rows = torch.tensor([h * size + i for h in kept_heads for i in range(size)], dtype=torch.long)
+    for view, kept_units, kept_neurons in zip(views, units, neurons):
+        def rows(role: str) -> torch.Tensor:
+            size = view.unit_rows(role)
+            return torch.tensor([u * size + i for u in kept_units for i in range(size)], dtype=torch.long)
+
         cols = torch.tensor(kept_neurons, dtype=torch.long)
-        per_head_rows = [view.linear(role) for role in HEAD_ROWS] + list(view.extra_head_rows().values())
-        for linear in per_head_rows:
-            _select_rows(state, names[id(linear)], rows)
-        _select(state, f"{names[id(view.linear(HEAD_COLUMNS))]}.weight", rows, dim=1)
+        for role in HEAD_ROWS:
+            _select_rows(state, names[id(view.linear(role))], rows(role))
+        for linear in view.extra_head_rows().values():  # per query head, as the query's rows
+            _select_rows(state, names[id(linear)], rows("query"))
+        _select(state, f"{names[id(view.linear(HEAD_COLUMNS))]}.weight", rows(HEAD_COLUMNS), dim=1)
         _select_rows(state, names[id(view.linear('ffn_in'))], cols)
         if view.ffn_gate() is not None:  # a gated FFN's neuron: its gate row goes with its input row
             _select_rows(state, names[id(view.ffn_gate())], cols)

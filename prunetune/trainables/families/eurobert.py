@@ -1,9 +1,11 @@
-"""EuroBERT: Llama-style layers (pre-norm RMSNorm, a SiLU-gated FFN, rotary positions, no biases).
+"""EuroBERT: Llama-style layers (pre-norm RMSNorm, a SiLU-gated FFN, rotary positions, no biases)
+and grouped-query attention.
 
-Grouped-query checkpoints (fewer key/value heads than query heads) are refused when the config
-loads (see ``families.read_model_dims``); with one key/value head per query head its layers
-prune like any other. transformers has no question-answering class for it: prunetune supplies
-one, built as BERT's.
+With fewer key/value heads than query heads, the unit of attention pruning is a key/value head
+with the query heads that share it: its key and value rows, its query rows and its columns of
+the output projection go together, so a compacted layer keeps the family's group size
+(``num_key_value_groups``). transformers has no question-answering class for it: prunetune
+supplies one, built as BERT's.
 """
 
 from ._spec import ConfigKeys, FamilySpec
@@ -19,6 +21,6 @@ SPEC = FamilySpec(
     attention_norm="input_layernorm", ffn_norm="post_attention_layernorm",
     norm_placement="pre", norm_kind="rmsnorm", biases=False, position_scheme="rotary",
     heads_attribute=None, inner_size_attributes=(), head_size_attribute="head_dim",
-    config_keys=ConfigKeys(num_kv_heads="num_key_value_heads"),
+    config_keys=ConfigKeys(num_kv_heads="num_key_value_heads"), kv_groups_attribute="num_key_value_groups",
     base_prefix="model", base_model_class="EuroBertModel", supplied_heads=("ForQuestionAnswering",),
 )

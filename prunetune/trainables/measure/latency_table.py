@@ -193,6 +193,13 @@ def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int
     return model_class(config).eval()
 
 
+def _group_size(model: torch.nn.Module) -> int:
+    from prunetune.trainables.families import family_of
+    from prunetune.trainables.families._modeling import layer_views
+
+    return layer_views(model, family_of(model), split=False)[0].group_size
+
+
 def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device, min_width: int = 1,
                   point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
     """Time the grid (see the module docstring); every point is served as the trial serves its student."""
@@ -200,7 +207,10 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
     from prunetune.trainables.measure.runtimes import serve
 
     started = time.perf_counter()
-    heads, widths = grid(key.num_heads, HEAD_POINTS), grid(key.ffn_width, WIDTH_POINTS, minimum=min_width)
+    # Grouped-query attention loses whole groups: its head counts are multiples of the group size.
+    group = _group_size(model)
+    heads = tuple(group * units for units in grid(key.num_heads // group, HEAD_POINTS))
+    widths = grid(key.ffn_width, WIDTH_POINTS, minimum=min_width)
 
     def milliseconds(layers: int, h: int, w: int) -> float:
         candidate = uniform_model(model, layers=layers, heads=h, width=w)

@@ -62,9 +62,12 @@ class Method(ABC):
 def block_size_fits(block_size: int, dims: "ModelDims") -> bool:
     """A block must tile the hidden size and must not straddle a head boundary: it either
     divides the head size or covers whole heads, so that a dead head stays a set of whole
-    blocks."""
+    blocks. With grouped-query attention it must tile the key/value heads' rows too."""
     head = dims.head_size
-    return dims.hidden_size % block_size == 0 and (head % block_size == 0 or block_size % head == 0)
+    fits = dims.hidden_size % block_size == 0 and (head % block_size == 0 or block_size % head == 0)
+    if dims.num_kv_heads:
+        fits = fits and (dims.num_kv_heads * head) % block_size == 0
+    return fits
 
 
 def valid_block_sizes(dims: "ModelDims", candidates=(1, 2, 4, 8, 16, 32, 64, 128)) -> list[int]:
@@ -75,7 +78,8 @@ def block_size_problem(key: str, block_size: int, dims: "ModelDims") -> str | No
     """Why ``block_size`` (the value of ``key``) cannot tile the attention maps of ``dims``."""
     if block_size_fits(block_size, dims):
         return None
-    return (f"{key} = {block_size}: must divide the hidden size and either divide the head size or be a "
+    kv = " (and the key/value heads' rows, in grouped-query attention)" if dims.num_kv_heads else ""
+    return (f"{key} = {block_size}: must divide the hidden size{kv} and either divide the head size or be a "
             f"multiple of it, for {dims.describe()}; valid: {valid_block_sizes(dims)}")
 
 

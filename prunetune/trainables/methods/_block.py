@@ -23,12 +23,14 @@ from prunetune.trainables.measure.latency_table import LatencyTable
 from prunetune.trainables.methods._masks import (
     ATTENTION_ROLES,
     bake_masks,
+    block_rows_alive,
     give_back_blocks,
     install_attention_masks,
     install_ffn_mask,
     keep_count,
     kill_dead_heads,
     top_k_mask,
+    unit_rows_of,
     with_straight_through,
     wrapped_views,
 )
@@ -158,9 +160,15 @@ class BlockPruner(Pruner):
     # ------------------------------------------------------------------ to a speed
 
     @property
-    def heads_per_unit(self) -> int:
-        """Heads removed together: a block taller than a head spans several."""
+    def units_per_block(self) -> int:
+        """Attention units removed together: a block taller than a head (a key/value head, in
+        grouped-query attention) spans several."""
         return max(1, self.block_size // self.views[0].head_size)
+
+    @property
+    def heads_per_unit(self) -> int:
+        """Query heads removed together (what the latency table counts)."""
+        return self.units_per_block * self.views[0].group_size
 
     def update_speed_masks(self, progress: float) -> None:
         """Keep the heads and FFN groups that reach the scheduled latency at ``progress``."""
@@ -179,32 +187,32 @@ class BlockPruner(Pruner):
         kept = 0
         for index, (view, layer_scores, ffn, units, groups) in enumerate(
                 zip(self.views, scores, ffn_scores, structure.units, structure.groups)):
-            heads_alive = units.repeat_interleave(self.heads_per_unit)[: view.num_heads].to(ffn.device)
+            units_alive = units.repeat_interleave(self.units_per_block)[: view.num_units].to(ffn.device)
             neurons_alive = groups.repeat_interleave(group)[: view.ffn_width].to(ffn.device)
-            self._install_structure(view, layer_scores, ffn, heads_alive, neurons_alive)
+            self._install_structure(view, layer_scores, ffn, units_alive, neurons_alive)
             # A removed layer passes its input through, layer norms included: the rest of the
             # model learns without it, and compaction leaves nothing of it (no cost at all).
             view.set_skipped(index in removed)
-            kept += _layer_weights(view, int(heads_alive.sum()), int(neurons_alive.sum()))
+            kept += _layer_weights(view, int(units_alive.sum()) * view.group_size, int(neurons_alive.sum()))
         self.current_sparsity = 1.0 - kept / self.dense_weights
 
     def _unit_importance(self, view: LayerView, scores: dict[str, torch.Tensor]) -> torch.Tensor:
         """Each attention unit's summed importance over its Q, K, V rows and its output columns."""
-        b, size = self.block_size, view.head_size
-        per_row = torch.zeros(view.num_heads * size, device=scores["query"].device)
+        b = self.block_size
+        per_unit = torch.zeros(view.num_units, device=scores["query"].device)
         for role in ATTENTION_ROLES:
             additive = self.scorer.additive(scores[role].detach().float())
             blocks = additive.sum(dim=0 if role == "attention_output" else 1)  # per block along the heads
-            per_row += blocks.repeat_interleave(b) / b
-        per_head = per_row.view(view.num_heads, size).sum(dim=1)
-        return per_head.view(-1, self.heads_per_unit).sum(dim=1).cpu()
+            per_row = blocks.repeat_interleave(b) / b
+            per_unit += per_row.view(view.num_units, view.unit_rows(role)).sum(dim=1)
+        return per_unit.view(-1, self.units_per_block).sum(dim=1).cpu()
 
     def _install_structure(self, view: LayerView, scores: dict[str, torch.Tensor], ffn_scores: torch.Tensor,
-                           heads_alive: torch.Tensor, neurons_alive: torch.Tensor) -> None:
+                           units_alive: torch.Tensor, neurons_alive: torch.Tensor) -> None:
         b = self.block_size
-        rows_alive = heads_alive.repeat_interleave(view.head_size).view(-1, b).all(dim=1).float()
         masks = {}
         for role in ATTENTION_ROLES:
+            rows_alive = block_rows_alive(units_alive, view.unit_rows(role), b).float()
             shape = scores[role].shape
             hard = (rows_alive[None, :].expand(shape) if role == "attention_output"
                     else rows_alive[:, None].expand(shape)).contiguous()
@@ -233,7 +241,7 @@ class BlockPruner(Pruner):
         scores = {role: self.scorer.attention(index, role, view) for role in ATTENTION_ROLES}
         hard = {role: top_k_mask(s.detach(), keep_count(s.numel(), sparsity)) for role, s in scores.items()}
         target_kept = sum(int(h.sum().item()) for h in hard.values())
-        alive_rows = kill_dead_heads(hard, head_size=view.head_size, block_rows=self.block_size,
+        alive_rows = kill_dead_heads(hard, unit_rows=unit_rows_of(view), block_rows=self.block_size,
                                      min_head_density=self.min_head_density)
         unplaced_blocks = give_back_blocks(hard, {r: s.detach() for r, s in scores.items()}, alive_rows, target_kept)
         masks = {role: with_straight_through(hard[role], scores[role]) for role in ATTENTION_ROLES}
@@ -242,9 +250,12 @@ class BlockPruner(Pruner):
 
 
 def _layer_weights(view: LayerView, heads: int, neurons: int) -> int:
-    """Prunable weights of a layer with ``heads`` heads and ``neurons`` FFN neurons."""
+    """Prunable weights of a layer with ``heads`` (query) heads and ``neurons`` FFN neurons (a
+    gated FFN's gate rows included; grouped-query keys and values once per group)."""
     hidden = view.linear("attention_output").out_features
-    return 4 * hidden * heads * view.head_size + 2 * hidden * neurons
+    kv_heads = heads // max(view.group_size, 1)
+    ffn_maps = 3 if view.spec.gated_ffn else 2
+    return hidden * view.head_size * (2 * heads + 2 * kv_heads) + ffn_maps * hidden * neurons
 
 
 def _group_sums(values: torch.Tensor, group: int) -> torch.Tensor:

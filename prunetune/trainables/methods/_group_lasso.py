@@ -35,6 +35,7 @@ from prunetune.trainables.methods._masks import (
     keep_count,
     kill_dead_heads,
     top_k_mask,
+    unit_rows_of,
     wrapped_views,
 )
 from prunetune.trainables.methods._pruner import Pruner
@@ -58,26 +59,37 @@ def group_lasso_sparsity(step: int, *, max_steps: int, final: float, cooldown_fr
     return final if step >= prune_step(max_steps=max_steps, cooldown_fraction=cooldown_fraction) else 0.0
 
 
-def revive_heads(hard: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], alive: torch.Tensor, *,
-                 rows_per_head: int, target_kept: int) -> None:
+def revive_heads(hard: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], *,
+                 rows_per_unit: dict[str, int], target_kept: int) -> None:
     """Bring dead heads back (in place) until the live ones can hold ``target_kept`` tiles.
 
     Norms of whole heads differ a lot, so a per-matrix top-k can empty so many heads that
     the tiles freed by their removal no longer fit in the live ones, and the sparsity would
     overshoot. The dead heads with the largest tiles come back first, each with its best
     Q, K and V tile (so that compaction keeps it); ``give_back_blocks`` then fills them.
-    ``alive`` (per block row along the head dimension) is updated; it takes precedence
-    over ``min_head_density``, since an exact sparsity is what the user asked for.
+    ``alive`` (per role, per block row along the head dimension) is updated; it takes
+    precedence over ``min_head_density``, since an exact sparsity is what the user asked for.
+    A unit is ``rows_per_unit[role]`` block rows of each role: a head's (or a key/value
+    head's with its query heads), or one block row where a block spans several heads.
     """
-    per_row = sum(hard[role].shape[1] for role in QKV) + hard["attention_output"].shape[0]
-    units = alive.view(-1, rows_per_head)  # one unit: the block rows of a head (or of whole heads)
-    strength = sum(scores[role].sum(dim=1) for role in QKV) + scores["attention_output"].sum(dim=0)
-    order = strength.view(-1, rows_per_head).sum(dim=1).argsort(descending=True).tolist()
-    dead = [unit for unit in order if not units[unit].any()]
-    while int(alive.sum()) * per_row < target_kept and dead:
-        rows = slice(dead[0] * rows_per_head, (dead.pop(0) + 1) * rows_per_head)
-        alive[rows] = True
+    def span(role: str, unit: int) -> slice:
+        return slice(unit * rows_per_unit[role], (unit + 1) * rows_per_unit[role])
+
+    tiles_per_unit = (sum(rows_per_unit[role] * hard[role].shape[1] for role in QKV)
+                      + rows_per_unit["attention_output"] * hard["attention_output"].shape[0])
+    count = alive["query"].numel() // rows_per_unit["query"]
+    strength = [sum(float(scores[role][span(role, u)].sum()) for role in QKV)
+                + float(scores["attention_output"][:, span("attention_output", u)].sum()) for u in range(count)]
+    order = sorted(range(count), key=lambda u: -strength[u])
+    dead = [u for u in order if not alive["query"][span("query", u)].any()]
+    live = count - len(dead)
+    while live * tiles_per_unit < target_kept and dead:
+        unit = dead.pop(0)
+        live += 1
+        for role in ATTENTION_ROLES:
+            alive[role][span(role, unit)] = True
         for role in QKV:
+            rows = span(role, unit)
             best = scores[role][rows].argmax()
             hard[role][rows].view(-1)[best] = 1.0
 
@@ -197,11 +209,12 @@ class GroupLassoPruner(Pruner):
         for index, (view, norms) in enumerate(zip(self.views, self.group_norms())):
             hard = {role: top_k_mask(norms[role], keep_count(norms[role].numel(), sparsity)) for role in ATTENTION_ROLES}
             target_kept = sum(int(h.sum().item()) for h in hard.values())
-            alive = kill_dead_heads(hard, head_size=view.head_size, block_rows=self.block_rows,
+            unit_rows = unit_rows_of(view)
+            alive = kill_dead_heads(hard, unit_rows=unit_rows, block_rows=self.block_rows,
                                     min_head_density=self.min_head_density)
             scores = {role: norms[role] for role in ATTENTION_ROLES}
-            revive_heads(hard, scores, alive, rows_per_head=max(view.head_size // self.block_rows, 1),
-                         target_kept=target_kept)
+            revive_heads(hard, scores, alive, target_kept=target_kept,
+                         rows_per_unit={role: max(rows // self.block_rows, 1) for role, rows in unit_rows.items()})
             give_back_blocks(hard, scores, alive, target_kept)
             hard["ffn"] = top_k_mask(norms["ffn"], keep_count(norms["ffn"].numel(), sparsity))
             for name, mask in hard.items():

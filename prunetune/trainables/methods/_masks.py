@@ -140,44 +140,57 @@ def with_straight_through(hard: torch.Tensor, scores: torch.Tensor) -> torch.Ten
 
 
 def head_density(block_mask: torch.Tensor, block_rows: int, head_size: int) -> torch.Tensor:
-    """Fraction of each head's slice (its rows of a Q/K/V block mask) that the mask keeps."""
+    """Fraction of each unit's slice (its ``head_size`` rows of a Q/K/V block mask) that the mask keeps."""
     row_density = block_mask.float().mean(dim=1).repeat_interleave(block_rows)
     return row_density.view(-1, head_size).mean(dim=1)
 
 
-def kill_dead_heads(hard: dict[str, torch.Tensor], *, head_size: int, block_rows: int,
-                    min_head_density: float = 0.0) -> torch.Tensor:
-    """Mask every slice (Q, K, V rows, output columns) of heads whose Q, K or V is fully
-    pruned, or keeps less than ``min_head_density`` of its blocks.
+def unit_rows_of(view: LayerView) -> dict[str, int]:
+    """Rows of each attention map per attention unit (columns, for the output): a head's, or a
+    key/value head's with its query heads in grouped-query attention."""
+    return {role: view.unit_rows(role) for role in ATTENTION_ROLES}
+
+
+def block_rows_alive(units_alive: torch.Tensor, rows_per_unit: int, block_rows: int) -> torch.Tensor:
+    """Per block row of a map (along the head dimension): whether all its rows are in live units."""
+    return units_alive.repeat_interleave(rows_per_unit).view(-1, block_rows).all(dim=1)
+
+
+def kill_dead_heads(hard: dict[str, torch.Tensor], *, unit_rows: dict[str, int], block_rows: int,
+                    min_head_density: float = 0.0) -> dict[str, torch.Tensor]:
+    """Mask every slice (Q, K, V rows, output columns) of attention units whose Q, K or V is
+    fully pruned, or keeps less than ``min_head_density`` of its blocks.
 
     A head costs the same compute however few of its blocks survive: only removing it makes
     the model faster. ``hard`` holds the block masks of the attention roles; blocks span
-    ``block_rows`` along the head dimension. Returns a boolean per block row of Q/K/V
-    (equally per block column of the output).
+    ``block_rows`` along the head dimension; ``unit_rows`` are each role's rows per unit (see
+    :func:`unit_rows_of`). Returns, per role, a boolean per block row of Q/K/V (per block
+    column of the output).
     """
-    densities = [head_density(hard[role], block_rows, head_size) for role in QKV]
-    heads_alive = torch.stack([(d > 0) & (d >= min_head_density) for d in densities]).all(dim=0)
-    block_alive = heads_alive.repeat_interleave(head_size).view(-1, block_rows).all(dim=1)
-    # Compaction removes a dead head's every slice, so mask them all: the masked model then
+    densities = [head_density(hard[role], block_rows, unit_rows[role]) for role in QKV]
+    units_alive = torch.stack([(d > 0) & (d >= min_head_density) for d in densities]).all(dim=0)
+    alive = {role: block_rows_alive(units_alive, unit_rows[role], block_rows) for role in ATTENTION_ROLES}
+    # Compaction removes a dead unit's every slice, so mask them all: the masked model then
     # holds exactly the weights the compacted one keeps, and the freed blocks are counted.
     for role in QKV:
-        hard[role] *= block_alive[:, None]
-    hard["attention_output"] *= block_alive[None, :]
-    return block_alive
+        hard[role] *= alive[role][:, None]
+    hard["attention_output"] *= alive["attention_output"][None, :]
+    return alive
 
 
 def give_back_blocks(hard: dict[str, torch.Tensor], scores: dict[str, torch.Tensor],
-                     alive_rows: torch.Tensor, target_kept: int) -> int:
+                     alive_rows: dict[str, torch.Tensor], target_kept: int) -> int:
     """Re-admit the best pruned blocks of live heads until ``target_kept`` blocks are kept.
 
-    Returns how many blocks could not be re-admitted (live heads were already full).
+    ``alive_rows`` is :func:`kill_dead_heads`'s, per role. Returns how many blocks could not be
+    re-admitted (live heads were already full).
     """
     deficit = target_kept - sum(int(h.sum().item()) for h in hard.values())
     if deficit <= 0:
         return 0
     candidates = []
     for role in ATTENTION_ROLES:
-        alive = alive_rows[None, :] if role == "attention_output" else alive_rows[:, None]
+        alive = alive_rows[role][None, :] if role == "attention_output" else alive_rows[role][:, None]
         eligible = (hard[role] == 0) & alive.expand_as(hard[role])
         excluded = torch.full_like(scores[role], -math.inf, dtype=torch.float32)
         candidates.append(torch.where(eligible, scores[role].float(), excluded))

@@ -186,7 +186,9 @@ def speed_table(context) -> LatencyTable:
     s = context.settings
     table = table_for(context.student, context.cache_dir, s, runtime=s.runtime, precision=s.inference_precision,
                       device=context.device, threads=s.latency.threads or torch.get_num_threads())
-    heads_per_unit = max(1, s.block_size // _views(context.student)[0].head_size)
+    first = _views(context.student)[0]
+    # Query heads removed together: a block's worth of heads (of key/value heads, each with its group).
+    heads_per_unit = max(1, s.block_size // first.head_size) * first.group_size
     check_reachable(table, s.target_speedup, min_heads=heads_per_unit)
     return table
 

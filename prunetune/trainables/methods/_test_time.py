@@ -132,7 +132,7 @@ def round_targets(*, max_steps: int, final: float, warmup_fraction: float, coold
 @dataclass(frozen=True)
 class LatencyCosts:
     dense_ms: float
-    head_ms: float  # saved by removing one head
+    head_ms: float  # saved by removing one attention unit (a head; a key/value head with its query heads)
     ffn_group_ms: float  # saved by removing one FFN group
 
 
@@ -184,9 +184,9 @@ def _views(model: nn.Module) -> list[LayerView]:
 
 
 def _unit_counts(model: nn.Module, group_size: int) -> tuple[list[int], list[int]]:
-    """Heads and FFN groups per layer of ``model``."""
+    """Attention units (heads; key/value heads with their query heads) and FFN groups per layer of ``model``."""
     views = _views(model)
-    return [view.num_heads for view in views], [view.ffn_width // group_size for view in views]
+    return [view.num_units for view in views], [view.ffn_width // group_size for view in views]
 
 
 @torch.no_grad()
@@ -195,22 +195,31 @@ def remove_units(model: nn.Module, *, heads: dict[int, list[int]], groups: dict[
     """A compacted copy of ``model`` without the given heads and FFN groups (per layer index)."""
     model = copy.deepcopy(model)
     for index, view in enumerate(_views(model)):
-        size = view.head_size
-        for head in heads.get(index, []):
-            _zero_unit(view, ("query", "key", "value"), "attention_output", slice(head * size, (head + 1) * size))
+        for unit in heads.get(index, []):
+            spans = {role: slice(unit * view.unit_rows(role), (unit + 1) * view.unit_rows(role))
+                     for role in ("query", "key", "value", "attention_output")}
+            _zero_attention_unit(view, spans)
         for group in groups.get(index, []):
             _zero_unit(view, ("ffn_in",), "ffn_out", slice(group * group_size, (group + 1) * group_size))
     compacted, _ = compact_and_verify(model)
     return compacted
 
 
-def _zero_unit(view: LayerView, row_roles: tuple[str, ...], column_role: str, span: slice) -> None:
+def _zero_attention_unit(view: LayerView, spans: dict[str, slice]) -> None:
+    """Zero one attention unit: its rows of Q, K and V (each role its own span) and its output columns."""
+    for role in ("query", "key", "value"):
+        _zero_unit(view, (role,), None, spans[role])
+    view.linear("attention_output").weight[:, spans["attention_output"]] = 0
+
+
+def _zero_unit(view: LayerView, row_roles: tuple[str, ...], column_role: str | None, span: slice) -> None:
     for role in row_roles:
         linear = view.linear(role)
         linear.weight[span] = 0
         if linear.bias is not None:
             linear.bias[span] = 0
-    view.linear(column_role).weight[:, span] = 0
+    if column_role is not None:
+        view.linear(column_role).weight[:, span] = 0
 
 
 # --------------------------------------------------------------------------- kept-accuracy proxies
@@ -251,7 +260,7 @@ class _Gates:
         self.model.eval()  # no dropout while ranking
         self.originals = []
         for view, head_gate, group_gate in zip(_views(self.model), self.heads, self.groups):
-            self._gate(view, "attention_output", head_gate, view.head_size)
+            self._gate(view, "attention_output", head_gate, view.unit_rows("attention_output"))
             self._gate(view, "ffn_out", group_gate, self.group_size)
         return self
 
@@ -339,9 +348,10 @@ def candidates(model: nn.Module, kept: tuple[list[torch.Tensor], list[torch.Tens
     """Every head and FFN group of ``model``, with its proxies, best to prune first."""
     found = []
     for index, view in enumerate(_views(model)):
-        hidden, head_size = view.linear("attention_output").out_features, view.head_size
-        for head, value in enumerate(kept[0][index].tolist()):
-            found.append(Candidate(index, HEAD, head, value, costs.head_ms, 4 * hidden * head_size))
+        hidden, head_size, group = view.linear("attention_output").out_features, view.head_size, view.group_size
+        unit_weights = hidden * head_size * (2 * group + 2)  # its query heads' Q and output, one K and V
+        for unit, value in enumerate(kept[0][index].tolist()):
+            found.append(Candidate(index, HEAD, unit, value, costs.head_ms, unit_weights))
         for group, value in enumerate(kept[1][index].tolist()):
             found.append(Candidate(index, FFN, group, value, costs.ffn_group_ms, 2 * hidden * group_size))
     return sorted(found, key=lambda c: (c.kept_per_ms, -c.saved_ms))

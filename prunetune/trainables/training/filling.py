@@ -36,21 +36,19 @@ FILL_SECONDS = "fill_seconds"
 
 def live_structure_masks(view: LayerView) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
     """For each prunable map of a layer: (weight positions, bias positions) inside live structure."""
-    size = view.head_size
     device = view.linear("query").weight.device
-    head_rows = torch.zeros(view.num_heads * size, dtype=torch.bool, device=device)
-    for head in live_heads(view):
-        head_rows[head * size:(head + 1) * size] = True
+    units_alive = torch.zeros(view.num_units, dtype=torch.bool, device=device)
+    units_alive[live_heads(view)] = True
+    unit_rows = {role: units_alive.repeat_interleave(view.unit_rows(role))
+                 for role in ("query", "key", "value", "attention_output")}
     neurons = torch.zeros(view.ffn_width, dtype=torch.bool, device=device)
     neurons[live_neurons(view)] = True
     linears = view.linears()
     rows = lambda selected, role: selected[:, None].expand_as(linears[role].weight)  # noqa: E731
     cols = lambda selected, role: selected[None, :].expand_as(linears[role].weight)  # noqa: E731
     return {
-        "query": (rows(head_rows, "query"), head_rows),
-        "key": (rows(head_rows, "key"), head_rows),
-        "value": (rows(head_rows, "value"), head_rows),
-        "attention_output": (cols(head_rows, "attention_output"), None),
+        **{role: (rows(unit_rows[role], role), unit_rows[role]) for role in ("query", "key", "value")},
+        "attention_output": (cols(unit_rows["attention_output"], "attention_output"), None),
         "ffn_in": (rows(neurons, "ffn_in"), neurons),
         "ffn_out": (cols(neurons, "ffn_out"), None),
     }

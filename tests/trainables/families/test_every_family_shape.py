@@ -10,13 +10,13 @@ import torch
 from prunetune.trainables.families import FAMILIES, family_of, read_model_dims
 from prunetune.trainables.families._modeling import FusedLinear, LayerView, get_path, layer_views
 from prunetune.trainables.families.compaction import compact_and_verify, load_compacted, save_compacted
-from prunetune.errors import ModelError
 from tests.models import family_config, tiny_classifier
 
 HEAD_SIZE = 8  # tiny models: hidden 32, 4 heads
 
 
 def kill_head(view: LayerView, head: int) -> None:
+    """Zero the value rows of unit ``head`` (a head; with grouped-query attention, a key/value head)."""
     rows = slice(head * HEAD_SIZE, (head + 1) * HEAD_SIZE)
     with torch.no_grad():
         view.linear("value").weight[rows] = 0
@@ -44,7 +44,7 @@ def test_heads_neurons_and_layers_compact_exactly(family, tmp_path):
     spec = family_of(model)
     views = layer_views(model, spec)
     kill_head(views[0], 0)  # the first head: a shared per-head bias must then be sliced, not cut short
-    kill_head(views[0], 2)
+    kill_head(views[0], 2 if views[0].group_size == 1 else 0)  # grouped-query: key/value head 0 is 2 heads
     kill_neurons(views[0], 10)
     kill_layer(views[1])
     compacted, report = compact_and_verify(model)
@@ -87,11 +87,33 @@ def test_a_fused_matrix_is_viewed_per_role_without_changing_the_model(family):
         assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-6)
 
 
-def test_grouped_query_attention_is_refused_with_what_the_spec_lacks(tmp_path):
-    config = family_config("eurobert", num_key_value_heads=2)
+def test_grouped_query_attention_loses_a_key_value_head_with_the_query_heads_that_share_it():
+    model = tiny_classifier("eurobert", layers=2, seed=3)  # 4 query heads in 2 groups
+    view = layer_views(model, family_of(model))[0]
+    assert (view.group_size, view.num_units, view.num_heads) == (2, 2, 4)
+    assert view.unit_rows("query") == view.unit_rows("attention_output") == 16 and view.unit_rows("key") == 8
+    with torch.no_grad():
+        view.linear("value").weight[:HEAD_SIZE] = 0  # key/value head 0: query heads 0 and 1 lose their values
+    compacted, report = compact_and_verify(model)
+    assert report.layer_heads == (2, 4) and report.heads_pruned == 2
+    kept = layer_views(compacted, family_of(compacted), split=False)[0]
+    assert kept.linear("query").out_features == 16 and kept.linear("key").out_features == 8
+    assert kept.group_size == 2 and compacted.config.layer_head_indices[0] == [2, 3]
+    assert torch.equal(kept.linear("key").weight, view.linear("key").weight[HEAD_SIZE:])
+    assert torch.equal(kept.linear("query").weight, view.linear("query").weight[2 * HEAD_SIZE:])
+    assert torch.equal(kept.linear("attention_output").weight, view.linear("attention_output").weight[:, 2 * HEAD_SIZE:])
+
+
+def test_grouped_query_blocks_must_tile_the_key_value_heads(tmp_path):
+    from prunetune.trainables.methods._base import block_size_problem
+
+    config = family_config("eurobert", hidden=64, heads=8, num_key_value_heads=1)  # one key/value head of 8 rows
     config.save_pretrained(tmp_path)
-    with pytest.raises(ModelError, match="num_key_value_heads = 2 with num_attention_heads = 4 is grouped-query"):
-        read_model_dims(str(tmp_path))
+    dims = read_model_dims(str(tmp_path))
+    assert (dims.num_kv_heads, dims.group_size) == (1, 8) and "in 1 key/value groups" in dims.describe()
+    assert block_size_problem("trial.block_size", 8, dims) is None
+    problem = block_size_problem("trial.block_size", 16, dims)
+    assert "trial.block_size = 16" in problem and "key/value heads' rows" in problem and "valid: [1, 2, 4, 8]" in problem
 
 
 @pytest.mark.parametrize("family", sorted(name for name, spec in FAMILIES.items() if spec.supplied_heads))
@@ -107,6 +129,7 @@ def test_a_supplied_question_answering_head_trains_and_compacts(family):
     ids = torch.randint(5, 50, (2, 9))
     output = model(input_ids=ids, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 20]))
     assert output.start_logits.shape == output.end_logits.shape == (2, 9) and torch.isfinite(output.loss)
-    kill_head(layer_views(model, family_of(model))[0], 1)
+    view = layer_views(model, family_of(model))[0]
+    kill_head(view, 1)  # its value rows: a head, or with grouped-query attention a key/value head and its group
     compacted, report = compact_and_verify(model)
-    assert report.layer_heads == (3, 4) and type(compacted).__name__.endswith("ForQuestionAnswering")
+    assert report.layer_heads == (4 - view.group_size, 4) and type(compacted).__name__.endswith("ForQuestionAnswering")
