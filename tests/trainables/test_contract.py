@@ -85,6 +85,30 @@ def test_every_method_on_every_family(method, family, family_config, tmp_path):
     assert (model_dir / f"modeling_prunetune_{family}.py").is_file()  # served without prunetune: next test
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_prunes_to_a_target_speedup_with_layer_distillation(family, tiny_family_dir, tiny_dataset_csv,
+                                                                         tmp_path, monkeypatch):
+    """Whole structure to a speed (heads, or grouped-query key/value groups; FFN groups), read off a
+    table whose layer cost is exactly bilinear, so that the prediction can be checked exactly."""
+    from prunetune.config import validate
+    from prunetune.trainables.methods import _speed
+    from prunetune.trainables.trial import run_trial
+    from tests.conftest import tiny_config_dict
+    from tests.trainables.methods.test_speed import synthetic_table
+
+    table = synthetic_table(heads=(1, 2, 3, 4), widths=(2, 32, 64), per_head=1.0, per_neuron=0.05)
+    monkeypatch.setattr(_speed, "cached_table", lambda *args, **kwargs: table)
+    raw = tiny_config_dict(tiny_family_dir(family), tiny_dataset_csv, tmp_path / "cache", method="movement",
+                           sparsity=None, target_speedup=1.8, layer_distill=1.0)
+    metrics = run_trial(validate(raw, check_model=True), output_dir=tmp_path / "trial")
+    assert M.missing_final_keys(metrics) == []
+    assert metrics[M.PREDICTED_SPEEDUP] >= 1.8
+    heads, widths = metrics[M.LAYER_HEADS], metrics[M.LAYER_FFN]
+    assert table.dense_ms / table.predict(heads, widths) == pytest.approx(metrics[M.PREDICTED_SPEEDUP], rel=1e-6)
+    group = 2 if family == "eurobert" else 1  # the tiny EuroBERT's query heads per key/value head
+    assert all(h % group == 0 for h in heads), heads
+
+
 @pytest.mark.parametrize("removal", REMOVALS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_to_onnx(family, removal, tiny_family_dir, tmp_path):
