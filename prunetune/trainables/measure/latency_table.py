@@ -185,8 +185,15 @@ def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int
 
     spec = family_of(model)
     shape = copy.deepcopy(model.config)
-    setattr(shape, spec.config_keys.num_layers, layers)
     removed = range(layers) if heads == 0 and width == 0 else ()
+    if spec.attention_kinds:
+        # Its config lists one attention kind per layer (ModernBERT's sliding and full layers) and
+        # cannot hold none: the model without layers is every layer of the family's own removed.
+        kinds = list(getattr(shape, spec.attention_kinds))
+        if layers == 0:
+            layers, removed, heads, width = len(kinds), range(len(kinds)), 0, 0
+        setattr(shape, spec.attention_kinds, [kinds[i % len(kinds)] for i in range(layers)])
+    setattr(shape, spec.config_keys.num_layers, layers)
     config = compacted_config(shape, spec, [heads] * layers, [width] * layers, skipped_layers=list(removed))
     _, model_class = compacted_classes(spec)
     torch.manual_seed(0)

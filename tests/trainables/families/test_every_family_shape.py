@@ -135,12 +135,14 @@ def test_a_supplied_question_answering_head_trains_and_compacts(family):
     assert report.layer_heads == (4 - view.group_size, 4) and type(compacted).__name__.endswith("ForQuestionAnswering")
 
 
-def test_a_grouped_query_latency_table_times_whole_groups(tmp_path):
+@pytest.mark.parametrize("family", ["eurobert", "modernbert"])
+def test_a_latency_table_times_the_family_shapes(family):
+    """Grouped-query attention in whole groups; ModernBERT's per-layer attention kinds for any layer count."""
     from prunetune.trainables.measure import latency_table as T
 
-    model = tiny_classifier("eurobert", layers=2)
+    model = tiny_classifier(family, layers=2)
     key = T.table_key(model, runtime="torch", precision="fp32", device=torch.device("cpu"), batch_size=1,
                       seq_len=8, threads=1)
     table = T.measure_table(model, key, device=torch.device("cpu"), min_width=16, point_run_time=0.01)
-    assert table.heads == (2, 4)  # whole groups of 2 query heads
-    assert table.dense_ms > 0 and table.layer(2, 16) > 0
+    assert table.heads == ((2, 4) if family == "eurobert" else (1, 2, 3, 4))  # EuroBERT's groups of 2 heads
+    assert table.dense_ms > 0 and table.layer(table.heads[0], 16) > 0
