@@ -122,6 +122,30 @@ def test_every_family_exports_to_onnx(family, removal, tiny_family_dir, tmp_path
     assert export_onnx(compacted, tokenizer, tmp_path / "model.onnx") < ONNX_TOLERANCE
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_serves_in_onnxruntime_int8_close_to_pytorch(family, tiny_family_dir, tmp_path):
+    """Dynamic int8 rounds weights and activations: close to the fp32 PyTorch model, not equal to it."""
+    import onnx
+    import torch
+    from transformers import AutoTokenizer
+
+    from prunetune.trainables.measure.runtimes import serve
+
+    compacted = _compacted(tiny_family_dir(family))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_family_dir(family)))
+    inputs = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    inputs.pop("token_type_ids", None)
+    with torch.no_grad():
+        expected = compacted(**inputs).logits
+        served = serve(compacted, runtime="onnxruntime", precision="int8", device=torch.device("cpu"), threads=1,
+                       work_dir=tmp_path)
+        actual = served.model(**inputs).logits
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() < 0.1 * expected.abs().max() + 0.05
+    graph = onnx.load(str(served.artifact)).graph
+    assert any(node.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"} for node in graph.node)
+
+
 def _compacted(source: Path, removal: str = "emptied"):
     """The family's tiny model with head 1 (its group, in grouped-query attention) and a quarter of the FFN of layer 0 removed, and layer 1
     removed whole: emptied (its output biases made non-zero, so that what is left of it shows),

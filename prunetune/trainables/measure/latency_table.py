@@ -78,7 +78,7 @@ class LatencyTable:
     heads: tuple[int, ...]
     widths: tuple[int, ...]
     layer_ms: tuple[tuple[float, ...], ...]  # [head index][width index]
-    base_ms: float  # embeddings, classifier head, runtime overhead: a model without layers
+    base_ms: float  # embeddings, classifier head, runtime overhead: a model whose layers are all removed
     removed_ms: float  # a layer removed whole (skipped)
     seconds: float = 0.0  # how long measuring it took
 
@@ -185,13 +185,13 @@ def uniform_model(model: torch.nn.Module, *, layers: int, heads: int, width: int
 
     spec = family_of(model)
     shape = copy.deepcopy(model.config)
+    if layers == 0:
+        # Not every encoder runs with no layers (DeBERTa's returns nothing; ModernBERT's config
+        # lists one attention kind per layer): the model without layers is every layer removed.
+        layers, heads, width = int(getattr(shape, spec.config_keys.num_layers)), 0, 0
     removed = range(layers) if heads == 0 and width == 0 else ()
-    if spec.attention_kinds:
-        # Its config lists one attention kind per layer (ModernBERT's sliding and full layers) and
-        # cannot hold none: the model without layers is every layer of the family's own removed.
+    if spec.attention_kinds:  # one kind per layer (ModernBERT's sliding and full layers), in the family's order
         kinds = list(getattr(shape, spec.attention_kinds))
-        if layers == 0:
-            layers, removed, heads, width = len(kinds), range(len(kinds)), 0, 0
         setattr(shape, spec.attention_kinds, [kinds[i % len(kinds)] for i in range(layers)])
     setattr(shape, spec.config_keys.num_layers, layers)
     config = compacted_config(shape, spec, [heads] * layers, [width] * layers, skipped_layers=list(removed))
