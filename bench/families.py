@@ -1,7 +1,8 @@
 """Benchmark one trial per encoder family at a target speed-up in ONNX Runtime int8, on BBC News.
 
 No family but BERT can be downloaded here, so each family's encoder is built in code at a small
-size (hidden 256, 4 layers of 4 heads, FFN 1024, MiniLM's WordPiece vocabulary and tokenizer),
+size (hidden 256, 4 layers of 4 heads, FFN 1024, MiniLM's WordPiece vocabulary and tokenizer;
+EuroBERT with grouped-query attention, 2 key/value heads),
 randomly initialised, and fine-tuned briefly on the default task as the teacher (cached). One
 movement trial per family then prunes it to ``--target`` x in ONNX Runtime at int8, with layer
 distillation. Printed per family: its layer shape, teacher and student accuracy, the drop,
@@ -79,7 +80,8 @@ def trial_config(model_dir: Path, cache: Path, args) -> config_module.Config:
 
 def shape_of(family: str) -> str:
     shape = FAMILIES[family].shape()
-    return f"{shape['norm']}, {shape['qkv']} qkv, {shape['ffn']} ffn, {shape['positions']}"
+    grouped = ", grouped kv" if shape["kv"] == "grouped" else ""
+    return f"{shape['norm']}, {shape['qkv']} qkv, {shape['ffn']} ffn, {shape['positions']}{grouped}"
 
 
 def main() -> None:
@@ -94,13 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="prunetune-families-"))
     print(f"machine: {cpu_model()}; outputs in {out}")
-    header = (f"{'family':<11} {'shape':<54} {'teacher':>7} {'student':>7} {'drop':>7} {'speedup':>8} "
+    header = (f"{'family':<11} {'shape':<66} {'teacher':>7} {'student':>7} {'drop':>7} {'speedup':>8} "
               f"{'same rt':>8} {'predicted':>9}")
     rows = []
     for family in args.only or sorted(FAMILIES):
         model_dir = build_family_dir(family, out / "models" / family)
         metrics = run_trial(trial_config(model_dir, out / "teachers", args), output_dir=out / "trials" / family)
-        rows.append(f"{family:<11} {shape_of(family):<54} {metrics[M.TEACHER_ACCURACY]:>7.4f} "
+        rows.append(f"{family:<11} {shape_of(family):<66} {metrics[M.TEACHER_ACCURACY]:>7.4f} "
                     f"{metrics[M.ACCURACY]:>7.4f} {metrics[M.ACCURACY_DROP]:>7.4f} {metrics[M.SPEEDUP]:>7.2f}x "
                     f"{metrics[M.SPEEDUP_SAME_RUNTIME]:>7.2f}x {metrics.get(M.PREDICTED_SPEEDUP, float('nan')):>8.2f}x")
         print("\n".join([header, *rows]), flush=True)

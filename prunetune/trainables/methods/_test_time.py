@@ -179,8 +179,10 @@ def cached_costs(path: Path, key: str, compute: Callable[[], LatencyCosts]) -> L
 # --------------------------------------------------------------------------- structure
 
 
-def _views(model: nn.Module) -> list[LayerView]:
-    return layer_views(model, family_of(model))
+def _views(model: nn.Module, *, split: bool = False) -> list[LayerView]:
+    # The student trains between rounds: viewing it must not replace the parameters its optimiser
+    # holds (splitting a fused matrix would). Only ``remove_units`` writes roles, into its own copy.
+    return layer_views(model, family_of(model), split=split)
 
 
 def _unit_counts(model: nn.Module, group_size: int) -> tuple[list[int], list[int]]:
@@ -194,7 +196,7 @@ def remove_units(model: nn.Module, *, heads: dict[int, list[int]], groups: dict[
                  group_size: int) -> nn.Module:
     """A compacted copy of ``model`` without the given heads and FFN groups (per layer index)."""
     model = copy.deepcopy(model)
-    for index, view in enumerate(_views(model)):
+    for index, view in enumerate(_views(model, split=True)):
         for unit in heads.get(index, []):
             spans = {role: slice(unit * view.unit_rows(role), (unit + 1) * view.unit_rows(role))
                      for role in ("query", "key", "value", "attention_output")}
