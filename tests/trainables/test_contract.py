@@ -29,6 +29,8 @@ from tests.models import WITHOUT_PRUNETUNE
 OPTIONS = {"test_time": {"test_time": {"pseudo_label_samples": 40, "ranking_samples": 8, "ffn_group_size": 16,
                                        "prune_rounds": 2}}}
 TEXTS = ["goal match team score today", "bank market profit shares", "chip software phone code robot"]
+#: Two timing rounds: the contract checks that latency is measured, not how well (that is bench/'s).
+LATENCY = {"batch_size": 1, "seq_len": 16, "min_run_time": 0.05, "rounds": 2}
 #: How layer 1 goes: emptied (every unit dead, its layer norms stay) or skipped (removed in training).
 REMOVALS = ("emptied", "skipped")
 
@@ -44,7 +46,7 @@ def family_config(tiny_family_dir, tiny_dataset_csv, tmp_path_factory):
 
     def make(family: str, method: str):
         cache = tmp_path_factory.getbasetemp() / "teacher-cache"
-        raw = tiny_config_dict(tiny_family_dir(family), tiny_dataset_csv, cache, method=method,
+        raw = tiny_config_dict(tiny_family_dir(family), tiny_dataset_csv, cache, method=method, latency=LATENCY,
                                **OPTIONS.get(method, {}))
         return validate(raw, check_model=True)
 
@@ -99,7 +101,7 @@ def test_every_family_prunes_to_a_target_speedup_with_layer_distillation(family,
     table = synthetic_table(heads=(1, 2, 3, 4), widths=(2, 32, 64), per_head=1.0, per_neuron=0.05)
     monkeypatch.setattr(_speed, "cached_table", lambda *args, **kwargs: table)
     raw = tiny_config_dict(tiny_family_dir(family), tiny_dataset_csv, tmp_path / "cache", method="movement",
-                           sparsity=None, target_speedup=1.8, layer_distill=1.0)
+                           sparsity=None, target_speedup=1.8, layer_distill=1.0, latency=LATENCY)
     metrics = run_trial(validate(raw, check_model=True), output_dir=tmp_path / "trial")
     assert M.missing_final_keys(metrics) == []
     assert metrics[M.PREDICTED_SPEEDUP] >= 1.8
