@@ -192,6 +192,24 @@ class FamilySpec:
         return getattr(self, role)
 
 
+#: The attention and gated FFN of the Llama-style layers EuroBERT, GTE and NomicBERT share (paths
+#: from one layer): ``q_proj`` .. ``o_proj``, ``gate_proj``, ``up_proj``, ``down_proj``, and a head
+#: count the attention infers from its projections' width.
+LLAMA_STYLE_LAYER = dict(
+    attention="self_attn",
+    query="self_attn.q_proj",
+    key="self_attn.k_proj",
+    value="self_attn.v_proj",
+    attention_output="self_attn.o_proj",
+    ffn_in="mlp.up_proj",
+    ffn_gate="mlp.gate_proj",
+    ffn_out="mlp.down_proj",
+    position_scheme="rotary",
+    heads_attribute=None,
+    inner_size_attributes=(),
+    head_size_attribute="head_dim",
+)
+
 #: The layer layout BERT, RoBERTa, XLM-RoBERTa and ELECTRA share (paths from one layer).
 BERT_LAYER = dict(
     attention="attention.self",

@@ -8,19 +8,15 @@ the output projection go together, so a compacted layer keeps the family's group
 supplies one, built as BERT's.
 """
 
-from ._spec import ConfigKeys, FamilySpec
+from ._spec import LLAMA_STYLE_LAYER, ConfigKeys, FamilySpec
 
 SPEC = FamilySpec(
     name="eurobert", model_type="eurobert", class_prefix="EuroBert",
     config_class="EuroBertConfig", model_class="EuroBertForSequenceClassification",
     layers="model.layers",
-    attention="self_attn",
-    query="self_attn.q_proj", key="self_attn.k_proj", value="self_attn.v_proj",
-    attention_output="self_attn.o_proj",
-    ffn_in="mlp.up_proj", ffn_gate="mlp.gate_proj", ffn_out="mlp.down_proj",
+    **LLAMA_STYLE_LAYER,
     attention_norm="input_layernorm", ffn_norm="post_attention_layernorm",
-    norm_placement="pre", norm_kind="rmsnorm", biases=False, position_scheme="rotary",
-    heads_attribute=None, inner_size_attributes=(), head_size_attribute="head_dim",
+    norm_placement="pre", norm_kind="rmsnorm", biases=False,
     config_keys=ConfigKeys(num_kv_heads="num_key_value_heads"), kv_groups_attribute="num_key_value_groups",
     base_prefix="model", base_model_class="EuroBertModel", supplied_heads=("ForQuestionAnswering",),
 )
