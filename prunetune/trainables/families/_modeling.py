@@ -191,10 +191,7 @@ def split_fused(layer: nn.Module, spec: FamilySpec) -> None:
         fused = get_path(layer, path)
         if isinstance(fused, FusedLinear):
             continue
-        weights = fused.weight.detach().chunk(len(roles), dim=0)
-        biases = fused.bias.detach().chunk(len(roles), dim=0) if fused.bias is not None else [None] * len(roles)
-        parts = {role: _linear_like(fused, w, b) for role, w, b in zip(roles, weights, biases)}
-        set_path(layer, path, FusedLinear(parts))
+        set_path(layer, path, FusedLinear({role: _role_rows(fused, roles, role) for role in roles}))
 
 
 def fuse_split(layer: nn.Module, spec: FamilySpec) -> None:
@@ -394,7 +391,7 @@ def shrink(model: nn.Module, spec: FamilySpec, layer_heads: list[int], layer_wid
     views = [LayerView(layer, spec, split=True) for layer in layers]  # fused matrices are resized per role
     for index, (view, heads, width) in enumerate(zip(views, layer_heads, layer_widths)):
         _shrink_layer(layers, index, view, heads, width, skipped, spec)
-        if spec.head_sliced_bias and not LayerView(layers[index], spec).emptied:
+        if spec.head_sliced_bias and not LayerView(layers[index], spec, split=False).emptied:
             kept = head_indices[index] if head_indices else list(range(heads))
             head_sliced_layer(layers[index], spec, kept)
         fuse_split(layers[index], spec)

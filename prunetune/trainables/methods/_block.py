@@ -39,6 +39,7 @@ from prunetune.trainables.methods._speed import (
     Structure,
     choose_structure,
     ffn_group_size,
+    heads_removed_together,
     target_ms,
 )
 
@@ -168,7 +169,7 @@ class BlockPruner(Pruner):
     @property
     def heads_per_unit(self) -> int:
         """Query heads removed together (what the latency table counts)."""
-        return self.units_per_block * self.views[0].group_size
+        return heads_removed_together(self.block_size, self.views[0])
 
     def update_speed_masks(self, progress: float) -> None:
         """Keep the heads and FFN groups that reach the scheduled latency at ``progress``."""
@@ -253,7 +254,7 @@ def _layer_weights(view: LayerView, heads: int, neurons: int) -> int:
     """Prunable weights of a layer with ``heads`` (query) heads and ``neurons`` FFN neurons (a
     gated FFN's gate rows included; grouped-query keys and values once per group)."""
     hidden = view.linear("attention_output").out_features
-    kv_heads = heads // max(view.group_size, 1)
+    kv_heads = heads // view.group_size
     ffn_maps = 3 if view.spec.gated_ffn else 2
     return hidden * view.head_size * (2 * heads + 2 * kv_heads) + ffn_maps * hidden * neurons
 

@@ -180,16 +180,19 @@ def _kept(order: list[int], removed: int) -> torch.Tensor:
     return kept
 
 
+def heads_removed_together(block_size: int, view) -> int:
+    """Query heads a structure removes at once: a block's worth of heads (of key/value heads, in
+    grouped-query attention, each with its group), at least one."""
+    return max(1, block_size // view.head_size) * view.group_size
+
+
 def speed_table(context) -> LatencyTable:
     """The latency table of the trial's model, runtime, precision, device and latency setting
     (cached beside the teacher), after checking that the target is reachable."""
     s = context.settings
     table = table_for(context.student, context.cache_dir, s, runtime=s.runtime, precision=s.inference_precision,
                       device=context.device, threads=s.latency.threads or torch.get_num_threads())
-    first = _views(context.student)[0]
-    # Query heads removed together: a block's worth of heads (of key/value heads, each with its group).
-    heads_per_unit = max(1, s.block_size // first.head_size) * first.group_size
-    check_reachable(table, s.target_speedup, min_heads=heads_per_unit)
+    check_reachable(table, s.target_speedup, min_heads=heads_removed_together(s.block_size, _views(context.student)[0]))
     return table
 
 

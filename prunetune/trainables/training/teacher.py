@@ -112,10 +112,11 @@ def load_pretrained(model: str, data: TaskData):
         hf_logging.set_verbosity(verbosity)
     if not uses_token_types(classifier) and "token_type_ids" in tokenizer.model_input_names:
         # A family with one token type (GTE) under a BERT-style tokenizer: the second segment's
-        # type 1 would index past its type embeddings. Given at load, the names are saved with the
-        # tokenizer, so the student, the exports and their pipelines leave token types out too.
+        # type 1 would index past its type embeddings. Set in the init arguments too, the names
+        # are saved with the tokenizer, so the student, the exports and their pipelines leave
+        # token types out as well.
         names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
-        tokenizer = AutoTokenizer.from_pretrained(source, model_input_names=names)
+        tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = names
     return tokenizer, classifier
 
 

@@ -79,10 +79,13 @@ def test_a_fused_matrix_is_viewed_per_role_without_changing_the_model(family):
         before = model(input_ids=ids).logits
     spec = family_of(model)
     view = layer_views(model, spec)[0]
+    original = tiny_classifier(family, seed=2)
     for path, roles in spec.fused:
+        fused = get_path(get_path(original, spec.layers)[0], path)
         assert isinstance(get_path(view.layer, path), FusedLinear)
-        assert [view.linear(role).out_features for role in roles] == [get_path(view.layer, path).__getattr__(r).out_features
-                                                                       for r in roles]
+        rows = fused.out_features // len(roles)
+        for index, role in enumerate(roles):  # each role is its block of the fused rows, in order
+            assert torch.equal(view.linear(role).weight, fused.weight[index * rows:(index + 1) * rows])
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-6)
 
