@@ -41,6 +41,8 @@ from prunetune.spaces import Dimension, config_space_problems
 from prunetune.trainables.families import ModelDims, read_model_dims
 from prunetune.trainables.methods import METHODS as METHOD_REGISTRY
 from prunetune.trainables.methods import moved_keys
+from prunetune.trainables.runtimes import RUNTIMES as RUNTIME_REGISTRY
+from prunetune.trainables.runtimes import pairing_problems
 from prunetune.trainables.tasks import TASKS
 
 PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
@@ -48,7 +50,7 @@ PRESETS_DIR = Path(__file__).parent / "spaces" / "presets"
 Method = Literal.__getitem__(tuple(METHOD_REGISTRY))  # the registry's names
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 InferencePrecision = Literal["fp32", "fp16", "bf16", "int8", "sparse24"]
-Runtime = Literal["torch", "onnxruntime"]
+Runtime = Literal.__getitem__(tuple(RUNTIME_REGISTRY))  # the registry's names
 FillInit = Literal["teacher", "random"]
 
 METHODS: tuple[str, ...] = tuple(METHOD_REGISTRY)
@@ -157,8 +159,11 @@ class _TrialSettings(_Section):
     alpha: float = Field(0.9, ge=0, le=1, description="weight of distillation vs task loss")
     precision: TrainPrecision = "fp32"
     inference_precision: InferencePrecision = "fp32"
-    runtime: Runtime = Field("torch", description="what the student is served, measured and exported in: PyTorch "
-                             "eager, or ONNX Runtime (fp32, or its dynamic int8)")
+    runtime: Runtime = Field("torch", description="what the student is served, measured and exported in: "
+                             + ", ".join(f"{name} ({r.label})" for name, r in RUNTIME_REGISTRY.items()))
+    calibration_samples: int = Field(
+        300, ge=1, le=100_000, description="training texts a post-training int8 quantiser calibrates on "
+        "(trial.runtime: openvino)")
     max_steps: int = Field(300, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0, lt=1)
@@ -209,8 +214,6 @@ class _TrialSettings(_Section):
 
     @model_validator(mode="after")
     def _runtime_serves_precision(self) -> "TrialConfig":
-        from prunetune.trainables.measure.runtime_checks import pairing_problems
-
         problems = pairing_problems(self.runtime, self.inference_precision)
         if problems:
             raise ValueError("; ".join(problems))
@@ -543,8 +546,6 @@ def prunes_to_speed(config: Config) -> bool:
 def speed_table_settings(config: Config) -> list[tuple[str, str]]:
     """The (runtime, inference precision) pairs whose latency tables the trials will read: every
     pair the space can combine that the runtime serves; none when no trial prunes to a speed."""
-    from prunetune.trainables.measure.runtime_checks import pairing_problems
-
     if not prunes_to_speed(config):
         return []
 

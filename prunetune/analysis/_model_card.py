@@ -44,7 +44,7 @@ def model_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series, out_dir:
     sections = [
         _front_matter(run),
         f"# {run.name}: trial {trial_id}\n\n{_summary(run, trial)}",
-        _metrics_section(run, trial, measured_runtime=check.measured_runtime),
+        _metrics_section(run, trial, directory_name=out_dir.name),
         _front_section(analysis, trial_id, why),
         _configuration_section(run, trial),
         _labels_section(labels) if _task(run)[0] in ("classification", "token_classification") else "",
@@ -79,7 +79,7 @@ def _summary(run: RunData, trial: pd.Series) -> str:
     )
 
 
-def _metrics_section(run: RunData, trial: pd.Series, *, measured_runtime: str | None = None) -> str:
+def _metrics_section(run: RunData, trial: pd.Series, *, directory_name: str) -> str:
     rows = ["| metric | this model | dense teacher | meaning |", "| --- | ---: | ---: | --- |"]
     kind = _task(run)[0]
     for key in _card_metrics(kind):
@@ -100,40 +100,28 @@ def _metrics_section(run: RunData, trial: pd.Series, *, measured_runtime: str | 
         "processes. The teacher's emissions are its one-off fine-tuning, shared by the whole search."
     )
     precision = str(trial.get("trial.inference_precision", fixed.get("inference_precision", "fp32")))
-    runtime = measured_runtime or str(trial.get("trial.runtime", fixed.get("runtime", "torch")) or "torch")
+    runtime = _runtime(trial, fixed)
     from prunetune.analysis.fidelity import trial_notes
 
     figures = "".join(f" {line}" for line in trial_notes(trial))
+    usage = runtime.usage(precision, _pipeline_task(run))
     return ("## Metrics\n\n" + "\n".join(rows) + "\n\n" + _runtime_line(runtime, precision) + note + figures
-            + (_precision_note(precision) if runtime == "torch" else ""))
+            + ("\n\n" + usage.replace("DIR", directory_name) if usage else ""))
 
 
-_RUNTIME_NAMES = {"torch": "PyTorch eager", "onnxruntime": "ONNX Runtime (CPU)"}
+def _runtime(trial: pd.Series, fixed: dict):
+    """The runtime the trial's figures were measured in (its registry entry)."""
+    from prunetune.trainables.runtimes import REFERENCE_RUNTIME, RUNTIMES
+
+    name = trial.get("trial.runtime", fixed.get("runtime", REFERENCE_RUNTIME))
+    return RUNTIMES.get(str(name) if isinstance(name, str) else REFERENCE_RUNTIME, RUNTIMES[REFERENCE_RUNTIME])
 
 
-def _runtime_line(runtime: str, precision: str) -> str:
+def _runtime_line(runtime, precision: str) -> str:
     """Which runtime and precision the figures are for, and what the speed-ups compare with."""
-    shipped = (" `model.onnx` in this directory is the graph that was measured." if runtime == "onnxruntime" else "")
-    return (f"**The figures are for {_RUNTIME_NAMES.get(runtime, runtime)} at `{precision}`.**{shipped} Speed-up is "
+    return (f"**The figures are for {runtime.label} at `{precision}`.** Speed-up is "
             "against the dense fp32 teacher in PyTorch eager; speed-up, same runtime, against the dense teacher in "
-            f"{_RUNTIME_NAMES.get(runtime, runtime)} at `{precision}`.\n\n")
-
-
-#: How to serve the float32 weights at the precision the latency was measured at.
-_SERVING = {
-    "fp16": "load it with `dtype=torch.float16` (e.g. `pipeline(..., dtype=torch.float16)`) on a GPU",
-    "bf16": "load it with `dtype=torch.bfloat16` (e.g. `pipeline(..., dtype=torch.bfloat16)`)",
-    "int8": "quantise it on the CPU with `torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
-            "dtype=torch.qint8)`",
-}
-
-
-def _precision_note(precision: str) -> str:
-    if precision == "fp32":
-        return ""
-    how = _SERVING.get(precision, "apply the same inference precision as the trial (see prunetune's trainables)")
-    return (f"\n\nThe weights are saved in float32; the latency above was measured at `{precision}`. To serve as "
-            f"measured, {how}.")
+            f"{runtime.label} at `{precision}`.\n\n")
 
 
 def _front_section(analysis: FrontAnalysis, trial_id: str, why: list[str] | None) -> str:
@@ -214,11 +202,16 @@ def _checks_section(check, out_dir: Path) -> str:
     lines = [f"- Loaded through `pipeline`, this directory gives what the trial's model gives on "
              f"{check.texts} sample inputs (max |output difference| {check.max_logit_difference:.1e})."]
     if check.measured_runtime is not None:
-        lines.append(f"- `model.onnx` is the {check.measured_precision} graph the trial measured, shipped as it was; "
-                     f"it predicts what the PyTorch weights predict on {check.onnx_agreement:.0%} of the sample texts"
-                     + (f" (max |logit difference| {check.onnx_max_difference:.1e})."
-                        if check.onnx_max_difference is not None else " (int8 rounds its weights and activations)."))
-    elif check.onnx_max_difference is not None:
+        from prunetune.trainables.runtimes import RUNTIMES
+
+        runtime = RUNTIMES[check.measured_runtime]
+        files = " and ".join(f"`{name}`" for name in runtime.shipped_files)
+        lines.append(f"- {files}: the {check.measured_precision} {runtime.label} model the trial measured, shipped as "
+                     f"it was; it predicts what the PyTorch weights predict on {check.runtime_agreement:.0%} of the "
+                     "sample texts"
+                     + (f" (max |logit difference| {check.runtime_max_difference:.1e})."
+                        if check.runtime_max_difference is not None else " (int8 rounds its weights and activations)."))
+    if check.onnx_max_difference is not None:
         lines.append(f"- `model.onnx` (the tokenizer's inputs; the head's outputs) matches PyTorch "
                      f"within {check.onnx_max_difference:.1e} (onnxruntime, CPU).")
     return "## Checks\n\n" + "\n".join(lines)

@@ -14,10 +14,13 @@ loads it where prunetune is not installed, and ``pipeline(model=DIR)`` loads it 
 classes (``prunetune.trainables.register_auto_classes()``). With ``onnx=True``,
 ``model.onnx`` (inputs ``input_ids``, ``attention_mask`` and, for families with token types,
 ``token_type_ids``; the head's outputs, ``logits`` or ``start_logits`` and ``end_logits``) is written
-too, and checked against PyTorch with onnxruntime. A trial that ran in ONNX Runtime
-(``trial.runtime: onnxruntime``) saved the graph it measured, quantised when it served
-int8: that graph is shipped as it is, whatever ``onnx`` says, since it is what the
-figures are for.
+too, and checked against PyTorch with onnxruntime. A trial that ran in a runtime that
+serves from files (``trial.runtime: onnxruntime``: ``model.onnx``; ``openvino``:
+``openvino_model.xml`` and ``.bin``) saved the files it measured, quantised when it served
+int8: they are shipped as they are, since they are what the figures are for, beside the
+PyTorch model and again in ``<runtime>/`` with the tokenizer and a config of the family's own
+model type: a directory that the runtime's package, transformers' tokenizer and optimum's
+``ORTModelFor...`` and ``OVModelFor...`` classes load without remote code.
 
 Every export is checked before it is reported: the exported directory, loaded through
 ``pipeline(..., trust_remote_code=True)`` (the shipped code, as a user without prunetune
@@ -42,7 +45,7 @@ from prunetune.analysis import runs as R
 from prunetune.analysis.front import FrontAnalysis
 from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError, ModelError
-from prunetune.trainables.measure.runtime_checks import ONNX_FILE, ONNX_TOLERANCE
+from prunetune.trainables.runtimes import ONNX_FILE, ONNX_TOLERANCE, RUNTIMES
 
 EXPORT_RECORD = "prunetune_export.json"
 CARD_FILE = "README.md"
@@ -67,10 +70,11 @@ class ExportCheck:
     predictions_match: bool
     max_logit_difference: float
     onnx_max_difference: float | None = None
-    #: The trial ran in ONNX Runtime: ``model.onnx`` is the graph it measured, shipped as it was.
+    #: The trial ran in a runtime that serves from files: they are what it measured, shipped as they were.
     measured_runtime: str | None = None
     measured_precision: str | None = None
-    onnx_agreement: float | None = None  # of the shipped graph's predictions with PyTorch's, on the sample texts
+    runtime_agreement: float | None = None  # of the shipped files' predictions with PyTorch's, on the sample texts
+    runtime_max_difference: float | None = None  # at fp32, where they must compute what PyTorch computes
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,11 @@ def export_trial(run: RunData, analysis: FrontAnalysis, trial_id: str, out_dir: 
     save_model_dir(model, tokenizer, out_dir)
     samples = TaskSamples.of(run.config.get("task") or {})
     check = check_export(source, out_dir, tokenizer, samples=samples)
-    if (source / ONNX_FILE).is_file():
-        check = ship_measured_graph(source / ONNX_FILE, out_dir / ONNX_FILE, model, tokenizer, check,
+    measured = _measured_runtime(trial, source)
+    if measured is not None:
+        check = ship_measured_files(measured, source, out_dir, model, tokenizer, check,
                                     precision=str(trial.get("trial.inference_precision", "fp32")), samples=samples)
-    elif onnx:
+    if onnx and not (out_dir / ONNX_FILE).is_file():
         difference = export_onnx(model, tokenizer, out_dir / ONNX_FILE, samples=samples)
         check = replace(check, onnx_max_difference=difference)
     labels = {int(k): str(v) for k, v in model.config.id2label.items()}
@@ -281,10 +286,10 @@ def export_onnx(model, tokenizer, path: Path, *, samples: TaskSamples | None = N
     """Write ``model.onnx`` and return its max |output difference| to PyTorch (checked with onnxruntime).
 
     The graph is the one a trial measures with ``trial.runtime: onnxruntime``
-    (:func:`prunetune.trainables.measure.runtimes.export_onnx`); the check runs on batches of
+    (:func:`prunetune.trainables.runtimes._graph.export_onnx`); the check runs on batches of
     real inputs of other shapes, padded and not, so the dynamic axes are exercised.
     """
-    from prunetune.trainables.measure.runtimes import export_onnx as write_graph
+    from prunetune.trainables.runtimes._graph import export_onnx as write_graph
 
     samples = samples or TaskSamples("classification", False)
     write_graph(model, path)
@@ -299,45 +304,58 @@ def _check_batches() -> list[list[str]]:
     return [list(SAMPLE_TEXTS), [SAMPLE_TEXTS[0]], list(SAMPLE_TEXTS[4:6])]
 
 
-def _both_outputs(model, tokenizer, path: Path, texts: list[str], samples: TaskSamples):
-    """(graph outputs, PyTorch outputs) on the same batch, by output name."""
+def _both_outputs(model, tokenizer, served, texts: list[str], samples: TaskSamples):
+    """(served outputs, PyTorch outputs) on the same batch, by output name."""
     import torch
 
-    from prunetune.trainables.measure.runtimes import OrtModel
-
-    graph = OrtModel(path, threads=1)
     batch = samples.tokenized(tokenizer, texts)
-    inputs = {name: batch[name] for name in graph.input_names if name in batch}
-    graph_outputs = graph(**inputs)
+    inputs = {name: batch[name] for name in served.input_names if name in batch}
+    served_outputs = served(**inputs)
     with torch.no_grad():
         torch_outputs = model(**inputs)
-    return {name: graph_outputs[name] for name in graph.output_names}, {name: torch_outputs[name] for name in graph.output_names}
+    return ({name: served_outputs[name] for name in served.output_names},
+            {name: torch_outputs[name] for name in served.output_names})
 
 
 def _onnx_difference(model, tokenizer, path: Path, texts: list[str], samples: TaskSamples) -> float:
-    graph, torch_outputs = _both_outputs(model, tokenizer, path, texts, samples)
+    from prunetune.trainables.runtimes.onnx_runtime import OrtModel
+
+    graph, torch_outputs = _both_outputs(model, tokenizer, OrtModel(path, threads=1), texts, samples)
     return max(float((graph[name] - torch_outputs[name]).abs().max()) for name in graph)
 
 
-def ship_measured_graph(source: Path, target: Path, model, tokenizer, check: ExportCheck, *,
-                        precision: str, samples: TaskSamples | None = None) -> ExportCheck:
-    """Copy the ONNX graph the trial measured (byte for byte) and check it against PyTorch.
+def _measured_runtime(trial, source: Path):
+    """The runtime whose files the trial saved beside its model (None: PyTorch, nothing to ship)."""
+    runtime = RUNTIMES.get(str(trial.get("trial.runtime", "")))
+    if runtime is not None and runtime.ships_graph and runtime.is_saved_in(source):
+        return runtime
+    return None
 
-    An fp32 graph must match PyTorch's outputs within ONNX_TOLERANCE; an int8 graph is a
-    quantised model, so its agreement with PyTorch's predictions (the argmax of each output:
-    the class, each token's tag, the start and the end) is recorded instead.
+
+def ship_measured_files(runtime, source: Path, out_dir: Path, model, tokenizer, check: ExportCheck, *,
+                        precision: str, samples: TaskSamples | None = None) -> ExportCheck:
+    """Copy the files the trial measured in ``runtime`` (byte for byte) and check them against PyTorch.
+
+    At fp32 they must match PyTorch's outputs within ONNX_TOLERANCE; an int8 model is
+    quantised, so its agreement with PyTorch's predictions (the argmax of each output: the
+    class, each token's tag, the start and the end) is recorded instead.
     """
+    import torch
+
     samples = samples or TaskSamples("classification", False)
-    shutil.copyfile(source, target)
-    graph, torch_outputs = _both_outputs(model, tokenizer, target, list(SAMPLE_TEXTS), samples)
-    difference = max(float((graph[name] - torch_outputs[name]).abs().max()) for name in graph)
-    agreements = [float((graph[n].argmax(-1) == torch_outputs[n].argmax(-1)).float().mean()) for n in graph]
-    agreement = sum(agreements) / len(agreements)
+    for name in runtime.shipped_files:
+        shutil.copyfile(source / name, out_dir / name)
+    runtime.write_serving_dir(out_dir, out_dir / runtime.name)  # its own directory: no remote code
+    served = runtime.load(out_dir / runtime.name, precision=precision, device=torch.device("cpu"), threads=1)
+    outputs, torch_outputs = _both_outputs(model, tokenizer, served.model, list(SAMPLE_TEXTS), samples)
+    difference = max(float((outputs[name] - torch_outputs[name]).abs().max()) for name in outputs)
+    agreements = [float((outputs[n].argmax(-1) == torch_outputs[n].argmax(-1)).float().mean()) for n in outputs]
     if precision == "fp32" and difference > ONNX_TOLERANCE:
-        raise ModelError(f"{source}: the trial's ONNX graph differs from its PyTorch model by up to {difference:.2e} "
-                         f"(tolerance {ONNX_TOLERANCE:.0e})")
-    return replace(check, onnx_max_difference=difference if precision == "fp32" else None,
-                   measured_runtime="onnxruntime", measured_precision=precision, onnx_agreement=agreement)
+        raise ModelError(f"{source}: the trial's {runtime.label} model differs from its PyTorch model by up to "
+                         f"{difference:.2e} (tolerance {ONNX_TOLERANCE:.0e})")
+    return replace(check, runtime_max_difference=difference if precision == "fp32" else None,
+                   measured_runtime=runtime.name, measured_precision=precision,
+                   runtime_agreement=sum(agreements) / len(agreements))
 
 
 # --------------------------------------------------------------------------- records

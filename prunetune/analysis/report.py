@@ -262,10 +262,13 @@ def print_export(result, *, console=None) -> None:
     console.print(f"Checked: loaded through pipeline(), it predicts what the trial's model predicts on {check.texts} "
                   f"texts (max |logit difference| {check.max_logit_difference:.1e}).", markup=False, soft_wrap=True)
     if check.measured_runtime is not None:
-        console.print(f"ONNX: model.onnx is the {check.measured_precision} graph the trial measured in ONNX Runtime; "
-                      f"it agrees with PyTorch on {check.onnx_agreement:.0%} of the sample texts.",
+        from prunetune.trainables.runtimes import RUNTIMES
+
+        runtime = RUNTIMES[check.measured_runtime]
+        console.print(f"{runtime.label}: {', '.join(runtime.shipped_files)}, the {check.measured_precision} model the "
+                      f"trial measured; it agrees with PyTorch on {check.runtime_agreement:.0%} of the sample texts.",
                       markup=False, soft_wrap=True)
-    elif check.onnx_max_difference is not None:
+    if check.onnx_max_difference is not None:
         console.print(f"ONNX: model.onnx matches PyTorch within {check.onnx_max_difference:.1e} (onnxruntime).",
                       markup=False, soft_wrap=True)
     from prunetune.analysis.export import shipped_modeling_file

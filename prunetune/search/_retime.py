@@ -187,6 +187,7 @@ def _retime_task(retime_fn: RetimeFunction | None, request):
 
 def retime_request(row: Mapping[str, Any], run, teacher_dir: str, *, gpu: bool):
     from prunetune.trainables.measure.retime import RetimeRequest
+    from prunetune.trainables.runtimes import REFERENCE_RUNTIME
 
     trial_id = str(row[TRIAL_ID])
     run.pull(TRIALS_DIR, trial_id, MODEL_DIR)
@@ -194,7 +195,7 @@ def retime_request(row: Mapping[str, Any], run, teacher_dir: str, *, gpu: bool):
     return RetimeRequest(
         trial_id=trial_id, model_dir=str(run.local_path(TRIALS_DIR, trial_id, MODEL_DIR)), teacher_dir=teacher_dir,
         inference_precision=str(row["trial.inference_precision"]),
-        runtime=row["trial.runtime"] if isinstance(row.get("trial.runtime"), str) else "torch",
+        runtime=row["trial.runtime"] if isinstance(row.get("trial.runtime"), str) else REFERENCE_RUNTIME,
         device="cuda" if device == "auto" and gpu else ("cpu" if device == "auto" else device),
         batch_size=int(row["trial.latency.batch_size"]), seq_len=int(row["trial.latency.seq_len"]),
         threads=int(row.get(M.LATENCY_THREADS) or row.get("trial.latency.threads") or 1),

@@ -37,8 +37,6 @@ from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_alternating, measure_latency
 from prunetune.trainables.measure.latency import uses_token_types
 from prunetune.trainables.measure.quality import evaluate_task
-from prunetune.trainables.measure.runtime_checks import check_runtime
-from prunetune.trainables.measure.runtimes import Served, serve, serve_teacher
 from prunetune.trainables.measure.size import (
     count_params,
     count_prunable_weights,
@@ -46,6 +44,7 @@ from prunetune.trainables.measure.size import (
 )
 from prunetune.trainables.methods import METHODS
 from prunetune.trainables.methods._pruner import Pruner, PruningContext
+from prunetune.trainables.runtimes import Served, check_runtime, is_reference, runtime_of
 from prunetune.trainables.training import filling
 from prunetune.trainables.training.batches import BatchPlan, take
 from prunetune.trainables.training.data import TaskData, load_task_data
@@ -53,7 +52,6 @@ from prunetune.trainables.training.distill import hidden_state_loss, layer_mappi
 from prunetune.trainables.training.optimisation import optimiser_step
 from prunetune.trainables.training.precision import (
     autocast_context,
-    check_inference_precision,
     check_training_precision,
     grad_scaler,
     prepare_for_inference_precision,
@@ -81,7 +79,7 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     # Problems of the configuration surface before any data or model is loaded.
     check_training_precision(config.trial.precision, device)
     check_runtime(config.trial.runtime, config.trial.inference_precision)
-    check_inference_precision(config.trial.inference_precision, device, config.trial.runtime)
+    runtime_of(config.trial.runtime).check_device(config.trial.inference_precision, device)
     problems = model_problems(config)
     if problems:
         raise ConfigError(problems)
@@ -96,6 +94,18 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     # A finished trial keeps its model and its result; the checkpoint has served its purpose.
     shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
     return metrics
+
+
+def calibration_feeds(inputs: dict[str, torch.Tensor], count: int, *, seed: int) -> list[dict[str, Any]]:
+    """``count`` encoded features (a seeded draw) as a quantiser's calibration feeds, each one example
+    cut to its own length (right-padded encodings)."""
+    total = len(inputs["input_ids"])
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    feeds = []
+    for index in order[:min(count, total)].tolist():
+        length = max(1, int(inputs["attention_mask"][index].sum()))
+        feeds.append({name: value[index:index + 1, :length].numpy() for name, value in inputs.items()})
+    return feeds
 
 
 def configuration_fingerprint(config: Config) -> str:
@@ -314,7 +324,7 @@ class _Trial:
         sparsity = weight_sparsity(compacted, dense_total=self.dense_weights)
         save_compacted(compacted, self.output_dir / MODEL_DIR, tokenizer=self.tokenizer)
         params = count_params(compacted)
-        # The model directory ships what is measured: with onnxruntime, the graph timed here.
+        # The model directory ships what is measured: a graph runtime's files, as timed here.
         served = self._serve(copy.deepcopy(compacted), self.output_dir / MODEL_DIR)
         quality = self._evaluate(served.model, served.device)
         latencies = self._student_and_teacher_latency(served)
@@ -375,10 +385,15 @@ class _Trial:
                                max_spread=latency.max_spread, token_types=self.token_types)
 
     def _serve(self, compacted: torch.nn.Module, work_dir) -> Served:
-        """The compacted student in the trial's runtime and inference precision."""
+        """The compacted student in the trial's runtime and inference precision (a quantiser that
+        calibrates does so on the trial's training texts)."""
         s = self.settings
-        return serve(compacted, runtime=s.runtime, precision=s.inference_precision, device=self.device,
-                     threads=s.latency.threads, work_dir=work_dir)
+        return runtime_of(s.runtime).serve(compacted, precision=s.inference_precision, device=self.device,
+                                           threads=s.latency.threads, work_dir=work_dir,
+                                           calibration=self._calibration())
+
+    def _calibration(self) -> list[dict[str, Any]]:
+        return calibration_feeds(self.train_set.inputs, self.settings.calibration_samples, seed=self.settings.seed)
 
     def _student_and_teacher_latency(self, served: Served):
         """Timed in alternating rounds in the timing slot: the served student, the dense fp32 teacher
@@ -387,10 +402,10 @@ class _Trial:
         latency, device = self.settings.latency, served.device
         teacher = self.layer_teacher if self.layer_teacher is not None else self._dense_teacher(self.device)
         models = {"student": served.model, "teacher": teacher.to(device).eval()}
-        if (served.runtime, served.precision) != ("torch", "fp32"):
-            models["teacher_runtime"] = serve_teacher(
-                lambda: copy.deepcopy(teacher), runtime=served.runtime, precision=served.precision,
-                device=self.device, threads=latency.threads, cache_dir=self.teacher.root).model
+        if not is_reference(served.runtime, served.precision):
+            models["teacher_runtime"] = runtime_of(served.runtime).serve_teacher(
+                lambda: copy.deepcopy(teacher), precision=served.precision, device=self.device,
+                threads=latency.threads, cache_dir=self.teacher.root).model
         return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
                                    vocab_size=self.student.config.vocab_size, device=device,
                                    min_run_time=latency.min_run_time, threads=latency.threads,

@@ -175,32 +175,45 @@ def test_cli_export_by_pick(model_run, tmp_path, capsys):
 
 
 def test_model_card_says_how_to_serve_at_the_measured_precision():
-    from prunetune.analysis._model_card import _precision_note
+    from prunetune.trainables.runtimes import RUNTIMES
 
-    assert _precision_note("fp32") == ""
-    assert "quantize_dynamic" in _precision_note("int8") and "float32" in _precision_note("int8")
-    assert "torch.bfloat16" in _precision_note("bf16")
+    torch_runtime = RUNTIMES["torch"]
+    assert torch_runtime.usage("fp32", "text-classification") == ""
+    assert "quantize_dynamic" in torch_runtime.usage("int8", "text-classification")
+    assert "float32" in torch_runtime.usage("int8", "text-classification")
+    assert "torch.bfloat16" in torch_runtime.usage("bf16", "text-classification")
+    assert "ORTModelForTokenClassification" in RUNTIMES["onnxruntime"].usage("int8", "token-classification")
+    assert "OVModelForQuestionAnswering" in RUNTIMES["openvino"].usage("int8", "question-answering")
 
 
-def test_an_onnxruntime_trial_ships_the_graph_it_measured(model_run, tmp_path, monkeypatch):
-    """The int8 graph a trial measured is shipped byte for byte, and the card says what the figures are for."""
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_graph_runtime_trial_ships_the_files_it_measured(model_run, tmp_path, monkeypatch, runtime):
+    """The int8 files a trial measured are shipped byte for byte, and the card says what the figures are for."""
     import shutil
 
+    import torch
+
     from prunetune.trainables.families.compaction import load_compacted
-    from prunetune.trainables.measure.runtimes import build_onnx
+    from prunetune.trainables.runtimes import RUNTIMES
 
     run_copy = tmp_path / "run"
     shutil.copytree(model_run, run_copy)
     run = load_run(run_copy)
+    run.trials.loc[run.trials["trial_id"] == "m2", ["trial.runtime", "trial.inference_precision"]] = [runtime, "int8"]
     model_dir = run.model_dir("m2")
     if run_copy not in model_dir.parents:  # the rows name the original trial directories: point them here
         shutil.copytree(model_dir, tmp_path / "m2-model")
         model_dir = tmp_path / "m2-model"
         monkeypatch.setattr(type(run), "model_dir", lambda self, trial_id: model_dir)
-    measured = build_onnx(load_compacted(model_dir), model_dir, "int8")
+    served = RUNTIMES[runtime]
+    served.build(load_compacted(model_dir), model_dir, precision="int8", device=torch.device("cpu"), calibration=None)
     result = export_trial(run, analyse(run), "m2", tmp_path / "out", wandb=False)
-    shipped = result.out_dir / "model.onnx"
-    assert shipped.read_bytes() == measured.read_bytes()
-    assert result.check.measured_runtime == "onnxruntime" and 0.0 <= result.check.onnx_agreement <= 1.0
+    for name in served.shipped_files:
+        assert (result.out_dir / name).read_bytes() == (model_dir / name).read_bytes()
+    assert result.check.measured_runtime == runtime and 0.0 <= result.check.runtime_agreement <= 1.0
     card = (result.out_dir / "README.md").read_text()
-    assert "The figures are for ONNX Runtime (CPU)" in card and "the graph that was measured" in card
+    assert f"The figures are for {served.label} at `int8`" in card and "model that was measured" in card
+    assert f'from_pretrained("out/{runtime}")' in card  # the directory by its name, never a local path
+    serving = result.out_dir / runtime  # served without remote code: the family's own model type
+    assert json.loads((serving / "config.json").read_text())["model_type"] == "bert"
+    assert "auto_map" not in json.loads((serving / "config.json").read_text())

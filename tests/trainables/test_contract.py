@@ -10,6 +10,7 @@ shipped code. Adding a method or a family to its registry adds it here.
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ from prunetune import metrics as M
 from prunetune.names import MODEL_DIR
 from prunetune.trainables.families import FAMILIES
 from prunetune.trainables.methods import METHODS
+from prunetune.trainables.runtimes import RUNTIMES
 from tests.models import WITHOUT_PRUNETUNE
 
 #: Method options that fit the tiny models (FFN 64, small data).
@@ -31,6 +33,8 @@ OPTIONS = {"test_time": {"test_time": {"pseudo_label_samples": 40, "ranking_samp
 TEXTS = ["goal match team score today", "bank market profit shares", "chip software phone code robot"]
 #: Two timing rounds: the contract checks that latency is measured, not how well (that is bench/'s).
 LATENCY = {"batch_size": 1, "seq_len": 16, "min_run_time": 0.05, "rounds": 2}
+#: The runtimes that serve from files (an ONNX graph, an OpenVINO model) rather than the module itself.
+GRAPH_RUNTIMES = sorted(name for name, runtime in RUNTIMES.items() if runtime.ships_graph)
 #: How layer 1 goes: emptied (every unit dead, its layer norms stay) or skipped (removed in training).
 REMOVALS = ("emptied", "skipped")
 
@@ -125,28 +129,29 @@ def test_every_family_exports_to_onnx(family, removal, tiny_family_dir, tmp_path
     assert export_onnx(compacted, tokenizer, tmp_path / "model.onnx") < ONNX_TOLERANCE
 
 
+@pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_family_serves_in_onnxruntime_int8_close_to_pytorch(family, tiny_family_dir, tmp_path):
-    """Dynamic int8 rounds weights and activations: close to the fp32 PyTorch model, not equal to it."""
-    import onnx
+def test_every_family_serves_in_every_graph_runtime(family, runtime, tiny_family_dir, tmp_path):
+    """fp32 computes what PyTorch computes; int8 rounds weights and activations: close to it, not equal."""
     import torch
     from transformers import AutoTokenizer
 
-    from prunetune.trainables.measure.runtimes import serve
+    from prunetune.trainables.runtimes import runtime_of
 
     compacted = _compacted(tiny_family_dir(family))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_family_dir(family)))
     inputs = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
     inputs.pop("token_type_ids", None)
+    calibration = [{name: value[i:i + 1].numpy() for name, value in inputs.items()} for i in range(len(TEXTS))]
     with torch.no_grad():
         expected = compacted(**inputs).logits
-        served = serve(compacted, runtime="onnxruntime", precision="int8", device=torch.device("cpu"), threads=1,
-                       work_dir=tmp_path)
-        actual = served.model(**inputs).logits
-    assert actual.shape == expected.shape
-    assert (actual - expected).abs().max() < 0.1 * expected.abs().max() + 0.05
-    graph = onnx.load(str(served.artifact)).graph
-    assert any(node.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"} for node in graph.node)
+        outputs = {precision: runtime_of(runtime).serve(
+            copy.deepcopy(compacted), precision=precision, device=torch.device("cpu"), threads=1,
+            work_dir=tmp_path / precision, calibration=calibration).model(**inputs).logits
+            for precision in ("fp32", "int8")}
+    assert torch.allclose(outputs["fp32"], expected, atol=1e-4)
+    assert outputs["int8"].shape == expected.shape and not torch.equal(outputs["int8"], expected)
+    assert (outputs["int8"] - expected).abs().max() < 0.1 * expected.abs().max() + 0.05
 
 
 def _compacted(source: Path, removal: str = "emptied"):

@@ -76,7 +76,8 @@ def test_a_pair_graph_takes_token_types_and_computes_what_pytorch_does(tiny_fami
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from prunetune.trainables.measure.runtimes import OrtModel, export_onnx, sample_inputs
+    from prunetune.trainables.runtimes._graph import export_onnx, sample_inputs
+    from prunetune.trainables.runtimes.onnx_runtime import OrtModel
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2).eval()
     path = export_onnx(model, tmp_path / "model.onnx")
@@ -94,7 +95,8 @@ def test_a_pair_graph_takes_token_types_and_computes_what_pytorch_does(tiny_fami
 def test_families_without_token_types_export_without_them(tiny_family_dir, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
-    from prunetune.trainables.measure.runtimes import OrtModel, export_onnx
+    from prunetune.trainables.runtimes._graph import export_onnx
+    from prunetune.trainables.runtimes.onnx_runtime import OrtModel
 
     model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_family_dir("distilbert")), num_labels=2).eval()
     graph = OrtModel(export_onnx(model, tmp_path / "model.onnx"), threads=1)

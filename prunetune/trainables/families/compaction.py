@@ -332,6 +332,17 @@ def ship_modeling_code(model_dir: str | Path, spec: FamilySpec) -> list[Path]:
     return [*map(Path, shipped), entry]
 
 
+def serving_config(config: dict) -> dict:
+    """``config.json`` for a directory served from a runtime's files, where no PyTorch model is built:
+    the family's own model type and head class and no ``auto_map``, so that transformers' Auto
+    classes (the tokenizer's among them) and optimum's runtime classes read it without remote code.
+    The per-layer widths stay, for the record."""
+    spec = family_for(config.get("model_type"))
+    head = head_of((config.get("architectures") or [DEFAULT_HEAD])[0])
+    plain = {key: value for key, value in config.items() if key != "auto_map"}
+    return {**plain, "model_type": spec.model_type, "architectures": [spec.head_class(head)]}
+
+
 #: The head whose pipeline transformers 5 no longer has: its exports ship their own (``_qa_pipeline.py``).
 QA_HEAD = "ForQuestionAnswering"
 QA_PIPELINE_TASK = "question-answering"

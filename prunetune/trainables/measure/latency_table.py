@@ -211,7 +211,7 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
                   point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
     """Time the grid (see the module docstring); every point is served as the trial serves its student."""
     from prunetune.trainables.measure.latency import measure_alternating, timing_slot
-    from prunetune.trainables.measure.runtimes import serve
+    from prunetune.trainables.runtimes import runtime_of
 
     started = time.perf_counter()
     # Grouped-query attention loses whole groups: its head counts are multiples of the group size.
@@ -222,8 +222,8 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
     def milliseconds(layers: int, h: int, w: int) -> float:
         candidate = uniform_model(model, layers=layers, heads=h, width=w)
         with tempfile.TemporaryDirectory(prefix="prunetune-table-") as work:
-            served = serve(candidate, runtime=key.runtime, precision=key.precision, device=device,
-                           threads=key.threads, work_dir=work)
+            served = runtime_of(key.runtime).serve(candidate, precision=key.precision, device=device,
+                                                   threads=key.threads, work_dir=work)
             timed = measure_alternating({"model": served.model}, batch_size=key.batch_size, seq_len=key.seq_len,
                                         vocab_size=int(model.config.vocab_size), device=served.device,
                                         min_run_time=point_run_time, threads=key.threads, rounds=2,

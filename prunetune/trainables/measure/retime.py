@@ -3,8 +3,8 @@
 The search runs this in a Ray task that takes a whole node (all its CPUs, or a whole GPU),
 so nothing else runs there while it times; inside, the timing slot and alternating rounds
 apply as they do in a trial. The student is served exactly as the trial served it (its
-saved compacted model at its inference precision, in its runtime: the ONNX graph the
-trial measured and saved), with the trial's latency settings and thread count, beside the
+saved compacted model at its inference precision, in its runtime: the files (an ONNX graph,
+an OpenVINO model) the trial measured and saved, with its latency settings and threads, beside the
 dense fp32 teacher in PyTorch eager and the dense teacher in the student's runtime and
 precision.
 """
@@ -41,38 +41,25 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     """The trial's latency figures timed again (keys of the metric contract)."""
     import copy
 
-    import torch
-
-    from prunetune.trainables.families.compaction import load_compacted, load_model_dir
+    from prunetune.trainables.families.compaction import load_model_dir
     from prunetune.trainables.measure.latency import measure_alternating, uses_token_types
-    from prunetune.trainables.measure.runtimes import (
-        ONNX_FILE,
-        OrtModel,
-        serve,
-        serve_teacher,
-    )
+    from prunetune.trainables.runtimes import is_reference, runtime_of
     from prunetune.trainables.training.precision import resolve_device
 
     device = resolve_device(request.device)
-
-    def dense_teacher(on: torch.device):
-        return load_model_dir(request.teacher_dir, device=on)
-
-    if request.runtime == "onnxruntime":  # the graph the trial measured and ships
-        student, serving_device = OrtModel(Path(request.model_dir) / ONNX_FILE, threads=request.threads), torch.device("cpu")
-    else:
-        served = serve(load_compacted(Path(request.model_dir)), runtime="torch", precision=request.inference_precision,
-                       device=device)
-        student, serving_device = served.model, served.device
-    teacher = dense_teacher(serving_device)
-    models = {"student": student, "teacher": teacher}
+    runtime = runtime_of(request.runtime)
+    # What the trial measured and ships: its runtime's files, or the compacted model itself.
+    served = runtime.load(request.model_dir, precision=request.inference_precision, device=device,
+                          threads=request.threads)
+    teacher = load_model_dir(request.teacher_dir, device=served.device)
+    models = {"student": served.model, "teacher": teacher}
     token_types = request.token_types or (_task_has_pair(Path(request.model_dir)) and uses_token_types(teacher))
-    if (request.runtime, request.inference_precision) != ("torch", "fp32"):
-        models["teacher_runtime"] = serve_teacher(
-            lambda: copy.deepcopy(teacher).to(device), runtime=request.runtime, precision=request.inference_precision,
-            device=device, threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
+    if not is_reference(request.runtime, request.inference_precision):
+        models["teacher_runtime"] = runtime.serve_teacher(
+            lambda: copy.deepcopy(teacher).to(device), precision=request.inference_precision, device=device,
+            threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
     timed = measure_alternating(models, batch_size=request.batch_size, seq_len=request.seq_len,
-                                vocab_size=models["teacher"].config.vocab_size, device=serving_device,
+                                vocab_size=models["teacher"].config.vocab_size, device=served.device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
                                 max_spread=request.max_spread, token_types=token_types)
     student_latency, teacher_latency = timed["student"], timed["teacher"]

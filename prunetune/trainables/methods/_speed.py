@@ -199,9 +199,10 @@ def speed_table(context) -> LatencyTable:
 def table_for(model, cache_dir, settings, *, runtime: str, precision: str, device: torch.device,
               threads: int) -> LatencyTable:
     """The cached (or now measured) table of ``model`` served in ``runtime`` at ``precision``, with
-    the trial settings' latency shape. Runtimes other than PyTorch, and int8, serve on the CPU."""
-    if runtime != "torch" or precision == "int8":
-        device = torch.device("cpu")
+    the trial settings' latency shape, timed where the runtime serves that precision."""
+    from prunetune.trainables.runtimes import runtime_of
+
+    device = runtime_of(runtime).serving_device(precision, device)
     width = max(view.ffn_width for view in _views(model))
     return cached_table(model, cache_dir, runtime=runtime, precision=precision, device=device,
                         batch_size=settings.latency.batch_size, seq_len=settings.latency.seq_len, threads=threads,

@@ -48,11 +48,10 @@ def check_training_precision(precision: str, device: torch.device) -> None:
         )
 
 
-def check_inference_precision(precision: str, device: torch.device, runtime: str = "torch") -> None:
-    if runtime == "onnxruntime":  # served on the CPU whatever the training device
-        return
+def check_inference_precision(precision: str, device: torch.device) -> None:
+    """Refuse, with the reason, a precision PyTorch eager cannot serve on this device."""
     if precision == "int8":
-        check_torch_int8(runtime)
+        check_torch_int8()
     if precision == "int8" and device.type != "cpu":
         raise DeviceError(
             "trial.inference_precision = 'int8' is dynamic quantisation for CPU inference, "
@@ -62,17 +61,15 @@ def check_inference_precision(precision: str, device: torch.device, runtime: str
         check_semi_structured_device(device)
 
 
-def check_torch_int8(runtime: str = "torch") -> None:
+def check_torch_int8() -> None:
     """int8 in PyTorch is ``torch.ao`` dynamic quantisation: deprecated in torch 2.13 and announced
     for removal. Refuse clearly, naming the way out, on a torch that no longer has it."""
-    if runtime != "torch":
-        return
     quantization = getattr(getattr(torch, "ao", None), "quantization", None)
     if quantization is None or not hasattr(quantization, "quantize_dynamic"):
         raise DeviceError(
             f"trial.inference_precision = 'int8' with trial.runtime = 'torch' uses torch.ao dynamic quantisation, "
             f"which torch {torch.__version__} no longer has; use trial.runtime = 'onnxruntime' (ONNX Runtime's "
-            "dynamic int8), or a torch release before its removal")
+            "dynamic int8) or 'openvino' (NNCF's static int8), or a torch release before its removal")
 
 
 def check_semi_structured_device(device: torch.device) -> None:
@@ -177,7 +174,7 @@ def to_inference_precision(model: nn.Module, precision: str, device: torch.devic
     CPUs with no compile step. torch 2.13 deprecates it in favour of torchao, whose CPU int8
     route needs torch.compile (pt2e + X86InductorQuantizer) and whose eager int8 is slower
     than fp32 on x86; so it stays, behind :func:`check_torch_int8`, and
-    ``trial.runtime: onnxruntime`` is the int8 route that does not depend on it.
+    ``trial.runtime: onnxruntime`` and ``openvino`` are the int8 routes that do not depend on it.
     """
     check_inference_precision(precision, device)
     model = model.eval()

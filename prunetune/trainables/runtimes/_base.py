@@ -1,0 +1,190 @@
+"""The interface every serving runtime declares (no torch at import: configuration validation reads it).
+
+A runtime says which inference precisions it serves on which device, which packages it
+needs, how it serves a compacted PyTorch model (the trial's student, a latency table's
+model) and the dense teacher, how it opens again what a trial saved (re-timing, export),
+which files it ships beside the PyTorch model, and how a user loads them. The trial, the
+latency table, re-timing, the export and the model card never branch on a runtime's name:
+they call these methods.
+
+A runtime that serves from files (an ONNX graph, an OpenVINO IR) implements :meth:`build`
+(write them into a directory) and :meth:`open` (serve them); :meth:`serve`, :meth:`load`
+and the teacher's cache are then the same for every such runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from prunetune.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+#: The files a saved tokenizer may consist of (transformers' slow and fast tokenizers).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model",
+                   "tokenizer.model")
+
+#: Calibration inputs: one feed per example, input name -> int64 numpy array of shape (1, length).
+Calibration = Sequence[dict[str, Any]]
+
+
+@dataclass
+class Served:
+    """A model ready to serve: what is measured, the device it runs on, and the file it ships as."""
+
+    model: Any  # nn.Module or a runtime's session: called with the tokenizer's tensors, returns .logits
+    device: "torch.device"
+    runtime: str
+    precision: str
+    artifact: Path | None = None  # the main file measured (a graph runtime's), None for PyTorch
+
+
+class Runtime(ABC):
+    """One serving runtime, as the trial, the tables, re-timing and the export see it."""
+
+    name: ClassVar[str]
+    #: How the model card and the report name it ("ONNX Runtime").
+    label: ClassVar[str]
+    #: Device kind ("cpu", "cuda") -> the inference precisions served there.
+    precisions: ClassVar[dict[str, tuple[str, ...]]]
+    #: Import names of the packages it needs, and how to install them when they are missing.
+    packages: ClassVar[tuple[str, ...]] = ()
+    install: ClassVar[str] = ""
+    #: Files it writes beside the PyTorch model (the trial's model directory, an export).
+    shipped_files: ClassVar[tuple[str, ...]] = ()
+    #: Whether it ships its own loader-free files: the export copies them as they were measured.
+    ships_graph: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ validation (no torch)
+
+    @property
+    def all_precisions(self) -> tuple[str, ...]:
+        served = [precision for kind in self.precisions.values() for precision in kind]
+        return tuple(dict.fromkeys(served))
+
+    def pairing_problems(self, precision: str) -> list[str]:
+        """Why this runtime can never serve ``precision`` (the same on every machine)."""
+        if precision in self.all_precisions:
+            return []
+        where = "; ".join(f"{', '.join(served)} on {kind}" for kind, served in self.precisions.items())
+        return [f"trial.inference_precision = {precision!r} with trial.runtime = {self.name!r}: {self.name} serves "
+                f"{where}"]
+
+    def missing_packages(self) -> list[str]:
+        return [name for name in self.packages if importlib.util.find_spec(name) is None]
+
+    def installed_problems(self) -> list[str]:
+        missing = self.missing_packages()
+        if not missing:
+            return []
+        return [f"trial.runtime = {self.name!r} needs the package(s) {', '.join(missing)}, which are not installed "
+                f"here: {self.install}"]
+
+    # ------------------------------------------------------------------ on a worker
+
+    def serving_device(self, precision: str, device: "torch.device") -> "torch.device":
+        """Where ``precision`` is served for a trial on ``device``: there when the runtime serves it
+        there, else on the CPU (int8 on a GPU worker is a CPU deployment)."""
+        import torch
+
+        served_there = precision in self.precisions.get(device.type, ())
+        return device if served_there else torch.device("cpu")
+
+    def device_problems(self, precision: str, device: "torch.device") -> list[str]:
+        """Why this worker cannot serve ``precision`` (checked before any work starts)."""
+        kind = self.serving_device(precision, device).type
+        if precision in self.precisions.get(kind, ()):
+            return []
+        where = "; ".join(f"{', '.join(served)} on {k}" for k, served in self.precisions.items())
+        return [f"trial.inference_precision = {precision!r} with trial.runtime = {self.name!r} on a {device.type} "
+                f"worker: {self.name} serves {where}"]
+
+    def check_device(self, precision: str, device: "torch.device") -> None:
+        problems = self.device_problems(precision, device)
+        if problems:
+            raise DeviceError("; ".join(problems))
+
+    # ------------------------------------------------------------------ serving
+
+    def serve(self, model: "torch.nn.Module", *, precision: str, device: "torch.device", threads: int | None = None,
+              work_dir: str | Path | None = None, calibration: Calibration | None = None) -> Served:
+        """``model`` (compacted, fp32) served at ``precision``; the input model may be modified.
+
+        A file runtime writes its files into ``work_dir`` (required). ``calibration``: inputs a
+        post-training quantiser calibrates on (the trial's training texts); without them a
+        quantiser calibrates on random tokens, which is right only where no accuracy is read
+        (the teacher's latency, a latency table).
+        """
+        if work_dir is None:
+            raise ValueError(f"serve(runtime={self.name!r}) needs a work_dir for its files")
+        serving = self.serving_device(precision, device)
+        self.build(model, Path(work_dir), precision=precision, device=serving, calibration=calibration)
+        return self.open(Path(work_dir), precision=precision, device=serving, threads=threads)
+
+    def load(self, model_dir: str | Path, *, precision: str, device: "torch.device",
+             threads: int | None = None) -> Served:
+        """What a trial saved in ``model_dir``, served as the trial served it (re-timing)."""
+        return self.open(Path(model_dir), precision=precision, device=self.serving_device(precision, device),
+                         threads=threads)
+
+    def serve_teacher(self, load_teacher: Callable[[], "torch.nn.Module"], *, precision: str,
+                      device: "torch.device", threads: int | None, cache_dir: str | Path) -> Served:
+        """The dense teacher (``load_teacher()``) at ``precision``, its files built once per teacher
+        cache (``cache_dir/runtimes/<runtime>-<precision>-<device>``) and reused by every trial of the node."""
+        from filelock import FileLock
+
+        serving = self.serving_device(precision, device)
+        directory = Path(cache_dir) / "runtimes" / f"{self.name}-{precision}-{serving.type}"
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory / ".lock")):
+            if not all((directory / name).is_file() for name in self.shipped_files):
+                staging = directory / "staging"
+                shutil.rmtree(staging, ignore_errors=True)
+                self.build(load_teacher(), staging, precision=precision, device=serving, calibration=None)
+                for name in self.shipped_files:  # the files last: a crash never leaves half a cache
+                    (staging / name).replace(directory / name)
+                shutil.rmtree(staging, ignore_errors=True)
+        return self.open(directory, precision=precision, device=serving, threads=threads)
+
+    def build(self, model: "torch.nn.Module", directory: Path, *, precision: str, device: "torch.device",
+              calibration: Calibration | None) -> None:
+        """Write the runtime's files for ``model`` at ``precision`` into ``directory``."""
+        raise NotImplementedError(f"{self.name} serves PyTorch modules, not files")
+
+    @abstractmethod
+    def open(self, directory: Path, *, precision: str, device: "torch.device", threads: int | None) -> Served:
+        """Serve the runtime's files (or the compacted model) in ``directory``."""
+
+    # ------------------------------------------------------------------ what ships
+
+    @abstractmethod
+    def usage(self, precision: str, pipeline_task: str) -> str:
+        """Markdown for the model card: what in the directory was measured and how to load it."""
+
+    def write_serving_dir(self, model_dir: str | Path, target: str | Path) -> Path:
+        """``target``: what serves this runtime's files without prunetune or remote code (the files as
+        measured, the tokenizer, and a config of the family's own model type); returns ``target``."""
+        import json
+
+        from prunetune.trainables.families.compaction import serving_config
+
+        model_dir, target = Path(model_dir), Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (*self.shipped_files, *TOKENIZER_FILES):
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, target / name)
+        config = serving_config(json.loads((model_dir / "config.json").read_text()))
+        (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return target
+
+    def is_saved_in(self, model_dir: str | Path) -> bool:
+        """Whether ``model_dir`` holds this runtime's files (a trial that served in it saved them)."""
+        return bool(self.shipped_files) and all((Path(model_dir) / name).is_file() for name in self.shipped_files)
