@@ -279,6 +279,25 @@ ConstraintsConfig = create_model(
 )
 
 
+class MeasureOnConfig(_Section):
+    """The Ray resources of the nodes that take every latency measurement (``search.measure_on``)."""
+
+    resources: dict[str, float] = Field(
+        ..., min_length=1, description="custom resources only the deploy nodes have, e.g. {deploy_cpu: 1}; a "
+        "node takes as many measurements at once as it has of them")
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"search.measure_on.resources.{name}: every node has {name}; name a custom "
+                                 "resource that only the deploy nodes are started with (ray start --resources=...)")
+            if not amount > 0:
+                raise ValueError(f"search.measure_on.resources.{name} = {amount}: expected a positive amount")
+        return value
+
+
 class SearchConfig(_Section):
     sampler: Sampler = "nsga2"
     seed: int | None = Field(0, description="seeds the sampler; null for a different search each run")
@@ -307,6 +326,9 @@ class SearchConfig(_Section):
         "front", description="when the search ends, time again on a quiet node: the trials that could be on the "
         "front (front), every finished trial (all), or none (off)")
     reuse_actors: bool = Field(False, description="run trials in reused worker processes (faster start, shared state)")
+    measure_on: MeasureOnConfig | None = Field(
+        None, description="take every latency measurement (tables, rungs, each trial's final one, the quiet "
+        "re-timing) on the nodes with these Ray resources: the kind of node the model is deployed to")
     verbosity: int = Field(1, ge=0, le=3, description="0 quiet, 1 progress lines, 2 + Ray status, 3 + Ray's full table")
 
     @field_validator("retime", mode="before")

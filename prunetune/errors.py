@@ -41,3 +41,7 @@ class RunDirFullError(PrunetuneError, OSError):
 
 class TrialError(PrunetuneError, RuntimeError):
     """A trial could not produce its metrics (diverged, ran out of memory, ...)."""
+
+
+class MeasureNodeError(PrunetuneError, RuntimeError):
+    """No live node has the resources ``search.measure_on`` names, or the one measuring was lost."""

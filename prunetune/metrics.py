@@ -215,6 +215,15 @@ OPTIONAL_METRICS: dict[str, str] = {
                        "(trial.target_speedup)",
 }
 
+# Where a latency was measured, in words (string columns): the hardware, and the node's id when
+# search.measure_on took the measurement to a deploy node.
+LATENCY_HARDWARE = "latency_hardware"
+LATENCY_NODE = "latency_node"
+TEXT_METRICS: dict[str, str] = {
+    LATENCY_HARDWARE: "the CPU model (and CPU count) or the GPU (and its memory) the latency was measured on",
+    LATENCY_NODE: "the Ray node that measured the latency, with search.measure_on",
+}
+
 # Re-timing after the search: the figures the front uses are the quiet re-timing's; the
 # in-search figures keep their own columns, and a large gap between the two is flagged.
 IN_SEARCH_SUFFIX = "_in_search"

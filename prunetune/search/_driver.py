@@ -125,6 +125,7 @@ def run_search(
     check_study_is_free(_storage_url(resolved, run), resolved.search.study_name, run.location)
     started = time.monotonic()
     with run.lock(), _search_session(resolved, address) as cluster:
+        check_measure_nodes(resolved)
         config_module.dump_yaml(resolved.without_secrets(), run.local_path(CONFIG_FILE))
         run.push(CONFIG_FILE)
         baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=config.teacher.cache_dir,
@@ -289,9 +290,22 @@ def _free(run: RunDir) -> int:
 
 def _retime(config: Config, run: RunDir, cluster, *, policy: str, retime_fn: RetimeFunction | None,
             stream: TextIO | None) -> RetimeOutcome:
+    from prunetune.cluster.measure_node import measurer_of
+
     return retime_run(run, objectives=config.search.objectives, policy=policy,
                       cpus_per_node=cluster.max_cpus_per_node, gpus_per_trial=config.cluster.gpus_per_trial,
-                      retime_fn=retime_fn, say=lambda text: _say(config, text, stream))
+                      retime_fn=retime_fn, say=lambda text: _say(config, text, stream),
+                      measurer=measurer_of(config) if retime_fn is None else None)
+
+
+def check_measure_nodes(config: Config) -> None:
+    """With search.measure_on, a node with its resources must be up before anything is measured."""
+    from prunetune.cluster.measure_node import live_nodes_with
+
+    measure_on = config.search.measure_on
+    if measure_on is not None and not live_nodes_with(measure_on.resources):
+        raise ConfigError(f"search.measure_on.resources = {measure_on.resources}: no node of the cluster has them; "
+                          "start the deploy nodes with them (ray start --address ... --resources=...) first")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -393,12 +407,13 @@ def _latency_tables(config: Config, model_dir, cache_dir: Path) -> list[dict[str
     """Measure the latency tables now, while no trial trains beside them (see ``prepare_tables``)."""
     if not speed_table_settings(config):
         return []  # a search that prunes to a sparsity imports nothing for it
+    from prunetune.cluster.measure_node import measurer_of
     from prunetune.trainables.methods._speed import prepare_tables
 
     return [{"runtime": table.key.runtime, "precision": table.key.precision,
              "dense_layer_ms": table.layer(table.key.num_heads, table.key.ffn_width),
              "removed_layer_ms": table.removed_ms, "max_speedup": table.max_speedup()}
-            for table in prepare_tables(config, model_dir, cache_dir)]
+            for table in prepare_tables(config, model_dir, cache_dir, measurer=measurer_of(config))]
 
 
 # --------------------------------------------------------------------------- Tune

@@ -35,6 +35,7 @@ from prunetune.metrics import (
     ALL_METRIC_KEYS,
     FINAL_METRIC_KEYS,
     OPTIONAL_METRICS,
+    TEXT_METRICS,
     RETIME_RATIO,
     RETIMED,
     RETIMED_METRICS,
@@ -91,6 +92,7 @@ def _arrow_type(annotation: Any) -> pa.DataType:
 
 def results_schema() -> pa.Schema:
     columns = [*BOOKKEEPING, *trial_columns(), *((key, pa.float64()) for key in METRIC_COLUMNS),
+               *((key, pa.string()) for key in TEXT_METRICS),
                *((key, pa.bool_() if key == RETIMED else pa.float64()) for key in RETIME_COLUMNS),
                (M.STOPPED_AT_STEP, pa.int64())]
     return pa.schema([pa.field(name, kind, nullable=True) for name, kind in columns])
@@ -126,6 +128,8 @@ def trial_row(
     row.update(trial)
     for key in METRIC_COLUMNS:
         row[key] = float_or_none(result.get(key)) if status in MEASURED else None
+    for key in TEXT_METRICS:
+        row[key] = str(result[key]) if status in MEASURED and result.get(key) is not None else None
     row[M.STOPPED_AT_STEP] = M.stopped_at(result) if status == STOPPED else None
     return row
 

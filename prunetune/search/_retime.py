@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from prunetune import metrics as M
+from prunetune.errors import MeasureNodeError
 from prunetune.names import (
     MODEL_DIR,
     RESULTS_FILE,
@@ -135,6 +136,7 @@ def apply_retiming(row: dict[str, Any], figures: Mapping[str, Any]) -> dict[str,
             row[M.in_search(key)] = row.get(key)
         if key in figures:
             row[key] = float(figures[key])
+    row.update({key: str(figures[key]) for key in M.TEXT_METRICS if figures.get(key) is not None})
     searched, retimed = row.get(M.in_search(M.LATENCY_MS)), row.get(M.LATENCY_MS)
     row[M.RETIME_RATIO] = float(searched) / float(retimed) if _finite(searched) and _finite(retimed) else None
     row[M.RETIMED] = True
@@ -155,8 +157,10 @@ def retime_resources(*, cpus_per_node: float, gpu: bool) -> dict[str, float]:
 
 
 def retime_run(run, *, objectives: Mapping[str, str], policy: str, cpus_per_node: float, gpus_per_trial: float,
-               retime_fn: RetimeFunction | None = None, say: Callable[[str], None] = lambda text: None) -> RetimeOutcome:
-    """Re-time ``run``'s trials (a RunDir) by ``policy``, writing results.parquet after each one."""
+               retime_fn: RetimeFunction | None = None, say: Callable[[str], None] = lambda text: None,
+               measurer=None) -> RetimeOutcome:
+    """Re-time ``run``'s trials (a RunDir) by ``policy``, writing results.parquet after each one;
+    with a ``measurer`` (``search.measure_on``) on the deploy nodes, one trial at a time."""
     import ray
 
     path = run.local_path(RESULTS_FILE)
@@ -167,9 +171,18 @@ def retime_run(run, *, objectives: Mapping[str, str], policy: str, cpus_per_node
         for trial_id in todo:
             rows = {str(row[TRIAL_ID]): row for row in read_rows(path)}
             request = retime_request(rows[trial_id], run, teacher_dir, gpu=gpus_per_trial > 0)
-            task = ray.remote(_retime_task).options(**retime_resources(cpus_per_node=cpus_per_node,
-                                                                        gpu=gpus_per_trial > 0))
-            rows[trial_id] = apply_retiming(rows[trial_id], ray.get(task.remote(retime_fn, request)))
+            if measurer is not None:
+                try:
+                    figures = measurer.retime(request)
+                except MeasureNodeError as error:  # the deploy nodes are gone: the in-search figures stay
+                    say(f"re-timing stopped: {error}")
+                    return RetimeOutcome(retimed=retimed, flagged=[str(row[TRIAL_ID]) for row in read_rows(path)
+                                                                    if is_flagged(row)])
+            else:
+                task = ray.remote(_retime_task).options(**retime_resources(cpus_per_node=cpus_per_node,
+                                                                            gpu=gpus_per_trial > 0))
+                figures = ray.get(task.remote(retime_fn, request))
+            rows[trial_id] = apply_retiming(rows[trial_id], figures)
             write_results(rows.values(), path)
             run.push(RESULTS_FILE)
             retimed.append(trial_id)

@@ -111,7 +111,11 @@ def _run(base: Config, workspace: TrialWorkspace, sampled: Mapping[str, Any], tr
     emissions = config.trial.emissions
     meter = ledger_meter_factory(trial_id, search_key=workspace.location, country_iso_code=emissions.country_iso_code,
                                  interval_s=emissions.measure_power_secs)
-    result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False, energy_meter=meter)
+    from prunetune.cluster.measure_node import measurer_of
+
+    measurer = measurer_of(config)
+    options = {"measurer": measurer} if measurer is not None else {}  # a plain trial function takes none
+    result = trial_fn(config, output_dir=output_dir, report=reporter, progress=False, energy_meter=meter, **options)
     final = reporter.held_final or result
     check_final(final, objectives)
     return final

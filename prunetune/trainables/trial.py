@@ -36,6 +36,8 @@ from prunetune.trainables.families.compaction import (
 from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_alternating, measure_latency
 from prunetune.trainables.measure.latency import uses_token_types
+from prunetune.trainables.measure.latency_table import hardware_of
+from prunetune.trainables.measure.retime import latency_figures
 from prunetune.trainables.measure.quality import evaluate_task
 from prunetune.trainables.measure.size import (
     count_params,
@@ -68,12 +70,15 @@ Reporter = Callable[[dict[str, Any], Path | None], None]
 
 
 def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None = None,
-              progress: bool = False, energy_meter: Callable[[], Any] | None = None) -> dict[str, Any]:
+              progress: bool = False, energy_meter: Callable[[], Any] | None = None,
+              measurer: Any = None) -> dict[str, Any]:
     """Run (or resume) one trial and return its final metrics; see the module docstring.
 
     ``energy_meter`` makes the meter of the trial's energy (a context manager with
     ``snapshot()``, ``energy_kwh``, ``emissions_kg`` and ``estimated``): in a search, the
     trial's share of its node's ledger; by default CodeCarbon on this process alone.
+    ``measurer`` takes every latency measurement to the deploy nodes (``search.measure_on``:
+    :class:`prunetune.cluster.measure_node.RemoteMeasurer`); by default they are timed here.
     """
     device = resolve_device(config.trial.device)
     # Problems of the configuration surface before any data or model is loaded.
@@ -87,7 +92,7 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_task_data(config.task)
     teacher = prepare_teacher(config, data=data, progress=progress)
-    trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter)
+    trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter, measurer=measurer)
     trial.load_checkpoint()
     metrics = trial.train_and_measure(report or _no_report, progress=progress)
     (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": metrics, "config": config.to_dict()}, indent=2))
@@ -148,9 +153,10 @@ class _Progress:
 
 class _Trial:
     def __init__(self, config: Config, teacher: TeacherArtifacts, data: TaskData, device: torch.device, output_dir: Path,
-                 *, energy_meter: Callable[[], Any] | None = None):
+                 *, energy_meter: Callable[[], Any] | None = None, measurer: Any = None):
         self.config, self.settings = config, config.trial
         self.energy_meter = energy_meter or self._process_meter
+        self.measurer = measurer
         self.teacher, self.data, self.device, self.output_dir = teacher, data, device, output_dir
         self.kind = config.task_kind
         self.method = METHODS[self.settings.method]
@@ -182,6 +188,7 @@ class _Trial:
             teacher_logits=self.teacher.train_logits(), max_length=self.config.task.max_length, device=self.device,
             measure_ms=lambda model: self._latency(model, self.device).median_ms, cache_dir=self.teacher.root,
             kind=self.kind, train_split=self.data.train, task=self.config.task, pairs=self.data.train.pairs,
+            measurer=self.measurer,
         )
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -294,13 +301,19 @@ class _Trial:
         prepare_for_inference_precision(compacted, self.settings.inference_precision)
         params, sparsity = count_params(compacted), weight_sparsity(compacted, dense_total=self.dense_weights)
         with tempfile.TemporaryDirectory(prefix="prunetune-rung-") as work:
-            served = self._serve(compacted, work)
-            latency = self._latency(served.model, served.device)
+            if self.measurer is None:
+                served = self._serve(compacted, work)
+                latency_ms = self._latency(served.model, served.device).median_ms
+            else:  # timed on a deploy node: the served files travel there with the compacted model
+                save_compacted(compacted, Path(work) / MODEL_DIR, tokenizer=self.tokenizer)
+                self._serve(copy.deepcopy(compacted), Path(work) / MODEL_DIR)
+                latency_ms = self.measurer.retime(self._measure_request(Path(work) / MODEL_DIR, teachers=False))[
+                    M.LATENCY_MS]
         running = meter.snapshot()
         to_whole_trial = self.settings.max_steps / self.progress.step
         return {
             **self._drops({key: quality[key] for key in self.kind.metrics}),
-            M.LATENCY_MS: latency.median_ms,
+            M.LATENCY_MS: latency_ms,
             M.EMISSIONS_KG: (self.progress.emissions_kg + running.emissions_kg) * to_whole_trial,
             M.ENERGY_KWH: (self.progress.energy_kwh + running.energy_kwh) * to_whole_trial,
             M.PARAMS: params,
@@ -327,23 +340,19 @@ class _Trial:
         # The model directory ships what is measured: a graph runtime's files, as timed here.
         served = self._serve(copy.deepcopy(compacted), self.output_dir / MODEL_DIR)
         quality = self._evaluate(served.model, served.device)
-        latencies = self._student_and_teacher_latency(served)
-        student_latency, teacher_latency = latencies["student"], latencies["teacher"]
-        same_runtime = latencies.get("teacher_runtime", teacher_latency)
+        if self.measurer is None:
+            latency = self._student_and_teacher_latency(served)
+        else:  # on a deploy node, from the files just saved: the model and the runtime's files
+            del served
+            latency = self.measurer.retime(self._measure_request(self.output_dir / MODEL_DIR, teachers=True))
+            latency[M.LATENCY_THREADS] = self._latency_threads()
         return {
             **quality, **self._drops(quality),
             **{M.teacher_key(key): float(self.teacher.baseline[key]) for key in quality},
-            M.LATENCY_MS: student_latency.median_ms, M.LATENCY_P95_MS: student_latency.p95_ms,
-            M.SPEEDUP: teacher_latency.median_ms / student_latency.median_ms,
-            M.SPEEDUP_SAME_RUNTIME: same_runtime.median_ms / student_latency.median_ms,
-            M.TEACHER_RUNTIME_LATENCY_MS: same_runtime.median_ms,
-            M.LATENCY_THREADS: student_latency.threads,
-            M.LATENCY_SPREAD: max(latency.spread for latency in latencies.values()),
-            M.LATENCY_NOISY: student_latency.noisy,
+            **latency,
             M.PARAMS: params, M.SPARSITY: sparsity,
             **self._structure_metrics(structure),
             M.TRAIN_SECONDS: self.progress.train_seconds,
-            M.TEACHER_LATENCY_MS: teacher_latency.median_ms,
             M.LAYER_HEADS: list(structure.layer_heads), M.LAYER_FFN: list(structure.layer_intermediate_sizes),
             M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss, **extras,
         }
@@ -395,10 +404,25 @@ class _Trial:
     def _calibration(self) -> list[dict[str, Any]]:
         return calibration_feeds(self.train_set.inputs, self.settings.calibration_samples, seed=self.settings.seed)
 
-    def _student_and_teacher_latency(self, served: Served):
-        """Timed in alternating rounds in the timing slot: the served student, the dense fp32 teacher
-        in PyTorch eager (``teacher``) and, unless that is the same thing, the dense teacher in the
-        student's runtime and precision (``teacher_runtime``)."""
+    def _latency_threads(self) -> int:
+        return self.settings.latency.threads or torch.get_num_threads()
+
+    def _measure_request(self, model_dir: Path, *, teachers: bool):
+        """What a deploy node needs to time ``model_dir`` as this trial would (``search.measure_on``)."""
+        from prunetune.trainables.measure.retime import RetimeRequest
+
+        s, latency = self.settings, self.settings.latency
+        return RetimeRequest(
+            trial_id=self.output_dir.name, model_dir=str(model_dir), teacher_dir=str(self.teacher.model_dir),
+            inference_precision=s.inference_precision, device=str(self.device), batch_size=latency.batch_size,
+            seq_len=latency.seq_len, threads=self._latency_threads(), min_run_time=latency.min_run_time,
+            rounds=latency.rounds if teachers else 1, max_spread=latency.max_spread, runtime=s.runtime,
+            token_types=self.token_types, teachers=teachers)
+
+    def _student_and_teacher_latency(self, served: Served) -> dict[str, Any]:
+        """The final latency figures, timed here in alternating rounds in the timing slot: the served
+        student, the dense fp32 teacher in PyTorch eager (``teacher``) and, unless that is the same
+        thing, the dense teacher in the student's runtime and precision (``teacher_runtime``)."""
         latency, device = self.settings.latency, served.device
         teacher = self.layer_teacher if self.layer_teacher is not None else self._dense_teacher(self.device)
         models = {"student": served.model, "teacher": teacher.to(device).eval()}
@@ -406,10 +430,12 @@ class _Trial:
             models["teacher_runtime"] = runtime_of(served.runtime).serve_teacher(
                 lambda: copy.deepcopy(teacher), precision=served.precision, device=self.device,
                 threads=latency.threads, cache_dir=self.teacher.root).model
-        return measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
-                                   vocab_size=self.student.config.vocab_size, device=device,
-                                   min_run_time=latency.min_run_time, threads=latency.threads,
-                                   rounds=latency.rounds, max_spread=latency.max_spread, token_types=self.token_types)
+        timed = measure_alternating(models, batch_size=latency.batch_size, seq_len=latency.seq_len,
+                                    vocab_size=self.student.config.vocab_size, device=device,
+                                    min_run_time=latency.min_run_time, threads=latency.threads,
+                                    rounds=latency.rounds, max_spread=latency.max_spread, token_types=self.token_types)
+        return {**latency_figures(timed), M.LATENCY_THREADS: timed["student"].threads,
+                M.LATENCY_HARDWARE: hardware_of(device)}
 
     # ------------------------------------------------------------------ checkpoints
 

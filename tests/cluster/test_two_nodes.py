@@ -47,8 +47,13 @@ def cluster_env() -> dict[str, str]:
             "PYTHONPATH": str(REPO)}
 
 
+#: The custom resource only the second node has: it stands in for a deploy node (search.measure_on).
+DEPLOY = "deploy_cpu"
+
+
 class TwoNodeCluster:
-    """``ray start --head`` on a free port plus one ``ray start --address``, one CPU each."""
+    """``ray start --head`` on a free port plus one ``ray start --address``, one CPU each; the
+    second node also has one DEPLOY resource."""
 
     def __init__(self):
         # Short: Ray's unix socket paths must fit in 107 characters.
@@ -61,7 +66,7 @@ class TwoNodeCluster:
         self._ray("start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
                   "--include-dashboard=false", *common)
         head = {p.pid for p in self.processes()}
-        self._ray("start", f"--address={self.address}", *common)
+        self._ray("start", f"--address={self.address}", f"--resources={{\"{DEPLOY}\": 1}}", *common)
         self.worker_roots = [p for p in self.processes() if p.pid not in head]
         deadline = time.monotonic() + 60
         while self.alive_nodes() < 2:
@@ -142,23 +147,54 @@ def two_nodes():
     assert not [p for p in cluster.processes() if _running(p)], "a process of the test cluster survived"
 
 
-def test_search_on_a_two_node_cluster(two_nodes, tmp_path, tiny_model_dir, tiny_dataset_csv):
+def test_search_on_a_two_node_cluster_measures_on_the_deploy_node(two_nodes, tmp_path, tiny_model_dir,
+                                                                   tiny_dataset_csv):
+    """Trials spread over both nodes; every latency figure comes from the node with the deploy
+    resource; when that node is lost, the measurements that needed it fail clearly and the search
+    still finishes."""
     raylets = [p for p in two_nodes.processes() if p.name() == "raylet"]
     assert len(raylets) == 2  # what the fixture will stop, by process id
 
-    config = tiny_search_yaml(tmp_path, tiny_model_dir, tiny_dataset_csv, num_trials=4)
+    config = tiny_search_yaml(tmp_path, tiny_model_dir, tiny_dataset_csv, num_trials=6, retime="all",
+                              measure_on={"resources": {DEPLOY: 1}})
     run_dir = tmp_path / "run"
-    search = subprocess.run(
+    search = subprocess.Popen(
         [str(BIN / "prunetune"), "search", config, "--address", two_nodes.address, "--output", str(run_dir),
-         "--no-wandb"],
-        env=cluster_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
-    assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
+         "--no-wandb"], env=cluster_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and search.poll() is None and _finished(run_dir) < 2:
+        time.sleep(0.5)
+    assert search.poll() is None, "the search ended before the deploy node could be lost: " + search.stdout.read()[-3000:]
+    deploy_node = _node_of_trials(run_dir)
+    two_nodes.kill_worker_node()
+    output, _ = search.communicate(timeout=300)
+    assert search.returncode == 0, output[-4000:]
 
     rows = pq.read_table(run_dir / "results.parquet").to_pandas()
-    assert len(rows) == 4 and set(rows["status"]) == {"TERMINATED"}
+    finished, failed = rows[rows["status"] == "TERMINATED"], rows[rows["status"] != "TERMINATED"]
+    assert len(finished) >= 2 and len(rows) == 6, rows[["status", "error"]]
     assert rows["node_id"].nunique() == 2, "trials ran on one node only"
-    assert "4 trials (0 failed)" in search.stdout
+    assert set(finished["latency_node"]) == {deploy_node}, finished[["node_id", "latency_node"]]
+    assert finished["latency_hardware"].str.contains("CPUs").all()
+    assert all("MeasureNodeError: search.measure_on" in error for error in failed["error"]), failed["error"]
+    assert f"6 trials ({len(failed)} failed)" in output
+
+
+def _finished(run_dir: Path) -> int:
+    if not (run_dir / "results.parquet").is_file():
+        return 0
+    try:
+        rows = pq.read_table(run_dir / "results.parquet").to_pandas()
+    except Exception:  # being written
+        return 0
+    return int((rows["status"] == "TERMINATED").sum())
+
+
+def _node_of_trials(run_dir: Path) -> str:
+    rows = pq.read_table(run_dir / "results.parquet").to_pandas()
+    nodes = set(rows.loc[rows["status"] == "TERMINATED", "latency_node"])
+    assert len(nodes) == 1, nodes
+    return nodes.pop()
 
 
 DRIVER = """

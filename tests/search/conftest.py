@@ -27,13 +27,18 @@ def synthetic_config(*, space=None, trial=None, **search):
     })
 
 
+#: A custom resource the session's Ray node has, as a deploy node would.
+DEPLOY_RESOURCE = "prunetune_test_deploy"
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """Ray in-process once for the whole session (starting it costs seconds)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        # DEPLOY_RESOURCE: this node stands in for a deploy node (search.measure_on's tests).
+        ray.init(address="local", num_cpus=2, resources={DEPLOY_RESOURCE: 1}, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()

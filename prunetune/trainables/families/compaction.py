@@ -297,6 +297,19 @@ def auto_class_of(model_dir: str | Path):
     return getattr(transformers, AUTO_CLASSES[head])
 
 
+def model_of_config(config: dict) -> nn.Module:
+    """A randomly initialised model of a saved config (``config.json`` as a dict), with its own head:
+    what a latency table needs of a model that lives on another node."""
+    import transformers
+
+    register_auto_classes()
+    values = dict(config)
+    architectures = values.get("architectures") or []
+    head = head_of(architectures[0]) if architectures else DEFAULT_HEAD
+    shape = transformers.AutoConfig.for_model(values.pop("model_type"), **values)
+    return getattr(transformers, AUTO_CLASSES[head]).from_config(shape).eval()
+
+
 def load_model_dir(model_dir: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
     """Any saved model of a supported family (a dense teacher, a compacted student), with its own head."""
     register_auto_classes()

@@ -29,7 +29,7 @@ import json
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,17 @@ def device_kind(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+def hardware_of(device: torch.device) -> str:
+    """The hardware a latency was measured on, as results and the model card state it: the GPU and
+    its memory, or the CPU model and how many CPUs the machine has."""
+    import os
+
+    if device.type == "cuda":
+        memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+        return f"{device_kind(device)} ({memory:.0f} GiB)"
+    return f"{device_kind(device)} ({os.cpu_count()} CPUs)"
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -242,10 +253,16 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
 
 def cached_table(model: torch.nn.Module, cache_dir: str | Path, *, runtime: str, precision: str,
                  device: torch.device, batch_size: int, seq_len: int, threads: int,
-                 min_width: int = 1) -> LatencyTable:
-    """The table for this model, runtime, precision, device and latency setting; measured on first use."""
+                 min_width: int = 1, measurer=None) -> LatencyTable:
+    """The table for this model, runtime, precision, device and latency setting; measured on first use.
+
+    With a ``measurer`` (``search.measure_on``) the table is measured on a deploy node and cached
+    here under the deploy nodes' name, whatever this node's hardware.
+    """
     key = table_key(model, runtime=runtime, precision=precision, device=device, batch_size=batch_size,
                     seq_len=seq_len, threads=threads)
+    if measurer is not None:
+        key = replace(key, device=measurer.describe())
     directory = Path(cache_dir) / TABLE_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{key.digest()}.json"
@@ -257,7 +274,12 @@ def cached_table(model: torch.nn.Module, cache_dir: str | Path, *, runtime: str,
                 table = None  # unreadable: measured again
             if table is not None and table.key == key:
                 return table
-        table = measure_table(model, key, device=device, min_width=min_width)
+        if measurer is None:
+            table = measure_table(model, key, device=device, min_width=min_width)
+        else:
+            measured = measurer.table(model, key.digest(), runtime=runtime, precision=precision, device=device,
+                                      batch_size=batch_size, seq_len=seq_len, threads=threads, min_width=min_width)
+            table = replace(LatencyTable.from_json(measured), key=key)
         staging = path.with_suffix(".json.partial")  # a crash mid-write never leaves a broken table behind
         staging.write_text(json.dumps(table.to_json(), indent=2))
         staging.replace(path)

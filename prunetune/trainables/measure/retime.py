@@ -35,6 +35,7 @@ class RetimeRequest:
     max_spread: float
     runtime: str = "torch"
     token_types: bool = False  # two segments (a pair, a question and its context), for families that have them
+    teachers: bool = True  # False: the student alone (a rung's latency), no speed-ups
 
 
 def retime(request: RetimeRequest) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
 
     from prunetune.trainables.families.compaction import load_model_dir
     from prunetune.trainables.measure.latency import measure_alternating, uses_token_types
+    from prunetune.trainables.measure.latency_table import hardware_of
     from prunetune.trainables.runtimes import is_reference, runtime_of
     from prunetune.trainables.training.precision import resolve_device
 
@@ -54,7 +56,9 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     teacher = load_model_dir(request.teacher_dir, device=served.device)
     models = {"student": served.model, "teacher": teacher}
     token_types = request.token_types or (_task_has_pair(Path(request.model_dir)) and uses_token_types(teacher))
-    if not is_reference(request.runtime, request.inference_precision):
+    if not request.teachers:
+        del models["teacher"]
+    elif not is_reference(request.runtime, request.inference_precision):
         models["teacher_runtime"] = runtime.serve_teacher(
             lambda: copy.deepcopy(teacher).to(device), precision=request.inference_precision, device=device,
             threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
@@ -62,6 +66,15 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
                                 vocab_size=models["teacher"].config.vocab_size, device=served.device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
                                 max_spread=request.max_spread, token_types=token_types)
+    hardware = {M.LATENCY_HARDWARE: hardware_of(served.device)}
+    if not request.teachers:
+        return {M.LATENCY_MS: timed["student"].median_ms, M.LATENCY_P95_MS: timed["student"].p95_ms, **hardware}
+    return {**latency_figures(timed), **hardware}
+
+
+def latency_figures(timed: dict[str, Any]) -> dict[str, Any]:
+    """The contract's latency figures of a student timed beside the dense fp32 teacher in PyTorch
+    eager (``teacher``) and, where that differs, the teacher in its runtime (``teacher_runtime``)."""
     student_latency, teacher_latency = timed["student"], timed["teacher"]
     same_runtime = timed.get("teacher_runtime", teacher_latency)
     return {

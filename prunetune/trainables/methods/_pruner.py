@@ -41,6 +41,8 @@ class PruningContext:
     train_split: Any
     task: Any
     pairs: Sequence[str] | None
+    #: Measures latency tables on the deploy nodes (``search.measure_on``); None: here.
+    measurer: Any = None
 
 
 class Pruner(nn.Module):

@@ -191,13 +191,14 @@ def speed_table(context) -> LatencyTable:
     (cached beside the teacher), after checking that the target is reachable."""
     s = context.settings
     table = table_for(context.student, context.cache_dir, s, runtime=s.runtime, precision=s.inference_precision,
-                      device=context.device, threads=s.latency.threads or torch.get_num_threads())
+                      device=context.device, threads=s.latency.threads or torch.get_num_threads(),
+                      measurer=context.measurer)
     check_reachable(table, s.target_speedup, min_heads=heads_removed_together(s.block_size, _views(context.student)[0]))
     return table
 
 
 def table_for(model, cache_dir, settings, *, runtime: str, precision: str, device: torch.device,
-              threads: int) -> LatencyTable:
+              threads: int, measurer=None) -> LatencyTable:
     """The cached (or now measured) table of ``model`` served in ``runtime`` at ``precision``, with
     the trial settings' latency shape, timed where the runtime serves that precision."""
     from prunetune.trainables.runtimes import runtime_of
@@ -206,10 +207,10 @@ def table_for(model, cache_dir, settings, *, runtime: str, precision: str, devic
     width = max(view.ffn_width for view in _views(model))
     return cached_table(model, cache_dir, runtime=runtime, precision=precision, device=device,
                         batch_size=settings.latency.batch_size, seq_len=settings.latency.seq_len, threads=threads,
-                        min_width=ffn_group_size(width))
+                        min_width=ffn_group_size(width), measurer=measurer)
 
 
-def prepare_tables(config, model_dir, cache_dir) -> list[LatencyTable]:
+def prepare_tables(config, model_dir, cache_dir, measurer=None) -> list[LatencyTable]:
     """Every table the search's trials will read, measured (or found) before they start.
 
     A trial that measured its own table would share the node with another trial's training,
@@ -229,7 +230,7 @@ def prepare_tables(config, model_dir, cache_dir) -> list[LatencyTable]:
     threads = settings.latency.threads or max(1, int(config.cluster.cpus_per_trial))
     device = resolve_device(settings.device)
     return [table_for(model, cache_dir, settings, runtime=runtime, precision=precision, device=device,
-                      threads=threads) for runtime, precision in pairs]
+                      threads=threads, measurer=measurer) for runtime, precision in pairs]
 
 
 def _views(model):
