@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from prunetune.metrics import FINAL_METRIC_KEYS
+from prunetune.metrics import FINAL_METRIC_KEYS, TEXT_METRICS
 from prunetune.pareto import nondominated_mask
 from prunetune.search import run_search
 from prunetune.search._results import METRIC_COLUMNS, RETIME_COLUMNS
@@ -49,7 +49,7 @@ def test_results_schema_and_rows(tmp_path, ray_local):
     table = pq.read_table(tmp_path / "run" / "results.parquet")
     names = table.column_names
     trial_keys = [n for n in names if n.startswith("trial.")]
-    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS) + list(RETIME_COLUMNS) + ["stopped_at_step"]
+    assert names == BOOKKEEPING + trial_keys + list(METRIC_COLUMNS) + list(TEXT_METRICS) + list(RETIME_COLUMNS) + ["stopped_at_step"]
     assert list(METRIC_COLUMNS[:len(FINAL_METRIC_KEYS) + 2]) == [*FINAL_METRIC_KEYS, "teacher_accuracy", "teacher_latency_ms"]
     assert {"trial.sparsity", "trial.block_size", "trial.latency.batch_size", "trial.emissions.country_iso_code"} <= set(trial_keys)
     rows = table.to_pandas()
