@@ -37,6 +37,42 @@ def test_interpolation_is_exact_on_the_grid_and_bilinear_between():
     assert table.predict([4, 4], [64, 64]) == pytest.approx(1.0 + 2 * (0.5 + 4 + 3.2)) == table.dense_ms
 
 
+def test_a_model_that_keeps_any_layer_pays_the_one_off_cost_once():
+    from dataclasses import replace
+
+    table = replace(synthetic_table(), kept_ms=0.3)
+    assert table.predict([0, 0], [0, 0]) == pytest.approx(1.0 + 2 * 0.1)  # every layer removed: no mask to prepare
+    assert table.predict([1, 0], [8, 0]) == pytest.approx(1.0 + 0.3 + (0.5 + 1 + 0.4) + 0.1)
+    assert table.dense_ms == pytest.approx(1.0 + 0.3 + 2 * (0.5 + 4 + 3.2))
+    assert T.LatencyTable.from_json(table.to_json()) == table
+
+
+def test_the_table_takes_the_one_off_cost_out_of_its_uniform_layers(tiny_family_dir, monkeypatch):
+    """Timed models cost base + kept + each layer: the grid holds the layers alone, kept_ms the rest."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from prunetune.trainables.measure import latency as L
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
+    true_layer, base, kept = 2.0, 1.0, 0.6
+
+    def fake_timing(models, **kwargs):
+        (served,) = models.values()
+        config = served.config
+        layers = [h or w for h, w in zip(config.layer_heads, config.layer_intermediate_sizes)]
+        ms = base + (kept if any(layers) else 0.0) + true_layer * sum(1 for x in layers if x)
+        return {"model": L.Latency(median_ms=ms, p95_ms=ms, runs=1)}
+
+    monkeypatch.setattr(L, "measure_alternating", fake_timing)
+    key = T.table_key(model, runtime="torch", precision="fp32", device=torch.device("cpu"), batch_size=1, seq_len=8,
+                      threads=1)
+    table = T.measure_table(model, key, device=torch.device("cpu"))
+    assert table.kept_ms == pytest.approx(kept)
+    assert table.layer(key.num_heads, key.ffn_width) == pytest.approx(true_layer)
+    assert table.predict([key.num_heads, 0], [key.ffn_width, 0]) == pytest.approx(base + kept + true_layer)
+
+
 def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkeypatch):
     model = tiny_classifier(layers=2)
     settings = dict(runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1, min_width=8)
