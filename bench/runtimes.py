@@ -48,6 +48,7 @@ def bench_config(args) -> config_module.Config:
     })
     raw["trial"].pop("sparsity", None)
     raw["trial"]["target_speedup"] = args.target
+    raw.pop("space", None)  # one trial: the preset's search space plays no part
     return config_module.validate(raw, check_model=True)
 
 
@@ -101,10 +102,10 @@ def main() -> None:
     student = load_compacted(model_dir)
     kind = config.task_kind
     length = config.task.max_length
-    train_encoded = kind.encode(tokenizer, data.split("train"), max_length=length)
+    train_encoded = kind.encode(tokenizer, data.split("train"), max_length=length, task=config.task)
     calibration = calibration_feeds(train_encoded.inputs, args.calibration, seed=0)
     eval_split = data.split(config.task.eval_split)
-    eval_encoded = kind.encode(tokenizer, eval_split, max_length=length)
+    eval_encoded = kind.encode(tokenizer, eval_split, max_length=length, task=config.task)
     cpu = torch.device("cpu")
 
     models, accuracy = {}, {}
