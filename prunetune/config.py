@@ -531,8 +531,7 @@ def validate(raw: dict[str, Any], *, source: str | None = None, check_model: boo
     section = lambda name: raw.get(name) if isinstance(raw.get(name), dict) else {}  # noqa: E731
     problems += check_dataset(str(section("task").get("dataset", TaskConfig().dataset)))
     problems += config_space_problems(raw, trial_model=TrialConfig)
-    if config is not None:
-        problems += scheduler_problems(config)
+    if config is not None:  # (the scheduler's settings are a search's: checked where a search starts)
         problems += target_speedup_problems(config)
         problems += task_kind_problems(config)
     if check_model:

@@ -332,8 +332,9 @@ def resolve_config(config: Config, run: RunDir) -> Config:
 def search_problems(config: Config, *, address: str | None = None) -> list[str]:
     """Problems only a search has (a single trial does not care about them)."""
     from prunetune.cluster import address_problem
+    from prunetune.config import scheduler_problems
 
-    problems = []
+    problems = list(scheduler_problems(config))
     if not any(dim.is_searched for dim in config.space.values()):
         problems.append("space: no searched dimension (uniform, loguniform, int or choice); a search needs one")
     if config.cluster.gpus_per_trial == 0 and "trial.precision" not in config.space and config.trial.precision == "fp16":

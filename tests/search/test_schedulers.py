@@ -105,18 +105,27 @@ def test_stopped_trials_told_as_infeasible(tmp_path, ray_local):
     ({"grace_steps": 2, "reduction_factor": 3}, None),
     ({"grace_steps": 9}, "no rung before the last step"),
 ])
-def test_scheduler_settings_are_checked_when_the_config_loads(search, message):
+def test_scheduler_settings_are_checked_before_a_search_starts(search, message, tmp_path):
+    from prunetune.search._driver import run_search as start
+
     raw = {"trial": {"max_steps": 30, "eval_every": 5}, "space": SPACE,
            "search": {"scheduler": "moasha", "grace_steps": 5, **search}}
     if search.get("grace_steps") == 2:
-        with pytest.raises(ConfigError, match=r"rungs at steps 2, 6, 18 must be evaluation steps"):
-            validate(raw)
-        return
+        message = r"rungs at steps 2, 6, 18 must be evaluation steps"
     if search.get("grace_steps") == 9:
         raw["trial"]["max_steps"] = 9
         raw["trial"]["eval_every"] = 3
+    config = validate(raw)  # a single trial of this configuration has no scheduler: it is not refused
     with pytest.raises(ConfigError, match=message):
-        validate(raw)
+        start(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_single_trial_is_not_refused_for_the_search_it_is_not_in():
+    from prunetune.config import load
+
+    config = load("quickstart", ["trial.max_steps=40", "trial.eval_every=20"], check_model=False)
+    assert config.trial.eval_every == 20
 
 
 def test_the_resolved_search_turns_on_report_objectives(tmp_path):
