@@ -159,10 +159,14 @@ def tune_scheduler(config: ConfigSource, *, run_dir: str | os.PathLike | None = 
     from prunetune.names import SCHEDULER_FILE
     from prunetune.search.scheduler import make_scheduler
 
+    resolved = load_config(config)
+    problems = config_module.scheduler_problems(resolved)  # checked where a search uses them
+    if problems:
+        raise ConfigError(problems)
     state = Path(run_dir) / SCHEDULER_FILE if run_dir is not None else None
     if state is not None:
         state.parent.mkdir(parents=True, exist_ok=True)
-    return make_scheduler(load_config(config), state_path=state)
+    return make_scheduler(resolved, state_path=state)
 
 
 def tune_param_space(config: ConfigSource) -> dict[str, Any]:

@@ -134,3 +134,10 @@ def test_the_resolved_search_turns_on_report_objectives(tmp_path):
 
     assert resolve_config(scheduler_config("moasha"), RunDir(tmp_path)).trial.report_objectives
     assert not resolve_config(scheduler_config("fifo"), RunDir(tmp_path)).trial.report_objectives
+
+
+def test_the_scheduler_for_a_users_own_tuner_is_checked_too():
+    import prunetune
+
+    with pytest.raises(ConfigError, match="must be evaluation steps"):
+        prunetune.tune_scheduler(prunetune.load_config("quickstart", ["trial.max_steps=40", "trial.eval_every=20"]))
