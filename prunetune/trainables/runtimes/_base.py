@@ -188,3 +188,18 @@ class Runtime(ABC):
     def is_saved_in(self, model_dir: str | Path) -> bool:
         """Whether ``model_dir`` holds this runtime's files (a trial that served in it saved them)."""
         return bool(self.shipped_files) and all((Path(model_dir) / name).is_file() for name in self.shipped_files)
+
+
+#: optimum's class suffix for each pipeline task.
+_OPTIMUM_HEADS = {"text-classification": "ForSequenceClassification", "token-classification": "ForTokenClassification",
+                  "question-answering": "ForQuestionAnswering"}
+
+
+def optimum_example(module: str, prefix: str, pipeline_task: str, directory: str) -> str:
+    """A model card's Python block loading ``directory`` with optimum's class for the task
+    (``ORTModelForSequenceClassification`` from ``optimum.onnxruntime``, ``OVModelFor...``)."""
+    head = prefix + _OPTIMUM_HEADS.get(pipeline_task, "ForSequenceClassification")
+    return (f"```python\nfrom {module} import {head}\nfrom transformers import AutoTokenizer, pipeline\n\n"
+            f"model = {head}.from_pretrained(\"{directory}\")\n"
+            f"served = pipeline(\"{pipeline_task}\", model=model, "
+            f"tokenizer=AutoTokenizer.from_pretrained(\"{directory}\"))\n```\n")

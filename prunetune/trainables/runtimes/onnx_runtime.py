@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunetune.trainables.runtimes._base import Calibration, Runtime, Served
+from prunetune.trainables.runtimes._base import Calibration, Runtime, Served, optimum_example
 from prunetune.trainables.runtimes._graph_names import ONNX_FILE, TOKEN_TYPES
 
 if TYPE_CHECKING:
@@ -152,19 +152,8 @@ class OnnxRuntime(Runtime):
         return Served(OrtModel(path, threads=threads, device=device), device, self.name, precision, path)
 
     def usage(self, precision: str, pipeline_task: str) -> str:
-        head = _optimum_class(pipeline_task, "ORTModel")
         return (f"`{ONNX_FILE}` in this directory is the model that was measured (an ONNX graph, {precision}). "
                 f"`{self.name}/` holds it again with the tokenizer and a config that need no remote code; it loads with "
                 f"`onnxruntime.InferenceSession(\"DIR/{self.name}/{ONNX_FILE}\")` alone (inputs `input_ids`, "
                 "`attention_mask` and, where the family has them, `token_type_ids`), or with optimum-onnx:\n\n"
-                f"```python\nfrom optimum.onnxruntime import {head}\nfrom transformers import AutoTokenizer, pipeline\n\n"
-                f"model = {head}.from_pretrained(\"DIR/{self.name}\")\n"
-                f"served = pipeline(\"{pipeline_task}\", model=model, tokenizer=AutoTokenizer.from_pretrained(\"DIR/{self.name}\"))\n"
-                f"```\n")
-
-
-def _optimum_class(pipeline_task: str, prefix: str) -> str:
-    """optimum's class for a pipeline task (``ORTModelForSequenceClassification``, ``OVModelFor...``)."""
-    heads = {"text-classification": "ForSequenceClassification", "token-classification": "ForTokenClassification",
-             "question-answering": "ForQuestionAnswering"}
-    return prefix + heads.get(pipeline_task, "ForSequenceClassification")
+                + optimum_example("optimum.onnxruntime", "ORTModel", pipeline_task, f"DIR/{self.name}"))

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunetune.trainables.runtimes._base import Calibration, Runtime, Served
+from prunetune.trainables.runtimes._base import Calibration, Runtime, Served, optimum_example
 from prunetune.trainables.runtimes._graph_names import TOKEN_TYPES
 
 if TYPE_CHECKING:
@@ -132,14 +132,8 @@ class OpenVino(Runtime):
         return Served(OvModel(path, threads=threads), device, self.name, precision, path)
 
     def usage(self, precision: str, pipeline_task: str) -> str:
-        from prunetune.trainables.runtimes.onnx_runtime import _optimum_class
-
-        head = _optimum_class(pipeline_task, "OVModel")
         return (f"`{IR_FILE}` and `{WEIGHTS_FILE}` in this directory are the OpenVINO model that was measured "
                 f"({precision}). `{self.name}/` holds them again with the tokenizer and a config that need no remote "
                 f"code; they load with `openvino` alone (`openvino.Core().compile_model(\"DIR/{self.name}/{IR_FILE}\", "
                 "\"CPU\")`), or with optimum-intel:\n\n"
-                f"```python\nfrom optimum.intel import {head}\nfrom transformers import AutoTokenizer, pipeline\n\n"
-                f"model = {head}.from_pretrained(\"DIR/{self.name}\")\n"
-                f"served = pipeline(\"{pipeline_task}\", model=model, tokenizer=AutoTokenizer.from_pretrained(\"DIR/{self.name}\"))\n"
-                f"```\n")
+                + optimum_example("optimum.intel", "OVModel", pipeline_task, f"DIR/{self.name}"))
