@@ -45,7 +45,7 @@ from prunetune.analysis import runs as R
 from prunetune.analysis.front import FrontAnalysis
 from prunetune.analysis.runs import RunData
 from prunetune.errors import ConfigError, ModelError
-from prunetune.trainables.runtimes import ONNX_FILE, ONNX_TOLERANCE, RUNTIMES
+from prunetune.trainables.runtimes import ONNX_FILE, ONNX_TOLERANCE, RUNTIMES, FileRuntime
 
 EXPORT_RECORD = "prunetune_export.json"
 CARD_FILE = "README.md"
@@ -327,7 +327,7 @@ def _onnx_difference(model, tokenizer, path: Path, texts: list[str], samples: Ta
 def _measured_runtime(trial, source: Path):
     """The runtime whose files the trial saved beside its model (None: PyTorch, nothing to ship)."""
     runtime = RUNTIMES.get(str(trial.get("trial.runtime", "")))
-    if runtime is not None and runtime.ships_graph and runtime.is_saved_in(source):
+    if isinstance(runtime, FileRuntime) and runtime.is_saved_in(source):
         return runtime
     return None
 

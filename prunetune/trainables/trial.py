@@ -10,6 +10,7 @@ reporting function; the final report carries every key of the metric contract.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import shutil
@@ -305,8 +306,10 @@ class _Trial:
                 served = self._serve(compacted, work)
                 latency_ms = self._latency(served.model, served.device).median_ms
             else:  # timed on a deploy node: the served files travel there with the compacted model
+                s = self.settings
                 save_compacted(compacted, Path(work) / MODEL_DIR, tokenizer=self.tokenizer)
-                self._serve(copy.deepcopy(compacted), Path(work) / MODEL_DIR)
+                runtime_of(s.runtime).save(compacted, Path(work) / MODEL_DIR, precision=s.inference_precision,
+                                           device=self.device, calibration=self._calibration)
                 latency_ms = self.measurer.retime(self._measure_request(Path(work) / MODEL_DIR, teachers=False))[
                     M.LATENCY_MS]
         running = meter.snapshot()
@@ -399,9 +402,11 @@ class _Trial:
         s = self.settings
         return runtime_of(s.runtime).serve(compacted, precision=s.inference_precision, device=self.device,
                                            threads=s.latency.threads, work_dir=work_dir,
-                                           calibration=self._calibration())
+                                           calibration=self._calibration)
 
+    @functools.cached_property
     def _calibration(self) -> list[dict[str, Any]]:
+        """The training texts a post-training quantiser calibrates on, drawn once per trial."""
         return calibration_feeds(self.train_set.inputs, self.settings.calibration_samples, seed=self.settings.seed)
 
     def _latency_threads(self) -> int:

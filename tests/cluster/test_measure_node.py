@@ -76,3 +76,26 @@ def test_measure_on_names_custom_resources_only():
         MeasureOnConfig(resources={"CPU": 1})
     with pytest.raises(ValueError, match="deploy_cpu = 0.0: expected a positive amount"):
         MeasureOnConfig(resources={"deploy_cpu": 0})
+
+
+def test_a_rungs_latency_is_the_students_alone(ray_local, tmp_path):
+    from dataclasses import replace
+
+    request = replace(_saved_trial(tmp_path), teachers=False, rounds=1)
+    figures = RemoteMeasurer({DEPLOY_RESOURCE: 1}).retime(request)
+    assert figures[M.LATENCY_MS] > 0 and M.SPEEDUP not in figures and M.TEACHER_LATENCY_MS not in figures
+
+
+def test_a_trial_with_a_measurer_times_its_rungs_and_its_end_on_the_deploy_node(ray_local, tiny_config, tmp_path):
+    import ray
+
+    from prunetune.trainables.trial import run_trial
+
+    reports = []
+    metrics = run_trial(tiny_config(report_objectives=True, runtime="openvino", inference_precision="int8"),
+                        output_dir=tmp_path, measurer=RemoteMeasurer({DEPLOY_RESOURCE: 1}),
+                        report=lambda values, checkpoint: reports.append(values))
+    assert metrics[M.LATENCY_NODE] == ray.get_runtime_context().get_node_id()
+    assert M.missing_final_keys(metrics) == []
+    rungs = [values for values in reports if not values.get(M.DONE) and M.LATENCY_MS in values]
+    assert rungs and all(values[M.LATENCY_MS] > 0 for values in rungs)

@@ -24,7 +24,7 @@ from prunetune import metrics as M
 from prunetune.names import MODEL_DIR
 from prunetune.trainables.families import FAMILIES
 from prunetune.trainables.methods import METHODS
-from prunetune.trainables.runtimes import RUNTIMES
+from prunetune.trainables.runtimes import RUNTIMES, FileRuntime
 from tests.models import WITHOUT_PRUNETUNE
 
 #: Method options that fit the tiny models (FFN 64, small data).
@@ -34,7 +34,7 @@ TEXTS = ["goal match team score today", "bank market profit shares", "chip softw
 #: Two timing rounds: the contract checks that latency is measured, not how well (that is bench/'s).
 LATENCY = {"batch_size": 1, "seq_len": 16, "min_run_time": 0.05, "rounds": 2}
 #: The runtimes that serve from files (an ONNX graph, an OpenVINO model) rather than the module itself.
-GRAPH_RUNTIMES = sorted(name for name, runtime in RUNTIMES.items() if runtime.ships_graph)
+GRAPH_RUNTIMES = sorted(name for name, runtime in RUNTIMES.items() if isinstance(runtime, FileRuntime))
 #: How layer 1 goes: emptied (every unit dead, its layer norms stay) or skipped (removed in training).
 REMOVALS = ("emptied", "skipped")
 

@@ -41,6 +41,7 @@ class RetimeRequest:
 def retime(request: RetimeRequest) -> dict[str, Any]:
     """The trial's latency figures timed again (keys of the metric contract)."""
     import copy
+    import json
 
     from prunetune.trainables.families.compaction import load_model_dir
     from prunetune.trainables.measure.latency import measure_alternating, uses_token_types
@@ -53,17 +54,19 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
     # What the trial measured and ships: its runtime's files, or the compacted model itself.
     served = runtime.load(request.model_dir, precision=request.inference_precision, device=device,
                           threads=request.threads)
-    teacher = load_model_dir(request.teacher_dir, device=served.device)
-    models = {"student": served.model, "teacher": teacher}
-    token_types = request.token_types or (_task_has_pair(Path(request.model_dir)) and uses_token_types(teacher))
-    if not request.teachers:
-        del models["teacher"]
-    elif not is_reference(request.runtime, request.inference_precision):
-        models["teacher_runtime"] = runtime.serve_teacher(
-            lambda: copy.deepcopy(teacher).to(device), precision=request.inference_precision, device=device,
-            threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
+    models = {"student": served.model}
+    token_types = request.token_types
+    if request.teachers:  # a rung's latency is the student's alone: no teacher is loaded for it
+        teacher = load_model_dir(request.teacher_dir, device=served.device)
+        models["teacher"] = teacher
+        token_types = token_types or (_task_has_pair(Path(request.model_dir)) and uses_token_types(teacher))
+        if not is_reference(request.runtime, request.inference_precision):
+            models["teacher_runtime"] = runtime.serve_teacher(
+                lambda: copy.deepcopy(teacher).to(device), precision=request.inference_precision, device=device,
+                threads=request.threads, cache_dir=Path(request.teacher_dir).parent).model
+    vocab_size = json.loads((Path(request.model_dir) / "config.json").read_text())["vocab_size"]
     timed = measure_alternating(models, batch_size=request.batch_size, seq_len=request.seq_len,
-                                vocab_size=models["teacher"].config.vocab_size, device=served.device,
+                                vocab_size=vocab_size, device=served.device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
                                 max_spread=request.max_spread, token_types=token_types)
     hardware = {M.LATENCY_HARDWARE: hardware_of(served.device)}

@@ -12,7 +12,7 @@ Importing this package does not import torch.
 from __future__ import annotations
 
 from prunetune.errors import ConfigError
-from prunetune.trainables.runtimes._base import Calibration, Runtime, Served
+from prunetune.trainables.runtimes._base import Calibration, FileRuntime, Runtime, Served
 from prunetune.trainables.runtimes._graph_names import ONNX_FILE, ONNX_TOLERANCE
 from prunetune.trainables.runtimes.onnx_runtime import OnnxRuntime
 from prunetune.trainables.runtimes.openvino_runtime import OpenVino
@@ -58,5 +58,5 @@ def check_runtime(runtime: str, precision: str) -> None:
 
 
 __all__ = ["ONNX_FILE", "ONNX_TOLERANCE", "REFERENCE_PRECISION", "REFERENCE_RUNTIME", "RUNTIMES", "Calibration",
-           "Runtime", "Served", "check_runtime", "is_reference", "pairing_problems", "runtime_of",
+           "FileRuntime", "Runtime", "Served", "check_runtime", "is_reference", "pairing_problems", "runtime_of",
            "runtime_problems"]

@@ -7,9 +7,10 @@ which files it ships beside the PyTorch model, and how a user loads them. The tr
 latency table, re-timing, the export and the model card never branch on a runtime's name:
 they call these methods.
 
-A runtime that serves from files (an ONNX graph, an OpenVINO IR) implements :meth:`build`
-(write them into a directory) and :meth:`open` (serve them); :meth:`serve`, :meth:`load`
-and the teacher's cache are then the same for every such runtime.
+A runtime that serves from files (an ONNX graph, an OpenVINO IR) is a :class:`FileRuntime`:
+it implements :meth:`~FileRuntime.build` (write them into a directory) and
+:meth:`~FileRuntime.open` (serve them); serving, loading, the teacher's cache and what an
+export ships are then the same for every such runtime.
 """
 
 from __future__ import annotations
@@ -58,10 +59,6 @@ class Runtime(ABC):
     #: Import names of the packages it needs, and how to install them when they are missing.
     packages: ClassVar[tuple[str, ...]] = ()
     install: ClassVar[str] = ""
-    #: Files it writes beside the PyTorch model (the trial's model directory, an export).
-    shipped_files: ClassVar[tuple[str, ...]] = ()
-    #: Whether it ships its own loader-free files: the export copies them as they were measured.
-    ships_graph: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ validation (no torch)
 
@@ -114,38 +111,82 @@ class Runtime(ABC):
 
     # ------------------------------------------------------------------ serving
 
+    @abstractmethod
     def serve(self, model: "torch.nn.Module", *, precision: str, device: "torch.device", threads: int | None = None,
               work_dir: str | Path | None = None, calibration: Calibration | None = None) -> Served:
         """``model`` (compacted, fp32) served at ``precision``; the input model may be modified.
 
-        A file runtime writes its files into ``work_dir`` (required). ``calibration``: inputs a
-        post-training quantiser calibrates on (the trial's training texts); without them a
-        quantiser calibrates on random tokens, which is right only where no accuracy is read
-        (the teacher's latency, a latency table).
+        ``calibration``: inputs a post-training quantiser calibrates on (the trial's training
+        texts); without them a quantiser calibrates on random tokens, which is right only where
+        no accuracy is read (the teacher's latency, a latency table).
         """
+
+    @abstractmethod
+    def load(self, model_dir: str | Path, *, precision: str, device: "torch.device",
+             threads: int | None = None) -> Served:
+        """What a trial saved in ``model_dir``, served as the trial served it (re-timing)."""
+
+    @abstractmethod
+    def serve_teacher(self, load_teacher: Callable[[], "torch.nn.Module"], *, precision: str,
+                      device: "torch.device", threads: int | None, cache_dir: str | Path) -> Served:
+        """The dense teacher (``load_teacher()``) at ``precision``."""
+
+    def save(self, model: "torch.nn.Module", model_dir: Path, *, precision: str, device: "torch.device",
+             calibration: Calibration | None = None) -> None:
+        """Write beside a saved compacted model what :meth:`load` needs to serve it: nothing for a
+        runtime that serves the model itself."""
+
+    @abstractmethod
+    def usage(self, precision: str, pipeline_task: str) -> str:
+        """Markdown for the model card: what in the directory was measured and how to load it."""
+
+
+class FileRuntime(Runtime):
+    """A runtime that serves from files it writes (an ONNX graph, an OpenVINO IR): the trial saves
+    them beside its model, and an export ships them as they were measured."""
+
+    #: Files it writes beside the PyTorch model (the trial's model directory, an export).
+    shipped_files: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def build(self, model: "torch.nn.Module", directory: Path, *, precision: str, device: "torch.device",
+              calibration: Calibration | None) -> None:
+        """Write the runtime's files for ``model`` at ``precision`` into ``directory``."""
+
+    @abstractmethod
+    def open(self, directory: Path, *, precision: str, device: "torch.device", threads: int | None) -> Served:
+        """Serve the runtime's files in ``directory``."""
+
+    def serve(self, model: "torch.nn.Module", *, precision: str, device: "torch.device", threads: int | None = None,
+              work_dir: str | Path | None = None, calibration: Calibration | None = None) -> Served:
+        """See :meth:`Runtime.serve`; the files are written into ``work_dir`` (required)."""
         if work_dir is None:
             raise ValueError(f"serve(runtime={self.name!r}) needs a work_dir for its files")
         serving = self.serving_device(precision, device)
         self.build(model, Path(work_dir), precision=precision, device=serving, calibration=calibration)
         return self.open(Path(work_dir), precision=precision, device=serving, threads=threads)
 
+    def save(self, model: "torch.nn.Module", model_dir: Path, *, precision: str, device: "torch.device",
+             calibration: Calibration | None = None) -> None:
+        self.build(model, Path(model_dir), precision=precision, device=self.serving_device(precision, device),
+                   calibration=calibration)
+
     def load(self, model_dir: str | Path, *, precision: str, device: "torch.device",
              threads: int | None = None) -> Served:
-        """What a trial saved in ``model_dir``, served as the trial served it (re-timing)."""
         return self.open(Path(model_dir), precision=precision, device=self.serving_device(precision, device),
                          threads=threads)
 
     def serve_teacher(self, load_teacher: Callable[[], "torch.nn.Module"], *, precision: str,
                       device: "torch.device", threads: int | None, cache_dir: str | Path) -> Served:
-        """The dense teacher (``load_teacher()``) at ``precision``, its files built once per teacher
-        cache (``cache_dir/runtimes/<runtime>-<precision>-<device>``) and reused by every trial of the node."""
+        """The teacher's files built once per teacher cache
+        (``cache_dir/runtimes/<runtime>-<precision>-<device>``) and reused by every trial of the node."""
         from filelock import FileLock
 
         serving = self.serving_device(precision, device)
         directory = Path(cache_dir) / "runtimes" / f"{self.name}-{precision}-{serving.type}"
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory / ".lock")):
-            if not all((directory / name).is_file() for name in self.shipped_files):
+            if not self.is_saved_in(directory):
                 staging = directory / "staging"
                 shutil.rmtree(staging, ignore_errors=True)
                 self.build(load_teacher(), staging, precision=precision, device=serving, calibration=None)
@@ -154,20 +195,7 @@ class Runtime(ABC):
                 shutil.rmtree(staging, ignore_errors=True)
         return self.open(directory, precision=precision, device=serving, threads=threads)
 
-    def build(self, model: "torch.nn.Module", directory: Path, *, precision: str, device: "torch.device",
-              calibration: Calibration | None) -> None:
-        """Write the runtime's files for ``model`` at ``precision`` into ``directory``."""
-        raise NotImplementedError(f"{self.name} serves PyTorch modules, not files")
-
-    @abstractmethod
-    def open(self, directory: Path, *, precision: str, device: "torch.device", threads: int | None) -> Served:
-        """Serve the runtime's files (or the compacted model) in ``directory``."""
-
     # ------------------------------------------------------------------ what ships
-
-    @abstractmethod
-    def usage(self, precision: str, pipeline_task: str) -> str:
-        """Markdown for the model card: what in the directory was measured and how to load it."""
 
     def write_serving_dir(self, model_dir: str | Path, target: str | Path) -> Path:
         """``target``: what serves this runtime's files without prunetune or remote code (the files as
@@ -187,7 +215,7 @@ class Runtime(ABC):
 
     def is_saved_in(self, model_dir: str | Path) -> bool:
         """Whether ``model_dir`` holds this runtime's files (a trial that served in it saved them)."""
-        return bool(self.shipped_files) and all((Path(model_dir) / name).is_file() for name in self.shipped_files)
+        return all((Path(model_dir) / name).is_file() for name in self.shipped_files)
 
 
 #: optimum's class suffix for each pipeline task.

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunetune.trainables.runtimes._base import Calibration, Runtime, Served, optimum_example
+from prunetune.trainables.runtimes._base import Calibration, FileRuntime, Served, optimum_example
 from prunetune.trainables.runtimes._graph_names import ONNX_FILE, TOKEN_TYPES
 
 if TYPE_CHECKING:
@@ -105,14 +105,13 @@ def cuda_provider_available() -> bool:
     return CUDA_PROVIDER in onnxruntime.get_available_providers()
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(FileRuntime):
     name = "onnxruntime"
     label = "ONNX Runtime"
     precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")}
     packages = ("onnx", "onnxruntime")
     install = "pip install onnx onnxruntime (prunetune's own dependencies: reinstall prunetune)"
     shipped_files = (ONNX_FILE,)
-    ships_graph = True
 
     def serving_device(self, precision: str, device: "torch.device") -> "torch.device":
         """The CUDA provider serves fp32 and fp16 on a GPU worker where onnxruntime-gpu is installed;

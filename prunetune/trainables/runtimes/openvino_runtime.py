@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunetune.trainables.runtimes._base import Calibration, Runtime, Served, optimum_example
+from prunetune.trainables.runtimes._base import Calibration, FileRuntime, Served, optimum_example
 from prunetune.trainables.runtimes._graph_names import TOKEN_TYPES
 
 if TYPE_CHECKING:
@@ -104,14 +104,13 @@ def random_calibration(model, count: int = RANDOM_CALIBRATION, seq_len: int = 32
                                                                  seed=seed).items()} for seed in range(count)]
 
 
-class OpenVino(Runtime):
+class OpenVino(FileRuntime):
     name = "openvino"
     label = "OpenVINO (CPU)"
     precisions = {"cpu": ("fp32", "int8")}
     packages = ("openvino", "nncf")
     install = "pip install 'prunetune[openvino]' (or openvino nncf)"
     shipped_files = (IR_FILE, WEIGHTS_FILE)
-    ships_graph = True
 
     def build(self, model, directory: Path, *, precision: str, device, calibration: Calibration | None) -> None:
         import openvino

@@ -49,13 +49,10 @@ class TorchEager(Runtime):
         return Served(to_inference_precision(model, precision, device), self.serving_device(precision, device),
                       self.name, precision)
 
-    def open(self, directory: Path, *, precision: str, device, threads: int | None) -> Served:
+    def load(self, model_dir, *, precision: str, device, threads: int | None = None) -> Served:
         from prunetune.trainables.families.compaction import load_compacted
 
-        return self.serve(load_compacted(Path(directory)), precision=precision, device=device)
-
-    def load(self, model_dir, *, precision: str, device, threads: int | None = None) -> Served:
-        return self.open(Path(model_dir), precision=precision, device=device, threads=threads)
+        return self.serve(load_compacted(Path(model_dir)), precision=precision, device=device)
 
     def serve_teacher(self, load_teacher, *, precision: str, device, threads: int | None, cache_dir) -> Served:
         """The teacher itself at ``precision``; 2:4 sparsity would prune it, so its dense
