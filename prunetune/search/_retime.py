@@ -161,34 +161,34 @@ def retime_run(run, *, objectives: Mapping[str, str], policy: str, cpus_per_node
                measurer=None) -> RetimeOutcome:
     """Re-time ``run``'s trials (a RunDir) by ``policy``, writing results.parquet after each one;
     with a ``measurer`` (``search.measure_on``) on the deploy nodes, one trial at a time."""
-    import ray
-
     path = run.local_path(RESULTS_FILE)
     teacher_dir = run_teacher_dir(run)
+    measure = measurer.retime if measurer is not None else _whole_node_task(retime_fn, cpus_per_node=cpus_per_node,
+                                                                             gpu=gpus_per_trial > 0)
     retimed: list[str] = []
-    while todo := candidates(read_rows(path), objectives, policy=policy):
-        say(f"re-timing {len(todo)} trial(s) quietly, each in a task that takes a whole node")
-        for trial_id in todo:
-            rows = {str(row[TRIAL_ID]): row for row in read_rows(path)}
-            request = retime_request(rows[trial_id], run, teacher_dir, gpu=gpus_per_trial > 0)
-            if measurer is not None:
-                try:
-                    figures = measurer.retime(request)
-                except MeasureNodeError as error:  # the deploy nodes are gone: the in-search figures stay
-                    say(f"re-timing stopped: {error}")
-                    return RetimeOutcome(retimed=retimed, flagged=[str(row[TRIAL_ID]) for row in read_rows(path)
-                                                                    if is_flagged(row)])
-            else:
-                task = ray.remote(_retime_task).options(**retime_resources(cpus_per_node=cpus_per_node,
-                                                                            gpu=gpus_per_trial > 0))
-                figures = ray.get(task.remote(retime_fn, request))
-            rows[trial_id] = apply_retiming(rows[trial_id], figures)
-            write_results(rows.values(), path)
-            run.push(RESULTS_FILE)
-            retimed.append(trial_id)
-            say(_retimed_line(rows[trial_id]))
+    try:
+        while todo := candidates(read_rows(path), objectives, policy=policy):
+            say(f"re-timing {len(todo)} trial(s) quietly, each in a task that takes a whole node")
+            for trial_id in todo:
+                rows = {str(row[TRIAL_ID]): row for row in read_rows(path)}
+                request = retime_request(rows[trial_id], run, teacher_dir, gpu=gpus_per_trial > 0)
+                rows[trial_id] = apply_retiming(rows[trial_id], measure(request))
+                write_results(rows.values(), path)
+                run.push(RESULTS_FILE)
+                retimed.append(trial_id)
+                say(_retimed_line(rows[trial_id]))
+    except MeasureNodeError as error:  # the deploy nodes are gone: the in-search figures stay
+        say(f"re-timing stopped: {error}")
     flagged = [str(row[TRIAL_ID]) for row in read_rows(path) if is_flagged(row)]
     return RetimeOutcome(retimed=retimed, flagged=flagged)
+
+
+def _whole_node_task(retime_fn: RetimeFunction | None, *, cpus_per_node: float, gpu: bool) -> RetimeFunction:
+    """``request -> figures`` through a Ray task that takes a whole node."""
+    import ray
+
+    task = ray.remote(_retime_task).options(**retime_resources(cpus_per_node=cpus_per_node, gpu=gpu))
+    return lambda request: ray.get(task.remote(retime_fn, request))
 
 
 def _retime_task(retime_fn: RetimeFunction | None, request):
