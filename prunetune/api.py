@@ -31,6 +31,7 @@ ConfigSource = Config | str | os.PathLike
 
 def load_config(source: ConfigSource, overrides: Sequence[str] = (), *, check_model: bool = True) -> Config:
     """A validated configuration from a Config, a YAML file or a preset, with ``KEY.PATH=VALUE`` overrides."""
+    config_module.check_override_list(overrides)
     if isinstance(source, Config):
         if not overrides:
             return source
@@ -50,6 +51,9 @@ def run_search(config: ConfigSource, *, run_dir: str | os.PathLike | None = None
 
     resolved = load_config(config, overrides)
     run_dir = run_dir or resolved.output.dir or _default_run_dir(config)
+    problem = output_dir_problem(run_dir, key="run_dir")
+    if problem:
+        raise ConfigError(problem)
     return search.run_search(resolved, run_dir=run_dir, address=address,
                              callbacks=_wandb_callbacks(resolved, run_dir, enabled=wandb))
 
@@ -68,19 +72,42 @@ def resume_search(run_dir: str | os.PathLike, *, address: str | None = None, wan
 def run_trial(config: ConfigSource, *, output_dir: str | os.PathLike | None = None, overrides: Sequence[str] = (),
               progress: bool = False) -> dict[str, Any]:
     """One compression trial, without Ray; returns its final metrics (``result.json`` and ``model/`` in ``output_dir``)."""
+    output_dir = output_dir or Path("runs") / "trials" / _config_name(config)
+    problem = output_dir_problem(output_dir, key="output_dir")
+    if problem:
+        raise ConfigError(problem)
+    resolved = load_config(config, overrides)
+    problems = config_module.latency_thread_problems(resolved, cpus=local_cpus())
+    if problems:
+        raise ConfigError(problems)
     from prunetune.trainables.trial import run_trial as run
 
-    resolved = load_config(config, overrides)
-    output_dir = output_dir or Path("runs") / "trials" / _config_name(config)
-    return run(resolved, output_dir=output_dir, progress=progress)
+    return run(resolved.without_secrets(), output_dir=output_dir, progress=progress)
+
+
+def output_dir_problem(path: str | os.PathLike, *, key: str) -> str | None:
+    """Why ``path`` cannot become a directory (it, or a folder above it, is a file); None when it can."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            if candidate.is_dir():
+                return None
+            what = "an existing file" if candidate == Path(path) else f"inside {str(candidate)!r}, an existing file"
+            return f"{key} = {str(path)!r}: {what}; expected a directory (new or existing)"
+    return None
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def report(run_dir: str | os.PathLike, *, wandb: bool = False, retime: str | None = None,
-           address: str | None = None, console=None) -> "RunSummary":
+           evaluate_test: bool = False, address: str | None = None, console=None) -> "RunSummary":
     """The front of a finished (or stopped) search: writes pareto.parquet and plots/, prints the table.
 
-    ``retime`` (``front`` or ``all``) first times those trials again quietly, on ``address``
-    (default: the search's own cluster setting; Ray in-process on this machine).
+    ``retime`` (``front`` or ``all``) first times those trials again quietly, and ``evaluate_test``
+    evaluates the front and the teacher on the held-out test split, on ``address`` (default: the
+    search's own cluster setting; Ray in-process on this machine).
     """
     from prunetune.analysis import summarize_run
 
@@ -88,6 +115,10 @@ def report(run_dir: str | os.PathLike, *, wandb: bool = False, retime: str | Non
         from prunetune.search import retime_search
 
         retime_search(run_dir, policy=retime, address=address)
+    if evaluate_test:
+        from prunetune.search import evaluate_test_search
+
+        evaluate_test_search(run_dir, address=address)
     return summarize_run(run_dir, wandb=wandb, console=console)
 
 
@@ -148,7 +179,7 @@ def tune_trainable(config: ConfigSource, *, run_dir: str | os.PathLike):
     resolved = resolved.with_teacher_cache(str(run.local_path(TEACHER_DIR)))
     if resolved.search.scheduler != "fifo":  # the scheduler ranks the objectives of intermediate reports
         resolved = resolved.with_trial_values({"trial.report_objectives": True})
-    trainable = make_trainable(resolved, run, objectives=list(resolved.search.objectives))
+    trainable = make_trainable(resolved.without_secrets(), run, objectives=list(resolved.search.objectives))
     return tune.with_resources(trainable, trial_resources(resolved.cluster.cpus_per_trial,
                                                           resolved.cluster.gpus_per_trial))
 
@@ -204,7 +235,7 @@ def _wandb_callbacks(config: Config, run_dir: str | os.PathLike, *, enabled: boo
     from prunetune.cluster import RunDir
     from prunetune.search.wandb_callback import wandb_callbacks
 
-    return wandb_callbacks(config, RunDir(run_dir).local)
+    return wandb_callbacks(config.without_secrets(), RunDir(run_dir).local)
 
 
 def _config_name(source: ConfigSource) -> str:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import ConfigError, PrunetuneError
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,9 @@ def _run_trial(args) -> int:
     from prunetune.ui import print_metrics
 
     output = args.output or Path("runs") / "trials" / Path(str(args.config)).stem
+    problem = api.output_dir_problem(output, key="--output")
+    if problem:
+        raise ConfigError(problem)
     result = api.run_trial(args.config, overrides=args.overrides, output_dir=output, progress=not args.no_progress)
     print_metrics(result, title=f"trial {output}")
     print(f"result: {output / 'result.json'}\nmodel:  {output / 'model'}")
@@ -74,7 +77,6 @@ def _add_search(subparsers) -> None:
 def _run_search(args) -> int:
     from prunetune import api
     from prunetune.analysis import summarize_run
-    from prunetune.errors import ConfigError
 
     if args.resume and (args.config or args.overrides or args.output):
         raise ConfigError("--resume continues the saved configuration: give no CONFIG, --set or --output with it")
@@ -82,6 +84,9 @@ def _run_search(args) -> int:
         outcome = api.resume_search(args.resume, address=args.address, verbosity=args.verbosity,
                                     wandb=not args.no_wandb)
     elif args.config:
+        problem = api.output_dir_problem(args.output, key="--output") if args.output else None
+        if problem:
+            raise ConfigError(problem)
         overrides = list(args.overrides)
         if args.verbosity is not None:
             overrides.append(f"search.verbosity={args.verbosity}")
@@ -140,15 +145,28 @@ def _add_pick_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy >= X")
     group.add_argument("--max-latency-ms", type=float, metavar="Y", help="latency_ms <= Y")
     group.add_argument("--max-emissions-kg", type=float, metavar="Z", help="emissions_kg <= Z")
+    group.add_argument("--max-accuracy-drop-test", type=float, metavar="X",
+                       help="accuracy drop on the held-out test split <= X (selection is on the evaluation split "
+                       "unless you ask for this)")
+    group.add_argument("--min-accuracy-test", type=float, metavar="X", help="accuracy on the held-out test split >= X")
+    group.add_argument("--drop-bound", choices=["estimate", "upper"], default=None,
+                       help="upper: a drop limit bounds the upper end of the drop's 95%% interval, so a trial meets "
+                       "it only when the data rule out a larger drop (default: the measured drop)")
     group.add_argument("--prefer", choices=["knee", "accuracy", "latency", "emissions"], default="knee",
                        help="how to choose among the feasible non-dominated trials (default: knee)")
 
 
-_PICK_OPTIONS = ("max_accuracy_drop", "min_accuracy", "max_latency_ms", "max_emissions_kg")
+_PICK_OPTIONS = ("max_accuracy_drop", "min_accuracy", "max_latency_ms", "max_emissions_kg",
+                 "max_accuracy_drop_test", "min_accuracy_test")
 
 
 def _constraints_from(args) -> dict[str, float] | None:
     given = {name: getattr(args, name) for name in _PICK_OPTIONS if getattr(args, name) is not None}
+    if given and args.drop_bound is not None:
+        given["drop_bound"] = args.drop_bound
+    elif args.drop_bound is not None:
+        raise ConfigError("--drop-bound applies to drop limits given on the command line (--max-accuracy-drop): "
+                          "give one, or leave --drop-bound out to use the search's own search.constraints")
     return given or None
 
 
@@ -161,15 +179,20 @@ def _add_report(subparsers) -> None:
     parser.add_argument("--retime", nargs="?", const="front", choices=["front", "all"], default=None,
                         help="first time the trials again on a quiet node (a whole node per trial, alternating "
                         "rounds with the teacher): those that could be on the front (default) or all")
+    parser.add_argument("--evaluate-test", action="store_true",
+                        help="first evaluate the front's trials and the teacher on the held-out test split (once "
+                        "per trial; a search does it itself when it ends unless search.evaluate_test is false)")
     parser.add_argument("--address", default=None, metavar="ADDRESS",
-                        help="with --retime: the Ray cluster to re-time on (default: the search's own setting)")
+                        help="with --retime or --evaluate-test: the Ray cluster to run on (default: the search's "
+                        "own setting)")
     parser.set_defaults(run=_run_report)
 
 
 def _run_report(args) -> int:
     from prunetune import api
 
-    api.report(args.run_dir, wandb=args.wandb, retime=args.retime, address=args.address)
+    api.report(args.run_dir, wandb=args.wandb, retime=args.retime, evaluate_test=args.evaluate_test,
+               address=args.address)
     return 0
 
 
@@ -203,7 +226,6 @@ def _add_export(subparsers) -> None:
 def _run_export(args) -> int:
     from prunetune import api
     from prunetune.analysis.report import print_export
-    from prunetune.errors import ConfigError
 
     if args.trial is not None and (_constraints_from(args) or args.prefer != "knee"):
         raise ConfigError("--trial names the trial: it cannot be combined with the pick options (--max-*, --min-*, --prefer)")

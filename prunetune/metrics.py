@@ -215,13 +215,71 @@ OPTIONAL_METRICS: dict[str, str] = {
                        "(trial.target_speedup)",
 }
 
+# How far a headline figure can be trusted: 95% paired-bootstrap intervals (``<key>_ci_low``,
+# ``<key>_ci_high``) of the headline metric and its drop, on the evaluation split the search ranks
+# on, and the same figures on the test split, which the search never sees (``<key>_test``):
+# the best of many trials is biased upward on the split it was selected on; not on test.
+CI_LOW_SUFFIX, CI_HIGH_SUFFIX = "_ci_low", "_ci_high"
+TEST_SUFFIX = "_test"
+#: The split no search ranks or selects on, and that the held-out figures come from.
+HELD_OUT_SPLIT = "test"
+#: Name of each trial's per-example statistics (validation and test), for paired comparisons.
+EXAMPLE_SCORES_FILE = "example_scores.npz"
+
+
+def interval_keys(key: str) -> tuple[str, str]:
+    """``accuracy_drop`` -> (``accuracy_drop_ci_low``, ``accuracy_drop_ci_high``): its 95% interval."""
+    return f"{key}{CI_LOW_SUFFIX}", f"{key}{CI_HIGH_SUFFIX}"
+
+
+def held_out_key(key: str) -> str:
+    """``accuracy`` -> ``accuracy_test``: the figure on the held-out test split."""
+    return f"{key}{TEST_SUFFIX}"
+
+
+def headline_interval_keys(kind: str) -> tuple[str, ...]:
+    """The interval columns of a kind's headline metric and its drop, on the evaluation split."""
+    headline = headline_metric(kind)
+    return (*interval_keys(headline), *interval_keys(drop_key(headline)))
+
+
+def held_out_keys(kind: str) -> tuple[str, ...]:
+    """What the held-out evaluation adds for a kind: the headline and its drop on test, their
+    intervals, and the teacher's headline on test."""
+    headline = headline_metric(kind)
+    figures = (held_out_key(headline), held_out_key(drop_key(headline)))
+    return (*figures, *(key for figure in figures for key in interval_keys(figure)),
+            held_out_key(teacher_key(headline)))
+
+
+def _describe_uncertainty() -> dict[str, str]:
+    described: dict[str, str] = {}
+    for kind in TASK_METRICS:
+        headline = headline_metric(kind)
+        for key in (headline, drop_key(headline)):
+            low, high = interval_keys(key)
+            described.setdefault(low, f"lower end of the 95% paired-bootstrap interval of {key}")
+            described.setdefault(high, f"upper end of the 95% paired-bootstrap interval of {key}")
+            described.setdefault(held_out_key(key), f"{key} on the held-out test split (never ranked on: unbiased)")
+            low, high = interval_keys(held_out_key(key))
+            described.setdefault(low, f"lower end of the 95% interval of {held_out_key(key)}")
+            described.setdefault(high, f"upper end of the 95% interval of {held_out_key(key)}")
+        described.setdefault(held_out_key(teacher_key(headline)), f"the dense teacher's {headline} on the test split")
+    return described
+
+
+#: Interval and held-out columns of every kind's headline metric (float columns of results.parquet).
+UNCERTAINTY_METRICS: dict[str, str] = _describe_uncertainty()
+
 # Where a latency was measured, in words (string columns): the hardware, and the node's id when
 # search.measure_on took the measurement to a deploy node.
 LATENCY_HARDWARE = "latency_hardware"
 LATENCY_NODE = "latency_node"
+SOFTWARE = "software"
 TEXT_METRICS: dict[str, str] = {
     LATENCY_HARDWARE: "the CPU model (and CPU count) or the GPU (and its memory) the latency was measured on",
     LATENCY_NODE: "the Ray node that measured the latency, with search.measure_on",
+    SOFTWARE: "versions of torch, transformers, onnxruntime and the runtime's packages the figures were measured with",
 }
 
 # Re-timing after the search: the figures the front uses are the quiet re-timing's; the
@@ -258,6 +316,21 @@ CONSTRAINT_METRICS: dict[str, str] = {
 }
 #: The constraint on the drop of the task's headline metric, whatever the kind.
 MAX_DROP = "max_drop"
+
+
+def base_metric(key: str) -> str:
+    """``accuracy_drop_test_ci_high`` -> ``accuracy_drop``: the metric a held-out or interval column is of."""
+    for suffix in (CI_LOW_SUFFIX, CI_HIGH_SUFFIX, TEST_SUFFIX):
+        key = key.removesuffix(suffix)
+    return key
+
+
+def constrained_column(name: str, *, drop_bound: str = "estimate") -> str:
+    """The results column a ``search.constraints`` limit bounds: the metric, or for a drop with
+    ``drop_bound: upper``, the upper end of its 95% interval (met only when the data rule out more)."""
+    metric = CONSTRAINT_METRICS[name]
+    is_drop = any(metric == drop_key(m) for kind in TASK_METRICS for m in TASK_METRICS[kind])
+    return interval_keys(metric)[1] if drop_bound == "upper" and is_drop else metric
 
 
 def constraint_metric(name: str, kind: str = DEFAULT_TASK_KIND) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 # --------------------------------------------------------------------------- the run directory
 
 CONFIG_FILE = "config.yaml"  # the resolved configuration
+STARTED_CONFIG_FILE = ".config.started.json"  # config.yaml as the search started (JSON), for --resume to compare
 STUDY_FILE = "study.db"  # the Optuna study (SQLite default)
 TUNE_DIR = "tune"  # the Ray Tune experiment
 TEACHER_DIR = "teacher"  # the fine-tuned teacher cache of this run
@@ -29,6 +30,14 @@ ENERGY_FILE = "energy.json"  # each node's energy over the search, beside the tr
 RESULT_FILE = "result.json"  # final metrics and the trial's configuration
 MODEL_DIR = "model"  # the compacted model (a Hugging Face model directory)
 CHECKPOINT_DIR = "checkpoint"  # what a resumed trial restarts from
+CHECKPOINT_STATE = "state.json"  # a checkpoint's progress (JSON): a checkpoint without it is incomplete
+
+# --------------------------------------------------------------------------- a sampled point
+
+#: Keys Tune hands a trial beside its ``trial.*`` values when a resume runs it on: the trial's
+#: id (its directory and row) and where its last checkpoint lies. Not trial settings.
+RESUMED_TRIAL = "resume.trial_id"
+RESUMED_CHECKPOINT = "resume.checkpoint"
 
 # --------------------------------------------------------------------------- results.parquet columns
 
@@ -44,6 +53,9 @@ TRIAL_DIR = "trial_dir"
 TERMINATED, ERRORED, STOPPED = "TERMINATED", "ERROR", "STOPPED"
 #: Columns of the trial's configuration are its dotted keys: ``trial.sparsity``, ...
 CONFIG_PREFIX = "trial."
+#: A trial's reports carry its validated ``trial.*`` values (JSON) once the worker has validated
+#: them: what results.parquet records, threads the worker chose included.
+TRIAL_SETTINGS = "trial_settings"
 
 # --------------------------------------------------------------------------- the Optuna study
 

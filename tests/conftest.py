@@ -70,7 +70,9 @@ def tiny_config_dict(model_dir: Path, dataset: Path, cache_dir: Path, **trial) -
         "task": {"dataset": str(dataset), "max_length": 16, "seed": 0},
         "teacher": {"model": str(model_dir), "epochs": 4, "batch_size": 8, "learning_rate": 1e-3,
                     "cache_dir": str(cache_dir)},
-        "trial": {"method": "movement", "sparsity": 0.5, "block_size": 4, "max_steps": 12, "batch_size": 8,
+        "trial": {"method": "movement", "block_size": 4, "max_steps": 12, "batch_size": 8,
+                  # One pruning target: a target speed-up given replaces the sparsity.
+                  **({} if trial.get("target_speedup") is not None else {"sparsity": 0.5}),
                   "learning_rate": 1e-3, "eval_every": 6,
                   # Two timing rounds: tests check that latency is measured, not how well (bench/ does).
                   "latency": {"batch_size": 1, "seq_len": 16, "min_run_time": 0.05, "rounds": 2},

@@ -9,6 +9,8 @@ from prunetune import metrics as M
 
 
 def label(key: str) -> str:
+    if key.endswith(M.TEST_SUFFIX):
+        return f"{label(key.removesuffix(M.TEST_SUFFIX))} (held-out test)"
     return M.METRIC_LABELS.get(key, key.removeprefix("trial."))
 
 
@@ -20,6 +22,7 @@ def format_value(key: str, value: Any) -> str:
     """A metric or config value as a table cell: fixed decimals per metric, '-' when missing."""
     if hasattr(value, "item"):  # numpy scalars
         value = value.item()
+    key = M.base_metric(key)  # a held-out figure or an interval end prints as its metric does
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -11,6 +11,7 @@ from prunetune.analysis import runs as R
 from prunetune.analysis._format import format_value, label
 from prunetune.analysis.front import KNEE, ON_FRONT, REFERENCE_POINT, FrontAnalysis
 from prunetune.analysis.runs import RunData
+from prunetune.analysis.uncertainty import with_interval
 
 _COST_METRICS = (M.LATENCY_MS, M.LATENCY_P95_MS, M.SPEEDUP, M.SPEEDUP_SAME_RUNTIME,
                  M.PARAMS, M.SPARSITY, M.HEADS_PRUNED, M.FFN_KEPT, M.EMISSIONS_KG, M.ENERGY_KWH, M.TRAIN_SECONDS)
@@ -72,7 +73,7 @@ def _summary(run: RunData, trial: pd.Series) -> str:
     task, teacher = run.config.get("task") or {}, run.config.get("teacher") or {}
     method = trial.get("trial.method", "movement")
     return (
-        f"A compressed {_KIND_NAMES[_task(run)[0]]}{' of sentence pairs' if _task(run) == ('classification', True) else ''} found by a prunetune search (`{run.run_dir.resolve()}`): "
+        f"A compressed {_KIND_NAMES[_task(run)[0]]}{' of sentence pairs' if _task(run) == ('classification', True) else ''} found by the prunetune search `{run.name}`: "
         f"the teacher `{teacher.get('model', 'unknown')}`, fine-tuned on `{task.get('dataset', 'unknown')}`, "
         f"was {method}-pruned to sparsity {format_value(M.SPARSITY, trial.get(M.SPARSITY))} while distilling "
         f"into it, then compacted: pruned attention heads and FFN neurons were removed, not just zeroed."
@@ -84,9 +85,11 @@ def _metrics_section(run: RunData, trial: pd.Series, *, directory_name: str) -> 
     kind = _task(run)[0]
     for key in _card_metrics(kind):
         if key in trial:
-            rows.append(f"| {label(key)} | {format_value(key, trial.get(key))} | "
+            rows.append(f"| {label(key)} | {with_interval(key, trial)} | "
                         f"{format_value(key, run.teacher.metrics.get(key))} | "
                         f"{M.TASK_METRIC_DESCRIPTIONS[kind].get(key) or M.METRIC_DESCRIPTIONS[key]} |")
+        if key == M.drop_key(M.headline_metric(kind)):
+            rows += _held_out_rows(run, trial, kind)
     fixed = run.config.get("trial") or {}
     latency = fixed.get("latency") or {}
     note = (
@@ -96,8 +99,9 @@ def _metrics_section(run: RunData, trial: pd.Series, *, directory_name: str) -> 
         f"Latency: batch {trial.get('trial.latency.batch_size', latency.get('batch_size', '?'))}, sequence length "
         f"{trial.get('trial.latency.seq_len', latency.get('seq_len', '?'))}, at inference precision "
         f"`{trial.get('trial.inference_precision', fixed.get('inference_precision', 'fp32'))}`, "
-        f"on the worker {trial.get(R.NODE_ID, 'that ran the trial')}; the teacher's latency was measured in the same "
-        "processes. The teacher's emissions are its one-off fine-tuning, shared by the whole search."
+        f"{_measured_on(trial)}; the teacher's latency was measured in the same processes. The teacher's emissions are "
+        "its one-off fine-tuning, shared by the whole search. [low, high]: 95% paired-bootstrap interval over the "
+        "split's examples (student and teacher on the same resampled examples)."
     )
     precision = str(trial.get("trial.inference_precision", fixed.get("inference_precision", "fp32")))
     runtime = _runtime(trial, fixed)
@@ -107,6 +111,36 @@ def _metrics_section(run: RunData, trial: pd.Series, *, directory_name: str) -> 
     usage = runtime.usage(precision, _pipeline_task(run))
     return ("## Metrics\n\n" + "\n".join(rows) + "\n\n" + _runtime_line(runtime, precision) + note + figures
             + ("\n\n" + usage.replace("DIR", directory_name) if usage else ""))
+
+
+def _held_out_rows(run: RunData, trial: pd.Series, kind: str) -> list[str]:
+    """The headline metric and its drop on the held-out test split: the figures to trust, since the
+    search selected this model on the evaluation split."""
+    headline = M.headline_metric(kind)
+    rows = []
+    for key in (M.held_out_key(headline), M.held_out_key(M.drop_key(headline))):
+        if _present(trial.get(key)):
+            rows.append(f"| **{label(key)}** | **{with_interval(key, trial)}** | "
+                        f"{format_value(key, run.teacher.metrics.get(key))} | {M.UNCERTAINTY_METRICS[key]} |")
+    return rows
+
+
+def _measured_on(trial: pd.Series) -> str:
+    """The hardware, threads and software the figures were measured with (never a node's id)."""
+    hardware = trial.get(M.LATENCY_HARDWARE)
+    threads = trial.get(M.LATENCY_THREADS)
+    where = f"on {hardware}" if isinstance(hardware, str) and hardware else "on the worker that ran the trial"
+    if _present(threads):
+        where += f" with {int(float(threads))} thread(s)"
+    software = trial.get(M.SOFTWARE)
+    return where + (f", with {software}" if isinstance(software, str) and software else "")
+
+
+def _present(value) -> bool:
+    try:
+        return float(value) == float(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _runtime(trial: pd.Series, fixed: dict):

@@ -363,9 +363,10 @@ def ship_measured_files(runtime, source: Path, out_dir: Path, model, tokenizer, 
 
 def _write_record(out_dir: Path, run: RunData, trial, check: ExportCheck) -> None:
     record = {
-        "run_dir": str(run.run_dir.resolve()),
+        "run": run.name,  # named by its directory: no path of the machine that ran it
         "trial_id": str(trial[R.TRIAL_ID]),
-        "metrics": {k: _plain(trial.get(k)) for k in M.ALL_METRIC_KEYS if k in trial},
+        "metrics": {k: _plain(trial.get(k)) for k in (*M.ALL_METRIC_KEYS, *M.UNCERTAINTY_METRICS, *M.TEXT_METRICS)
+                    if k in trial},
         "config": {c: _plain(trial[c]) for c in run.config_columns},
         "check": asdict(check),
     }

@@ -1,9 +1,12 @@
 """Choose one trial: the best that satisfies the deployer's constraints, and why.
 
 Constraints are ``max_<metric>`` / ``min_<metric>`` bounds on any metric of the contract
-(``max_accuracy_drop``, ``min_accuracy``, ``max_latency_ms``, ``max_emissions_kg``...).
-Given on the command line they replace the search's ``search.constraints``; otherwise
-those apply. Among the feasible trials, only the non-dominated ones (in the run's
+(``max_accuracy_drop``, ``min_accuracy``, ``max_latency_ms``, ``max_emissions_kg``...),
+and, when the user asks for them, on the held-out figures and interval ends
+(``max_accuracy_drop_test``, ``max_accuracy_drop_ci_high``): selection stays on the
+evaluation split unless a constraint names a test column. Given on the command line they
+replace the search's ``search.constraints``; otherwise those apply, with its ``drop_bound``
+(``upper``: a drop limit bounds the upper end of the drop's 95% interval). Among the feasible trials, only the non-dominated ones (in the run's
 objectives) are candidates, and the preference chooses among them:
 
 * ``knee`` (default): the feasible front's knee (closest to the ideal point, each
@@ -46,6 +49,8 @@ _TIE_BREAKS: dict[str, list[tuple[str, str]]] = {
     "emissions": [(M.EMISSIONS_KG, "min"), (M.ACCURACY, "max"), (M.LATENCY_MS, "min")],
 }
 VIOLATION = "violation"
+#: ``search.constraints.drop_bound``: what its drop limits bound (not a limit itself).
+DROP_BOUND = "drop_bound"
 CLOSEST_COUNT = 3
 
 
@@ -76,23 +81,34 @@ class Constraint:
 def parse_constraints(values: dict[str, Any], *, source: str) -> list[Constraint]:
     """``{"max_latency_ms": 5}`` -> constraints; every bad entry is reported at once."""
     constraints, problems = [], []
-    for name, limit in (values or {}).items():
+    values = dict(values or {})
+    drop_bound = values.pop(DROP_BOUND, "estimate")
+    for name, limit in values.items():
         if limit is None:  # a constraint the config leaves unset
             continue
         bound, _, metric = str(name).partition("_")
-        if bound not in ("max", "min") or metric not in M.METRIC_DIRECTIONS:
+        if bound == "max" and drop_bound == "upper" and name in M.CONSTRAINT_METRICS:
+            metric = M.constrained_column(name, drop_bound=drop_bound)
+        if bound not in ("max", "min") or not _is_constrainable(metric):
             problems.append(f"{source}.{name}: expected max_<metric> or min_<metric> with a metric of "
-                            f"{', '.join(M.ALL_METRIC_KEYS)}")
+                            f"{', '.join(M.ALL_METRIC_KEYS)}, or a headline figure's held-out or interval "
+                            f"column ({', '.join(sorted(M.UNCERTAINTY_METRICS)[:3])}, ...)")
         elif isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
             problems.append(f"{source}.{name} = {limit!r}: expected a finite number")
-        elif limit < 0 or (metric in FRACTION_METRICS and limit > 1):
-            bounds = "between 0 and 1" if metric in FRACTION_METRICS else "at least 0"
+        elif limit < 0 or (M.base_metric(metric) in FRACTION_METRICS and limit > 1):
+            bounds = "between 0 and 1" if M.base_metric(metric) in FRACTION_METRICS else "at least 0"
             problems.append(f"{source}.{name} = {limit!r}: {metric} is {bounds}, so the limit must be too")
         else:
             constraints.append(Constraint(metric, bound, float(limit)))
     if problems:
         raise ConfigError(problems)
     return constraints
+
+
+def _is_constrainable(metric: str) -> bool:
+    """A metric of the contract, or a held-out figure or interval end of one."""
+    return metric in M.METRIC_DIRECTIONS or (metric in M.UNCERTAINTY_METRICS
+                                             and M.base_metric(metric) in M.METRIC_DIRECTIONS)
 
 
 @dataclass(frozen=True)
@@ -152,10 +168,13 @@ def with_accuracy_drop(trials: pd.DataFrame, run: RunData) -> pd.DataFrame:
 
 
 def _check_metrics_present(trials: pd.DataFrame, constraints: list[Constraint]) -> None:
-    missing = [c.name for c in constraints if c.metric not in trials or trials[c.metric].isna().all()]
+    missing = [c for c in constraints if c.metric not in trials or trials[c.metric].isna().all()]
     if missing:
-        raise ConfigError(f"constraint(s) {', '.join(missing)}: this run has no values for "
-                          f"{', '.join(c.split('_', 1)[1] for c in missing)}")
+        held_out = any(c.metric.endswith(M.TEST_SUFFIX) or M.TEST_SUFFIX + "_ci" in c.metric for c in missing)
+        hint = (f"; evaluate the front on the {M.HELD_OUT_SPLIT} split first: prunetune report RUN_DIR --evaluate-test"
+                if held_out else "")
+        raise ConfigError(f"constraint(s) {', '.join(c.name for c in missing)}: this run has no values for "
+                          f"{', '.join(c.metric for c in missing)}{hint}")
 
 
 def violations(trials: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from prunetune.analysis import runs as R
 from prunetune.analysis._format import format_value
 from prunetune.analysis.front import KNEE, REFERENCE_POINT, FrontAnalysis, analyse
 from prunetune.analysis.runs import RunData, load_run
+from prunetune.analysis.uncertainty import headline_of, uncertainty_notes, with_interval
 from prunetune.analysis.wandb_settings import (
     WANDB_SUBDIR,
     WandbSettings,
@@ -21,7 +22,7 @@ from prunetune.analysis.wandb_settings import (
     wandb_settings,
 )
 
-_EXTRA_METRICS = (M.ACCURACY_DROP, M.SPEEDUP, M.PARAMS)
+_EXTRA_METRICS = (M.SPEEDUP, M.PARAMS)
 _MAX_ERRORS_SHOWN = 5
 
 
@@ -85,7 +86,7 @@ def print_summary(summary: RunSummary, *, console=None) -> None:
     console = console or make_console()
     run, analysis = summary.run, summary.analysis
     console.print(front_table(run, analysis))
-    _print_notes(console, run)
+    _print_notes(console, run, analysis)
     _print_errors(console, run)
     _print_files(console, run, summary.files)
     _print_wandb(console, summary)
@@ -96,7 +97,7 @@ def front_table(run: RunData, analysis: FrontAnalysis):
     from rich.table import Table
 
     config_columns = run.searched_columns
-    metric_columns = list(dict.fromkeys([*analysis.objectives, *_EXTRA_METRICS]))
+    metric_columns = _metric_columns(run, analysis, analysis.front)
     table = Table(title=_title(run, analysis), title_justify="left", caption=_caption(analysis), caption_justify="left")
     table.add_column("trial", no_wrap=True)
     for column in config_columns:
@@ -107,11 +108,26 @@ def front_table(run: RunData, analysis: FrontAnalysis):
     for _, row in analysis.front.iterrows():
         name = f"{row[R.TRIAL_ID]} ◆ knee" if row[KNEE] else str(row[R.TRIAL_ID])
         table.add_row(name, *(format_value(c, row[c]) for c in config_columns),
-                      *(format_value(k, row.get(k)) for k in metric_columns), style="green" if row[KNEE] else None)
+                      *(_cell(k, row) for k in metric_columns), style="green" if row[KNEE] else None)
     table.add_section()
     table.add_row("dense teacher", *("" for _ in config_columns),
                   *(format_value(k, run.teacher.metrics.get(k)) for k in metric_columns), style="dim italic")
     return table
+
+
+def _metric_columns(run: RunData, analysis: FrontAnalysis, rows: pd.DataFrame) -> list[str]:
+    """Objectives, the headline drop (with its interval), its held-out figure once measured, and extras."""
+    drop = M.drop_key(headline_of(run))
+    held_out = M.held_out_key(drop)
+    columns = [*analysis.objectives, drop]
+    if held_out in rows and rows[held_out].notna().any():
+        columns.append(held_out)
+    return list(dict.fromkeys([*columns, *_EXTRA_METRICS]))
+
+
+def _cell(key: str, row) -> str:
+    """A metric cell; a figure with a 95% interval shows it (``value [low, high]``)."""
+    return with_interval(key, row)
 
 
 def _title(run: RunData, analysis: FrontAnalysis) -> str:
@@ -132,8 +148,9 @@ def _caption(analysis: FrontAnalysis) -> str:
 
 def _header(key: str, objectives: dict[str, str]) -> str:
     # Metric keys, not prose: compact, and the names the pick options and results.parquet use.
-    direction = objectives.get(key, M.METRIC_DIRECTIONS.get(key))
-    return f"{key} {'↑' if direction == 'max' else '↓'}"
+    direction = objectives.get(key, M.METRIC_DIRECTIONS.get(key.removesuffix(M.TEST_SUFFIX)))
+    unbiased = " (held out)" if key.endswith(M.TEST_SUFFIX) else ""
+    return f"{key} {'↑' if direction == 'max' else '↓'}{unbiased}"
 
 
 def make_console():
@@ -144,11 +161,13 @@ def make_console():
     return console if console.is_terminal else Console(width=220)
 
 
-def _print_notes(console, run: RunData) -> None:
+def _print_notes(console, run: RunData, analysis: FrontAnalysis) -> None:
     from prunetune.analysis.fidelity import notes
 
     for line in notes(run):
         console.print(line, markup=False, soft_wrap=True, style="yellow" if "more than 10%" in line else None)
+    for line in uncertainty_notes(run, analysis.front):
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def _print_errors(console, run: RunData) -> None:
@@ -223,9 +242,9 @@ def trial_card(run: RunData, analysis: FrontAnalysis, trial: pd.Series):
     for column in run.config_columns:
         table.add_row(column, format_value(column, trial.get(column)), "", style="cyan")
     table.add_section()
-    for key in dict.fromkeys([*analysis.objectives, *_EXTRA_METRICS, *M.ALL_METRIC_KEYS]):
+    for key in dict.fromkeys([*_metric_columns(run, analysis, trial.to_frame().T), *M.ALL_METRIC_KEYS]):
         if key in trial:
-            table.add_row(_header(key, analysis.objectives), format_value(key, trial.get(key)),
+            table.add_row(_header(key, analysis.objectives), _cell(key, trial),
                           format_value(key, run.teacher.metrics.get(key)),
                           style="bold" if key in analysis.objectives else None)
     return table
@@ -236,7 +255,7 @@ def trials_table(run: RunData, analysis: FrontAnalysis, rows: pd.DataFrame, *, t
     from rich.table import Table
 
     config_columns = run.searched_columns
-    metric_columns = list(dict.fromkeys([*analysis.objectives, *_EXTRA_METRICS]))
+    metric_columns = _metric_columns(run, analysis, rows)
     table = Table(title=title, title_justify="left")
     table.add_column("trial", no_wrap=True)
     for column in config_columns:
@@ -246,7 +265,7 @@ def trials_table(run: RunData, analysis: FrontAnalysis, rows: pd.DataFrame, *, t
     if extra:
         table.add_column(f"{extra} (scaled)", justify="right", style="yellow")
     for _, row in rows.iterrows():
-        cells = [format_value(c, row.get(c)) for c in [*config_columns, *metric_columns]]
+        cells = [*(format_value(c, row.get(c)) for c in config_columns), *(_cell(k, row) for k in metric_columns)]
         if extra:
             cells.append(f"{row.get(extra):.3f}")
         table.add_row(str(row[R.TRIAL_ID]), *cells)

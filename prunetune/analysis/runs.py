@@ -27,6 +27,7 @@ from prunetune.names import (  # noqa: E402,F401  (re-exported: the analysis rea
     ERRORED,
     EXPORTS_DIR,
     FINISHED_AT,
+    MODEL_DIR,
     NODE_ID,
     PARETO_FILE,
     PLOTS_DIR,
@@ -121,21 +122,19 @@ class RunData:
             )
         return rows.iloc[0]
 
+    def trial_dir(self, trial_id: str) -> Path:
+        """The trial's directory, inside this run directory: a run directory that was copied or moved
+        reads its own files, never those at a path the search recorded."""
+        self.trial(trial_id)  # an unknown id is refused, naming the known ones
+        return self.run_dir / TRIALS_DIR / str(trial_id)
+
     def model_dir(self, trial_id: str) -> Path:
-        """Where the trial saved its compacted model (``trials/<id>/model`` by default)."""
-        row = self.trial(trial_id)
-        candidates = []
-        if isinstance(row.get(TRIAL_DIR), str) and row[TRIAL_DIR]:
-            # As written by the search: absolute, or relative to where the search ran.
-            candidates.append(Path(row[TRIAL_DIR]))
-        candidates.append(self.run_dir / TRIALS_DIR / str(trial_id))
-        for candidate in candidates:
-            if (candidate / "model" / "config.json").is_file():
-                return candidate / "model"
-        raise DataError(
-            f"trial {trial_id!r}: no saved model (model/config.json) in "
-            f"{' or '.join(str(c) for c in dict.fromkeys(candidates))}"
-        )
+        """Where the trial saved its compacted model (``trials/<id>/model``)."""
+        model_dir = self.trial_dir(trial_id) / MODEL_DIR
+        if not (model_dir / "config.json").is_file():
+            raise DataError(f"trial {trial_id!r}: no saved model ({MODEL_DIR}/config.json) in "
+                            f"{self.trial_dir(trial_id)}")
+        return model_dir
 
 
 # --------------------------------------------------------------------------- loading
@@ -198,8 +197,20 @@ def teacher_reference(teacher: dict[str, Any], trials: pd.DataFrame) -> TeacherR
         values[M.LATENCY_MS] = _median(finished[TEACHER_LATENCY_MS])
     # By definition of the metrics, the dense model is their zero point.
     values.update({M.ACCURACY_DROP: 0.0, M.SPEEDUP: 1.0, M.SPARSITY: 0.0, M.HEADS_PRUNED: 0.0, M.FFN_KEPT: 1.0})
+    values.update(_teacher_on_test(finished))
     clean = {k: float(v) for k, v in values.items() if _is_number(v)}
     return TeacherReference(clean, model_dir=teacher.get("model_dir"))
+
+
+def _teacher_on_test(finished: pd.DataFrame) -> dict[str, float]:
+    """The teacher's held-out figures, recorded beside each trial evaluated on the test split."""
+    values = {}
+    for headline in dict.fromkeys(M.headline_metric(kind) for kind in M.TASK_METRICS):
+        column = M.held_out_key(M.teacher_key(headline))
+        if column in finished and finished[column].notna().any():
+            values[M.held_out_key(headline)] = _median(finished[column])
+            values[M.held_out_key(M.drop_key(headline))] = 0.0
+    return values
 
 
 def _read_trials(run_dir: Path, config: dict, objectives: dict) -> tuple[pd.DataFrame, str]:

@@ -49,7 +49,8 @@ def log_summary_run(run: RunData, analysis: FrontAnalysis, plots: list[Path], se
     """Log the summary run of ``run`` (see module docs) and finish it."""
     import wandb
 
-    with wandb.init(**settings.init_kwargs(name="summary", job_type="summary", config=run.config)) as wb_run:
+    # Named after the run directory: beside trials named by id, "summary" alone says which search nothing.
+    with wandb.init(**settings.init_kwargs(name=run.name, job_type="summary", config=run.config)) as wb_run:
         for _, row in analysis.history.iterrows():
             wb_run.log({"hypervolume": row["hypervolume"]}, step=int(row["trials"]))
         wb_run.log(_summary_payload(run, analysis, plots, wandb))
@@ -90,7 +91,7 @@ def results_with_front(run: RunData, analysis: FrontAnalysis) -> pd.DataFrame:
 
 def table_frame(run: RunData, table: pd.DataFrame) -> pd.DataFrame:
     """The columns worth a W&B table, with types W&B infers cleanly (text config, float metrics)."""
-    metric_columns = [k for k in M.ALL_METRIC_KEYS if k in table]
+    metric_columns = [k for k in (*M.ALL_METRIC_KEYS, *M.UNCERTAINTY_METRICS) if k in table]
     flags = [c for c in (ON_FRONT, KNEE) if c in table]
     meta = [c for c in (R.STATUS, R.ERROR, R.WALL_SECONDS, R.NODE_ID) if c in table]
     frame = table[[R.TRIAL_ID, *run.config_columns, *metric_columns, *flags, *meta]].copy()
@@ -111,11 +112,31 @@ def summary_values(run: RunData, analysis: FrontAnalysis) -> dict[str, Any]:
         "objectives": ", ".join(f"{k} ({d})" for k, d in analysis.objectives.items()),
     }
     values.update({f"teacher/{k}": v for k, v in run.teacher.metrics.items()})
+    values.update(_knee_quality(run, analysis))
     from prunetune.analysis.fidelity import fidelity, notes
 
     found = fidelity(run)
     values.update({"latency_retimed_trials": len(found.retimed), "latency_flagged_trials": ", ".join(found.flagged),
                    "energy_estimated": found.energy_estimated, "measurement_notes": " ".join(notes(run))})
+    return values
+
+
+def _knee_quality(run: RunData, analysis: FrontAnalysis) -> dict[str, Any]:
+    """The knee's headline drop with its interval, on the evaluation split and, marked as the unbiased
+    figure, on the held-out test split."""
+    from prunetune.analysis.uncertainty import headline_of
+
+    knee = analysis.trials[analysis.trials[R.TRIAL_ID] == analysis.knee_id]
+    if knee.empty:
+        return {}
+    row = knee.iloc[0]
+    drop = M.drop_key(headline_of(run))
+    keys = [drop, *M.interval_keys(drop)]
+    held_out = M.held_out_key(drop)
+    keys += [held_out, *M.interval_keys(held_out)]
+    values = {f"knee/{key}": float(row[key]) for key in keys if key in row and row[key] == row[key]}
+    if f"knee/{held_out}" in values:
+        values["knee/unbiased"] = f"{held_out}: on the held-out {M.HELD_OUT_SPLIT} split, never ranked on"
     return values
 
 

@@ -1,7 +1,8 @@
 """The search: Ray Tune trials, Optuna's multi-objective samplers, results as they finish.
 
 - :func:`run_search` / :func:`resume_search`: the driver (``prunetune search``), which
-  re-times the front quietly when the trials are done (:func:`retime_search` on its own);
+  re-times the front quietly when the trials are done (:func:`retime_search` on its own), then
+  evaluates it on the held-out test split (:func:`evaluate_test_search` on its own);
 - :class:`ParetoOptunaSearch` and :func:`make_sampler`: Optuna under Tune, with failures
   and limits told to the sampler as constraints;
 - :class:`ResultsCallback`: ``results.parquet``, one row per finished trial;
@@ -13,6 +14,7 @@
 
 from prunetune.search._driver import (
     SearchOutcome,
+    evaluate_test_search,
     resume_search,
     retime_search,
     run_search,
@@ -39,6 +41,7 @@ __all__ = [
     "RungScheduler",
     "SearchOutcome",
     "constraint_values",
+    "evaluate_test_search",
     "make_sampler",
     "make_scheduler",
     "redact_url",

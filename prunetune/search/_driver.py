@@ -3,9 +3,9 @@
 ``run_search`` prepares the run directory (``config.yaml``), fine-tunes the teacher once
 (as a Ray task sized like a trial, so on a GPU worker when trials use GPUs), then runs a
 Ray Tune ``Tuner`` whose search algorithm is Optuna (see ``_optuna``) and whose callbacks
-write ``results.parquet`` and the terminal progress. ``resume_search`` restores the same
-Tune experiment and Optuna study: finished trials stay finished, unfinished ones restart
-from their last checkpoint.
+write ``results.parquet`` and the terminal progress. ``resume_search`` continues the same
+Optuna study in a new Tune experiment (see ``_resume``): finished trials stay finished,
+unfinished ones run on from their last checkpoint, then new trials up to ``num_trials``.
 """
 
 from __future__ import annotations
@@ -25,45 +25,50 @@ from prunetune import config as config_module
 from prunetune.cluster import RunDir, check_fits, ray_cluster, trial_resources
 from prunetune.cluster.energy import collect_ledgers
 from prunetune.config import Config, flatten_dotted, speed_table_settings
-from prunetune.errors import ConfigError, RunDirFullError
+from prunetune.errors import ConfigError, PrunetuneError, RunDirFullError
 from prunetune.metrics import ACCURACY, ACCURACY_DROP, drop_key
 from prunetune.names import (
     CONFIG_FILE,
+    CONFIG_PREFIX,
     SCHEDULER_FILE,
+    STATUS,
     STOPPED,
     STUDY_FILE,
     TEACHER_DIR,
     TEACHER_FILE,
     TERMINATED,
     TUNE_DIR,
+    WALL_SECONDS,
 )
 from prunetune.search._optuna import (
     STOPPED_TOLD_AS,
     ParetoOptunaSearch,
     check_study_is_free,
     fail_leftover_trials,
+    fail_nameless_trials,
     make_sampler,
-    restored_tuner_parts,
+    study_trials,
 )
+from prunetune.search._held_out import HeldOutFunction, evaluate_run_on_test
 from prunetune.search._progress import ProgressCallback
 from prunetune.search._results import (
     RESULTS_FILE,
     CheckpointCleanup,
     ResultsCallback,
-    backfill,
     read_rows,
 )
 from prunetune.search._retime import RetimeFunction, RetimeOutcome, retime_run
-from prunetune.search._tune_state import (
-    ConsistentSearchGenerator,
-    run_snapshot_trials,
-    saved_state_problem,
-    search_algorithm,
-    set_aside_saved_state,
+from prunetune.search._resume import (
+    ResumedCheckpointCleanup,
+    check_unchanged,
+    moved_from,
+    next_experiment,
+    plan_resume,
+    record_started_config,
 )
 from prunetune.search.scheduler import RungScheduler, make_scheduler
 from prunetune.spaces import starting_points
-from prunetune.trainables.trainable import TrialFunction, make_trainable
+from prunetune.trainables.trainable import TrialFunction, make_trainable, run_trial_id
 
 #: ``prepare_teacher``'s shape: ``fn(config, *, progress) -> artifacts (model_dir, key, baseline)``.
 TeacherFunction = Callable[..., Any]
@@ -128,6 +133,7 @@ def run_search(
         check_measure_nodes(resolved)
         config_module.dump_yaml(resolved.without_secrets(), run.local_path(CONFIG_FILE))
         run.push(CONFIG_FILE)
+        record_started_config(resolved.without_secrets().to_dict(), run)
         baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=config.teacher.cache_dir,
                                     stream=stream)
         searcher = _make_searcher(resolved, run, baseline)
@@ -147,16 +153,14 @@ def resume_search(
     stream: TextIO | None = None,
     verbosity: int | None = None,
 ) -> SearchOutcome:
-    """Continue the search in ``run_dir`` after its driver stopped (same study, same experiment).
+    """Continue the search in ``run_dir`` after its driver stopped: the same study, in a new Tune experiment.
 
-    Only where it runs (``address``) and how much it prints (``verbosity``) may change.
+    Only where it runs (``address``, ``cluster.address``) and how much it prints
+    (``verbosity``, ``search.verbosity``) may change: a config.yaml edited otherwise is refused.
     """
-    from ray import tune
-
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     resolved = saved_config(run)
-    if not run.exists(TUNE_DIR, "tuner.pkl"):
-        raise ConfigError(f"--resume {run.location}: no Tune experiment to resume there (no {TUNE_DIR}/tuner.pkl)")
+    check_unchanged(resolved.without_secrets().to_dict(), run)
     for name in (STUDY_FILE, RESULTS_FILE, TEACHER_FILE, SCHEDULER_FILE):
         run.pull(name)
     if verbosity is not None:
@@ -164,42 +168,41 @@ def resume_search(
     address = address if address is not None else resolved.cluster.address
     started = time.monotonic()
     with run.lock(), _search_session(resolved, address) as cluster:
-        if not run.local_path(TEACHER_FILE).is_file():
-            _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
-        problem = saved_state_problem(run)
-        if problem is None:
-            # A trial that errored lost its node or worker (its configuration's failures end it
-            # normally, with a failure report): it is resumed from its last checkpoint.
-            tuner = tune.Tuner.restore(run.tune_path, trainable=_trainable(resolved, run, trial_fn),
-                                       resume_unfinished=True, resume_errored=True, restart_errored=False)
-            _refresh_restored(tuner, resolved, run, callbacks=callbacks, stream=stream, resume_errored=True)
-        else:
-            tuner = _continued_tuner(resolved, run, problem, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
+        baseline = _teacher_baseline(run)
+        if baseline is None:
+            baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
+        tuner = _resumed_tuner(resolved, run, baseline, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
     return _outcome(resolved, run, time.monotonic() - started, retimed)
 
 
-def _continued_tuner(config: Config, run: RunDir, problem: str, *, trial_fn: TrialFunction | None,
-                     callbacks: Sequence[Any], stream: TextIO | None):
-    """A new Tune experiment for the trials still to run, when Tune's saved one cannot be restored
-    (None when none is left to run).
+def _teacher_baseline(run: RunDir) -> dict[str, Any] | None:
+    path = run.local_path(TEACHER_FILE)
+    return json.loads(path.read_text()) if path.is_file() else None
 
-    The trials with a row in ``results.parquet`` (finished, or failed) are in the study, which
-    the new experiment continues. A trial that had not finished is dropped: its Optuna trial
-    fails when the search ends, and a new trial is drawn in its place. The unreadable files are
-    set aside, so that a later resume reads the new experiment's.
+
+def _resumed_tuner(config: Config, run: RunDir, baseline: Mapping[str, Any], *, trial_fn: TrialFunction | None,
+                   callbacks: Sequence[Any], stream: TextIO | None):
+    """A new Tune experiment for the trials still to run (None when none is left).
+
+    The study and ``results.parquet`` say which trials ended; those that had not run on from
+    their last checkpoint, with their configuration and their id, before new ones are drawn.
     """
-    remaining = max(0, config.search.num_trials - len(read_rows(run.local_path(RESULTS_FILE))))
-    folder = set_aside_saved_state(run)
-    _say(config, f"Tune's saved experiment cannot be restored: {problem} (its files are now in {folder}). "
-                 f"The search continues from {RESULTS_FILE} and the study, with {remaining} trials to run; "
-                 "trials that had not finished are dropped and new ones drawn in their place.", stream)
-    if remaining == 0:
+    url, name = _storage_url(config, run), config.search.study_name
+    trials, owner = study_trials(url, name)
+    if trials:
+        fail_nameless_trials(url, name)
+        trials, owner = study_trials(url, name)
+    plan = plan_resume(trials, read_rows(run.local_path(RESULTS_FILE)), run, num_trials=config.search.num_trials)
+    _say(config, f"resuming: {len(plan.to_continue)} trials run on, {plan.new_trials} new ones to draw", stream)
+    if plan.num_samples == 0:
         return None
-    baseline = json.loads(run.local_path(TEACHER_FILE).read_text())
-    searcher = _make_searcher(config, run, baseline)
-    return _make_tuner(config, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream,
-                       num_samples=remaining)
+    searcher = _make_searcher(config, run, baseline, moved_from=moved_from(owner, run, own_study=url == run.study_url))
+    searcher.continue_trials([trial.continued() for trial in plan.to_continue])
+    experiment = next_experiment(run)
+    return _make_tuner(config, run, searcher, trial_fn=trial_fn, stream=stream, num_samples=plan.num_samples,
+                       callbacks=[*callbacks, ResumedCheckpointCleanup(run, experiment=experiment)],
+                       experiment=experiment)
 
 
 def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = None, address: str | None = None,
@@ -217,6 +220,19 @@ def retime_search(run_dir: str | os.PathLike | RunDir, *, policy: str | None = N
         return _retime(resolved, run, cluster, policy=policy, retime_fn=retime_fn, stream=stream)
 
 
+def evaluate_test_search(run_dir: str | os.PathLike | RunDir, *, address: str | None = None,
+                         held_out_fn: HeldOutFunction | None = None, stream: TextIO | None = None) -> list[str]:
+    """Evaluate a finished search's front and teacher on the held-out test split
+    (``prunetune report RUN_DIR --evaluate-test``); the trial ids evaluated."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    resolved = saved_config(run)
+    run.pull(RESULTS_FILE)
+    address = address if address is not None else resolved.cluster.address
+    with run.lock(), _search_session(resolved, address):
+        return evaluate_run_on_test(run, config=resolved, held_out_fn=held_out_fn,
+                                    say=lambda text: _say(resolved, text, stream))
+
+
 def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: RetimeFunction | None,
                     stream: TextIO | None) -> RetimeOutcome | None:
     """Run the trials (none without a ``tuner``), settle the nodes' energy ledgers, then re-time
@@ -224,9 +240,12 @@ def _fit_and_finish(tuner, config: Config, run: RunDir, cluster, *, retime_fn: R
     with _stops_clearly_when_full(run):
         if tuner is None or _run_trials(tuner, config, run):
             _close_study(config, run)
-        if config.search.retime == "off":
-            return None
-        return _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+        retimed = None
+        if config.search.retime != "off":
+            retimed = _retime(config, run, cluster, policy=config.search.retime, retime_fn=retime_fn, stream=stream)
+        if config.search.evaluate_test:  # after re-timing: the front it evaluates is the quiet one
+            evaluate_run_on_test(run, config=config, say=lambda text: _say(config, text, stream))
+        return retimed
 
 
 def _run_trials(tuner, config: Config, run: RunDir) -> bool:
@@ -236,8 +255,6 @@ def _run_trials(tuner, config: Config, run: RunDir) -> bool:
         results = tuner.fit()
     finally:
         collect_ledgers(run.location, run.local)
-    if backfill(run.local_path(RESULTS_FILE), config, run, results):
-        run.push(RESULTS_FILE)
     return results.num_terminated + results.num_errors == len(results)
 
 
@@ -334,7 +351,7 @@ def search_problems(config: Config, *, address: str | None = None) -> list[str]:
     from prunetune.cluster import address_problem
     from prunetune.config import scheduler_problems
 
-    problems = list(scheduler_problems(config))
+    problems = list(scheduler_problems(config)) + config_module.latency_thread_problems(config)
     if not any(dim.is_searched for dim in config.space.values()):
         problems.append("space: no searched dimension (uniform, loguniform, int or choice); a search needs one")
     if config.cluster.gpus_per_trial == 0 and "trial.precision" not in config.space and config.trial.precision == "fp16":
@@ -361,8 +378,16 @@ def _prepare_teacher(config: Config, run: RunDir, teacher_fn: TeacherFunction | 
 
     _say(config, "preparing the teacher (fine-tuned once, then shared by every trial)", stream)
     task = ray.remote(num_cpus=_teacher_cpus(config, cluster), num_gpus=config.cluster.gpus_per_trial)(_teacher_task)
-    summary = ray.get(task.remote(config, run, teacher_fn, source_cache))
+    try:
+        summary = ray.get(task.remote(config, run, teacher_fn, source_cache))
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, PrunetuneError):  # a data or configuration problem: said as it is, no Ray traceback
+            raise exc.cause from None
+        raise
     tables = summary.pop(LATENCY_TABLES, [])
+    problems = config_module.speedup_bound_problems(config, tables)
+    if problems:  # before any trial runs: the fine-tuned teacher and its tables stay cached
+        raise ConfigError(problems)
     run.local_path(TEACHER_FILE).write_text(json.dumps(summary, indent=2, default=str))
     run.push(TEACHER_FILE)
     _say(config, f"teacher: accuracy {summary.get(ACCURACY):.4f}, latency {summary.get('latency_ms'):.3g} ms", stream)
@@ -436,14 +461,12 @@ def _tune_environment(verbosity: int) -> Iterator[None]:
     """Tune settings the search relies on, restored afterwards.
 
     Intermediate reports carry no latency or emissions, so Tune must not insist that every
-    report holds every objective; the experiment state is saved every second so that a
-    killed driver loses little (finished trials are protected anyway, see the trainable);
-    and below verbosity 2 Ray's new output engine, which prints a box for every failed
-    trial whatever its verbosity, gives way to the legacy one, silent at verbose=0.
+    report holds every objective; and below verbosity 2 Ray's new output engine, which prints
+    a box for every failed trial whatever its verbosity, gives way to the legacy one, silent
+    at verbose=0.
     """
     settings = {
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "1"),
         "RAY_AIR_NEW_OUTPUT": "1" if verbosity >= 2 else "0",
     }
     saved = {key: os.environ.get(key) for key in settings}
@@ -484,19 +507,21 @@ def ray_verbose(verbosity: int) -> int:
     return {0: 0, 1: 0, 2: 1, 3: 3}[verbosity]
 
 
-def _make_searcher(config: Config, run: RunDir, baseline: dict[str, Any]) -> ParetoOptunaSearch:
-    return make_searcher(config, storage_url=_storage_url(config, run), run_dir=run.location, baseline=baseline)
+def _make_searcher(config: Config, run: RunDir, baseline: Mapping[str, Any], *,
+                   moved_from: str | None = None) -> ParetoOptunaSearch:
+    return make_searcher(config, storage_url=_storage_url(config, run), run_dir=run.location, baseline=baseline,
+                         moved_from=moved_from)
 
 
 def make_searcher(config: Config, *, storage_url: str, run_dir: str, baseline: Mapping[str, Any],
-                  stopped_as: str = STOPPED_TOLD_AS) -> ParetoOptunaSearch:
+                  stopped_as: str = STOPPED_TOLD_AS, moved_from: str | None = None) -> ParetoOptunaSearch:
     """The search's Optuna searcher: its space, sampler, limits, starting points (also for the replay)."""
     search = config.search
     dimensions = {key: dim for key, dim in config.space.items() if dim.is_searched}
-    base_values = flatten_dotted(config.trial.model_dump(mode="json"), "trial.")
+    base_values = flatten_dotted(config.trial.model_dump(mode="json"), CONFIG_PREFIX)
     points = starting_points(dimensions, base_values, extra=search.starting_points,
                              known_good=search.known_good_points, limit=max(1, search.num_trials // 2))
-    limits = {name: value for name, value in search.constraints.model_dump().items() if value is not None}
+    limits = search.constraints.limits()
     return ParetoOptunaSearch(
         {key: dim.to_optuna() for key, dim in dimensions.items()},
         objectives=search.objectives,
@@ -506,9 +531,11 @@ def make_searcher(config: Config, *, storage_url: str, run_dir: str, baseline: M
         study_name=search.study_name,
         run_dir=run_dir,
         limits=limits,
+        limit_columns=search.constraints.columns(),
         points_to_evaluate=points,
         fallback_values=_fallback_values(search.objectives, baseline),
         stopped_as=stopped_as,
+        moved_from=moved_from,
     )
 
 
@@ -544,8 +571,9 @@ def _trainable(config: Config, run: RunDir, trial_fn: TrialFunction | None):
 
 
 def trial_dirname(trial) -> str:
-    """Tune's folder of a trial is named by its id alone, like ``trials/<trial_id>/``."""
-    return trial.trial_id
+    """Tune's folder of a trial is named by its id alone, like ``trials/<trial_id>/`` (a trial a
+    resume runs on keeps its id, so each experiment names its checkpoints alike)."""
+    return run_trial_id(trial.config, trial.trial_id)
 
 
 def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO | None) -> list[Any]:
@@ -559,50 +587,35 @@ def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO
 
 
 def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, trial_fn: TrialFunction | None,
-                callbacks: Sequence[Any], stream: TextIO | None, num_samples: int | None = None):
+                callbacks: Sequence[Any], stream: TextIO | None, num_samples: int | None = None,
+                experiment: str | None = None):
+    """The Tuner of the search's first experiment (``tune/``), or of a resume's (``tune/<experiment>/``)."""
     from ray import tune
 
     search = config.search
+    scheduler = make_scheduler(config, state_path=run.local_path(SCHEDULER_FILE))
+    if experiment is not None and isinstance(scheduler, RungScheduler):  # the ladder the search had reached
+        scheduler.reopen_at(run.local_path(SCHEDULER_FILE))
     return tune.Tuner(
         _trainable(config, run, trial_fn),
         param_space={},
         tune_config=tune.TuneConfig(
-            # Tune would wrap the searcher the same way; this generator also restores in step with the trials.
-            search_alg=search_algorithm(searcher, max_concurrent=search.max_concurrent),
-            scheduler=make_scheduler(config, state_path=run.local_path(SCHEDULER_FILE)),
+            search_alg=searcher,
+            max_concurrent_trials=search.max_concurrent or None,
+            scheduler=scheduler,
             num_samples=search.num_trials if num_samples is None else num_samples,
             trial_dirname_creator=trial_dirname,
             reuse_actors=search.reuse_actors,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
-            storage_path=run.location,
+            name=TUNE_DIR if experiment is None else experiment,
+            storage_path=run.location if experiment is None else run.tune_path,
             verbose=ray_verbose(search.verbosity),
             callbacks=_callbacks(config, run, callbacks, stream),
             failure_config=tune.FailureConfig(max_failures=search.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-
-
-def _refresh_restored(tuner, config: Config, run: RunDir, *, callbacks: Sequence[Any], stream: TextIO | None,
-                      resume_errored: bool) -> None:
-    """Fresh callbacks (and the current storage location) for a restored Tuner.
-
-    The restored experiment carries pickled copies of the old callbacks; new ones read
-    ``results.parquet`` as it is now and print to this terminal. Through Ray Client the
-    Tuner lives on the cluster and keeps its pickled callbacks.
-    """
-    parts = restored_tuner_parts(tuner)
-    if parts is None:
-        return
-    parts.run_config.callbacks = _callbacks(config, run, callbacks, stream)
-    if parts.searcher is not None:
-        parts.searcher.reopen_at(_storage_url(config, run), run_dir=run.location)
-    if isinstance(parts.search_alg, ConsistentSearchGenerator):  # searches started before it have Ray's own
-        parts.search_alg.expect_trials(run_snapshot_trials(run), resume_errored=resume_errored)
-    if isinstance(parts.scheduler, RungScheduler):  # Tune does not save schedulers: the ladder is ours
-        parts.scheduler.reopen_at(run.local_path(SCHEDULER_FILE))
 
 
 # --------------------------------------------------------------------------- outcome
@@ -614,11 +627,11 @@ def _outcome(config: Config, run: RunDir, seconds: float, retimed: RetimeOutcome
     from prunetune.pareto import nondominated_mask
 
     rows = read_rows(run.local_path(RESULTS_FILE))
-    ok = [row for row in rows if row["status"] == TERMINATED]
+    ok = [row for row in rows if row[STATUS] == TERMINATED]
     objectives = config.search.objectives
     values = np.array([[row[key] for key in objectives] for row in ok], dtype=float).reshape(len(ok), len(objectives))
     front = int(nondominated_mask(values, list(objectives.values())).sum()) if len(ok) else 0
-    stopped = [row for row in rows if row["status"] == STOPPED]
+    stopped = [row for row in rows if row[STATUS] == STOPPED]
     return SearchOutcome(run_dir=run, num_trials=len(rows), num_failed=len(rows) - len(ok) - len(stopped),
                          num_stopped=len(stopped), trial_seconds_saved=trial_seconds_saved(ok, stopped),
                          front_size=front,
@@ -632,11 +645,11 @@ def trial_seconds_saved(finished: Sequence[Mapping[str, Any]], stopped: Sequence
     time minus its own (what it would have taken to run to its end, estimated)."""
     import statistics
 
-    walls = [row["wall_seconds"] for row in finished if row.get("wall_seconds") is not None]
+    walls = [row[WALL_SECONDS] for row in finished if row.get(WALL_SECONDS) is not None]
     if not walls:
         return 0.0
     typical = statistics.median(walls)
-    return sum(max(0.0, typical - (row.get("wall_seconds") or 0.0)) for row in stopped)
+    return sum(max(0.0, typical - (row.get(WALL_SECONDS) or 0.0)) for row in stopped)
 
 
 def _say(config: Config, text: str, stream: TextIO | None) -> None:

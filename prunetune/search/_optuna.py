@@ -11,20 +11,22 @@ and steer away from failing regions; the random sampler ignores them. They are s
 before ``tell`` because a sampler's ``after_trial`` sees the trial as it was then.
 
 :class:`ParetoOptunaSearch` is a plain Tune ``Searcher`` that drives an ``optuna.Study``
-through ask and tell, so that a new Ray release cannot change it from under us; the one
-place that still reads Ray's private state is :func:`restored_tuner_parts`.
+through ask and tell, so that a new Ray release cannot change it from under us. Its state
+is the study: a resumed search hands out the configurations of the trials it continues
+(:meth:`ParetoOptunaSearch.continue_trials`), then asks the study for new ones, and the
+sampler draws what an uninterrupted search would have drawn (:class:`TrialSeededSampler`).
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import functools
 import logging
 import math
-import threading
+import secrets
 import warnings
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.samplers import (
@@ -38,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from prunetune import metrics as M
-from prunetune.config import redact_url
+from prunetune.config import redact_url, storage_failure
 from prunetune.errors import ConfigError
 from prunetune.names import RESUMED_FROM_TRIAL_ATTR
 
@@ -57,7 +59,8 @@ STOPPED_AS = ("values", "infeasible")
 STOPPED_TOLD_AS = "values"
 #: Study user attr: the run directory whose search owns the study.
 RUN_DIR_ATTR = "run_dir"
-STATE_VERSION = 1
+#: Study user attr: the seed drawn for a search whose search.seed is null (a resume draws on with it).
+SAMPLER_SEED_ATTR = "sampler_seed"
 
 
 # --------------------------------------------------------------------------- samplers
@@ -81,7 +84,20 @@ def make_sampler(
     population_size: int | None = None,
     n_startup_trials: int | None = None,
 ) -> BaseSampler:
-    """The Optuna sampler called ``name`` (nsga2, tpe, gp, random), seeded."""
+    """The Optuna sampler called ``name`` (nsga2, tpe, gp, random), seeded per trial (see
+    :class:`TrialSeededSampler`)."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"search.sampler = {name!r}: expected {', '.join(SAMPLERS)}")
+    make = functools.partial(_sampler, name, num_trials=num_trials, population_size=population_size,
+                             n_startup_trials=n_startup_trials)
+    return TrialSeededSampler(make, seed=seed)
+
+
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+
+
+def _sampler(name: str, seed: int | None, *, num_trials: int, population_size: int | None,
+             n_startup_trials: int | None) -> BaseSampler:
     startup = n_startup_trials or default_startup_trials(num_trials)
     if name == "nsga2":
         return NSGAIISampler(population_size=population_size or default_population_size(num_trials), seed=seed)
@@ -89,17 +105,92 @@ def make_sampler(
         return TPESampler(n_startup_trials=startup, seed=seed)
     if name == "gp":
         return GPSampler(n_startup_trials=startup, seed=seed)
-    if name == "random":
-        return RandomSampler(seed=seed)
-    raise ConfigError(f"search.sampler = {name!r}: expected nsga2, tpe, gp or random")
+    return RandomSampler(seed=seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number``'s draw: a hash of the search's seed and the number."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(BaseSampler):
+    """Draws each trial with a fresh sampler seeded from (search seed, trial number).
+
+    A sampler seeded once carries its random state from draw to draw, and a restarted driver
+    cannot rebuild it. The samplers keep everything else in the study (NSGA-II its
+    generations and parents, TPE and GP nothing but their random state), so a sampler made
+    anew for each trial with a seed derived from its number draws, for a given study, what a
+    long-lived one would: a resumed search with deterministic trials draws the configurations
+    an uninterrupted one draws. With no seed, one is drawn once and kept in the study.
+    """
+
+    def __init__(self, make: Callable[[int | None], BaseSampler], *, seed: int | None):
+        self._make = make
+        self._seed = seed
+        self._current = make(seed)
+
+    @property
+    def sampler(self) -> BaseSampler:
+        """The sampler of the trial drawn last."""
+        return self._current
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._current = self._make(trial_seed(self._search_seed(study), trial.number))
+        self._current.before_trial(study, trial)
+
+    def _search_seed(self, study: optuna.Study) -> int:
+        if self._seed is not None:
+            return self._seed
+        seed = study.user_attrs.get(SAMPLER_SEED_ATTR)
+        if seed is None:
+            seed = secrets.randbits(32)
+            study.set_user_attr(SAMPLER_SEED_ATTR, seed)
+        return int(seed)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Nothing to do: every draw is seeded by its trial."""
+
+    # Tune pickles the searcher, sampler included; NSGA-II holds a thread lock, which pickle
+    # refuses. The current sampler is made again before the next draw.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_current": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._current = self._make(self._seed)
 
 
 # --------------------------------------------------------------------------- storage
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage (SQLite file, PostgreSQL, ...) that optuna-dashboard can open."""
-    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    """An RDB storage (SQLite file, PostgreSQL, ...) that optuna-dashboard can open.
+
+    A URL that cannot be opened (malformed, its driver missing, its server unreachable) is a
+    ConfigError naming the key and the URL, its password masked.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except (ImportError, ValueError, SQLAlchemyError) as exc:
+        raise storage_failure(url, exc) from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -111,16 +202,20 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def constraint_values(
-    result: Mapping[str, Any] | None, limits: Mapping[str, float], *, failed: bool
+    result: Mapping[str, Any] | None, limits: Mapping[str, float], *, failed: bool,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """``{"failed": ±1, "max_latency_ms": latency - limit, ...}``: every value <= 0 means feasible.
 
-    A failed trial violates every limit by the limit's own size, so that samplers modelling
-    each constraint (GP) see it as clearly infeasible without a made-up metric value.
+    ``columns`` names the result key each limit bounds (default: its metric; see
+    ``ConstraintsConfig.columns``). A failed trial violates every limit by the limit's own
+    size, so that samplers modelling each constraint (GP) see it as clearly infeasible
+    without a made-up metric value.
     """
     values = {FAILED: 1.0 if failed else -1.0}
     for name, limit in limits.items():
-        value = None if failed or result is None else result.get(M.CONSTRAINT_METRICS[name])
+        column = (columns or {}).get(name) or M.CONSTRAINT_METRICS[name]
+        value = None if failed or result is None else result.get(column)
         values[name] = float(value) - limit if _finite(value) else max(abs(limit), 1e-9)
     return values
 
@@ -153,14 +248,13 @@ class ParetoOptunaSearch(Searcher):
     ``failed`` constraint is set too, so that constrained samplers keep away from it.
 
     The study lives in ``storage_url`` as ``study_name`` and belongs to the search of
-    ``run_dir``: another search meeting it in a shared database is refused. Tune trial ids
-    map to Optuna trial numbers; that mapping is the searcher's whole state (JSON). The
-    space, objectives and directions come with the constructor: Tune's
-    ``set_search_properties`` is declined, as the base class does.
+    ``run_dir``: another search meeting it in a shared database is refused, unless it is
+    the study of this search's run directory before it moved (``moved_from``). The study
+    is the searcher's whole state: Tune's saving of searchers is declined, and a resumed
+    search builds a new searcher over the same study. The space, objectives and directions
+    come with the constructor: Tune's ``set_search_properties`` is declined, as the base
+    class does.
     """
-
-    #: Tune names the searcher's state file after this; it holds JSON, not a pickle.
-    CKPT_FILE_TMPL = "searcher-state-{}.json"
 
     def __init__(
         self,
@@ -172,9 +266,11 @@ class ParetoOptunaSearch(Searcher):
         study_name: str,
         run_dir: str,
         limits: Mapping[str, float] | None = None,
+        limit_columns: Mapping[str, str] | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
         fallback_values: Mapping[str, float] | None = None,
         stopped_as: str = "values",
+        moved_from: str | None = None,
     ):
         bad = {key: mode for key, mode in objectives.items() if mode not in ("min", "max")}
         if not objectives or bad:
@@ -188,16 +284,14 @@ class ParetoOptunaSearch(Searcher):
         self._storage_url = storage_url
         self._study_name = study_name
         self._run_dir = str(run_dir)
-        self._owner_dir = self._run_dir  # what the study's RUN_DIR_ATTR is known to say
+        self._owner_dir = str(moved_from) if moved_from else self._run_dir  # what RUN_DIR_ATTR may say
         self._limits = dict(limits or {})
+        self._limit_columns = dict(limit_columns or {})
         self._points = list(points_to_evaluate or [])
         self._fallback_values = dict(fallback_values or {})
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
-        # After a restart: Optuna trials asked after the last saved state, by Tune trial id.
-        # Tune may hold them (its experiment snapshot is written before the searcher's).
-        self._unclaimed: dict[str, int] = {}
         self._completed: set[str] = set()
-        self._orphans_pending = False
+        self._continued: deque[Continued] = deque()  # handed out before any new trial is asked
         self._disconnect()
         self._connect()  # a study owned by another search is refused before Tune starts
 
@@ -208,8 +302,16 @@ class ParetoOptunaSearch(Searcher):
         """The Optuna study, connected on first use."""
         return self._connect()
 
+    def continue_trials(self, trials: Sequence["Continued"]) -> None:
+        """Hand out these trials' configurations first (a resume runs them on), then new ones."""
+        self._continued.extend(trials)
+
     def suggest(self, trial_id: str) -> dict | None:
         study = self._connect()
+        if self._continued:
+            continued = self._continued.popleft()
+            self._numbers[trial_id] = continued.number
+            return dict(continued.config)
         trial = study.ask(fixed_distributions=self._space)
         for _ in range(MAX_REDRAWS):
             twin = self._twin(trial)
@@ -228,7 +330,7 @@ class ParetoOptunaSearch(Searcher):
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed or not self._knows(trial_id):
+        if trial_id in self._completed or trial_id not in self._numbers:
             return
         frozen = self._frozen(self._numbers[trial_id])
         if frozen.state.is_finished():
@@ -238,8 +340,8 @@ class ParetoOptunaSearch(Searcher):
                     return
                 # Tune gave up on it, and a resume ran it to its end: the outcome joins the study.
                 self._record_resumed(trial_id, frozen, result)
-            # Otherwise told before the driver died and before the searcher state was saved
-            # again: the study already holds the outcome, and Optuna refuses a second one.
+            # Otherwise told before the driver died, and run again by the resume for its row: the
+            # study already holds the outcome, and Optuna refuses a second one.
             self._finish(trial_id)
             return
         if error:
@@ -267,7 +369,7 @@ class ParetoOptunaSearch(Searcher):
         if stopped_at is not None:
             user_attrs[STOPPED_AT_ATTR] = stopped_at
         infeasible = failed or (stopped_at is not None and self._stopped_as == "infeasible")
-        constraints = constraint_values(result, self._limits, failed=infeasible)
+        constraints = constraint_values(result, self._limits, failed=infeasible, columns=self._limit_columns)
         return (self._stand_in_values() if failed else values), user_attrs, constraints
 
     def _record_resumed(self, trial_id: str, frozen: FrozenTrial, result: dict | None) -> None:
@@ -278,7 +380,7 @@ class ParetoOptunaSearch(Searcher):
         """
         study = self._connect()
         earlier = _copy_of(study, frozen.number)
-        if earlier is not None:  # made before the driver died, and before the searcher state was saved
+        if earlier is not None:  # made before the driver died
             self._numbers[trial_id] = earlier
             return
         told, user_attrs, constraints = self._outcome(result)
@@ -292,13 +394,6 @@ class ParetoOptunaSearch(Searcher):
     def _finish(self, trial_id: str) -> None:
         self._completed.add(trial_id)
         self._live.pop(trial_id, None)
-
-    def _knows(self, trial_id: str) -> bool:
-        """Whether ``trial_id`` has an Optuna trial; one asked after the last saved state is claimed here."""
-        self._connect()  # after a restart, gathers the unclaimed trials
-        if trial_id in self._unclaimed:
-            self._numbers[trial_id] = self._unclaimed.pop(trial_id)
-        return trial_id in self._numbers
 
     # ------------------------------------------------------------------ clones and failures
 
@@ -369,7 +464,7 @@ class ParetoOptunaSearch(Searcher):
     # ------------------------------------------------------------------ the study
 
     def _connect(self) -> optuna.Study:
-        """Open (or create) the study; on first use after a restore, close what a killed driver left open."""
+        """Open (or create) the study."""
         if self._study is not None:
             return self._study
         storage = make_storage(self._storage_url)
@@ -379,9 +474,6 @@ class ParetoOptunaSearch(Searcher):
         self._storage, self._study_id = storage, storage.get_study_id_from_name(self._study_name)
         self._claim(study)
         self._study = study
-        if self._orphans_pending:
-            self._orphans_pending = False
-            self._sort_orphans()
         return study
 
     def _claim(self, study: optuna.Study) -> None:
@@ -397,10 +489,6 @@ class ParetoOptunaSearch(Searcher):
         elif owner in (self._owner_dir, self._run_dir):
             if owner != self._run_dir:
                 study.set_user_attr(RUN_DIR_ATTR, self._run_dir)
-            if any(trial.state != TrialState.WAITING for trial in study.get_trials(deepcopy=False)):
-                # A restarted driver's sampler starts again from its seed: a fresh seed
-                # keeps it from drawing the same configurations a second time.
-                self._sampler.reseed_rng()
         else:
             raise ConfigError(self._ownership_problem(owner))
         self._owner_dir = self._run_dir
@@ -417,111 +505,33 @@ class ParetoOptunaSearch(Searcher):
     def _ownership_problem(self, owner: str | None) -> str:
         return ownership_problem(self._storage_url, self._study_name, self._run_dir, owner)
 
-    def _sort_orphans(self) -> None:
-        """Sort the running Optuna trials the last saved searcher state does not know.
-
-        Tune writes its experiment snapshot before the searcher's state, so a driver killed
-        in between restarts Tune trials the state never saw: those keep their Optuna trial,
-        claimed when Tune reports them (by the Tune trial id each holds). A trial asked
-        without a Tune trial id belongs to none and fails now; one Tune never reports fails
-        when the search ends (:func:`fail_leftover_trials`).
-        """
-        known = set(self._numbers.values())
-        for trial in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number in known:
-                continue
-            tune_trial_id = trial.user_attrs.get(TUNE_TRIAL_ATTR)
-            if tune_trial_id is None:
-                _fail_orphan(self._study, self._storage, trial.number)
-            elif tune_trial_id not in self._completed:
-                self._unclaimed[str(tune_trial_id)] = trial.number
-
     def _disconnect(self) -> None:
-        self._unclaimed = {}
         self._study: optuna.Study | None = None
         self._storage: optuna.storages.RDBStorage | None = None
         self._study_id: int | None = None
         self._live: dict[str, optuna.Trial] = {}
 
-    # ------------------------------------------------------------------ saving and resuming
+    # ------------------------------------------------------------------ pickling and saving
     #
-    # Tune pickles the searcher into tuner.pkl before the search starts and calls ``save``
-    # with each experiment snapshot. Neither carries the live study: its storage would
-    # reconnect to the database it was created with, and a moved run directory would then
-    # fail, or silently start an empty study at the old path. The study travels as
-    # (storage URL, study name, trial numbers) and is reconnected on first use, to the
-    # storage of the run directory being resumed.
+    # Tune pickles the searcher with its experiment and, through Ray Client, ships
+    # it to the cluster. Neither copy carries the live study, nor a password: the study is
+    # reconnected on first use.
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        # Pickled into tuner.pkl: no password there; a resumed search gets the URL from ``reopen_at``.
-        state.update(_study=None, _storage=None, _study_id=None, _live={},
-                     _storage_url=redact_url(self._storage_url), _sampler=picklable_sampler(self._sampler))
+        state.update(_study=None, _storage=None, _study_id=None, _live={}, _storage_url=redact_url(self._storage_url))
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._sampler = with_fresh_locks(self._sampler)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write the searcher's state as JSON; the storage URL without its password."""
-        state = {
-            "version": STATE_VERSION,
-            # For whoever reads the file; the URL connected to comes from the constructor
-            # or ``reopen_at``, which holds the password.
-            "storage_url": redact_url(self._storage_url),
-            "study_name": self._study_name,
-            "run_dir": self._owner_dir,
-            "objectives": dict(zip(self.metric, self.mode)),
-            "trial_numbers": self._numbers,
-            "completed": sorted(self._completed),
-        }
-        with open(checkpoint_path, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=1)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Read a state ``save`` wrote; the study is reopened on first use, at this run's storage."""
-        state = _read_state(checkpoint_path)
-        self._study_name = state["study_name"]
-        self._owner_dir = state["run_dir"]
-        self._numbers = {str(tid): int(number) for tid, number in state["trial_numbers"].items()}
-        self._completed = set(state["completed"])
-        self._disconnect()
-        self._orphans_pending = True
-
-    def reopen_at(self, storage_url: str, run_dir: str | None = None) -> None:
-        """Point a searcher about to be restored at the current run directory and its storage."""
-        self._storage_url = storage_url
-        if run_dir is not None:
-            self._run_dir = str(run_dir)
-        self._disconnect()
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing: a resume reads the study, never a saved searcher."""
 
 
-# Optuna 5.1's genetic samplers (NSGA-II, NSGA-III) guard their generation cache with a
-# ``threading.Lock``, which pickle refuses; a lock holds no state worth keeping, so a
-# pickled sampler leaves it out and an unpickled one gets a new one.
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
-_LEFT_OUT_LOCKS = "_prunetune_left_out_locks"
+@dataclass(frozen=True)
+class Continued:
+    """A trial a resume runs on: its Optuna trial, and the configuration Tune hands the trainable."""
 
-
-def picklable_sampler(sampler: BaseSampler) -> BaseSampler:
-    """``sampler`` itself when it pickles as is, else a shallow copy without its thread locks."""
-    locks = [name for name, value in vars(sampler).items() if isinstance(value, _LOCK_TYPES)]
-    if not locks:
-        return sampler
-    stripped = copy.copy(sampler)
-    for name in locks:
-        setattr(stripped, name, None)
-    setattr(stripped, _LEFT_OUT_LOCKS, {name: isinstance(getattr(sampler, name), _LOCK_TYPES[1]) for name in locks})
-    return stripped
-
-
-def with_fresh_locks(sampler: BaseSampler) -> BaseSampler:
-    """Give an unpickled sampler back the locks :func:`picklable_sampler` left out."""
-    left_out = vars(sampler).pop(_LEFT_OUT_LOCKS, {})
-    for name, reentrant in left_out.items():
-        setattr(sampler, name, threading.RLock() if reentrant else threading.Lock())
-    return sampler
+    number: int
+    config: Mapping[str, Any]
 
 
 def _lost_to_the_infrastructure(trial: FrozenTrial) -> bool:
@@ -558,17 +568,26 @@ def fail_leftover_trials(storage_url: str, study_name: str) -> list[int]:
     return leftovers
 
 
-def _read_state(path: str) -> dict[str, Any]:
-    """The JSON state of a searcher, or a ConfigError saying why it cannot be resumed from."""
+def fail_nameless_trials(storage_url: str, study_name: str) -> list[int]:
+    """Fail the running Optuna trials that no Tune trial holds (a driver died between asking for one
+    and naming its Tune trial): nothing will run or tell them."""
+    storage = make_storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    nameless = [trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if TUNE_TRIAL_ATTR not in trial.user_attrs]
+    for number in nameless:
+        _fail_orphan(study, storage, number)
+    return nameless
+
+
+def study_trials(storage_url: str, study_name: str) -> tuple[list[FrozenTrial], str | None]:
+    """The trials of a search's study and the run directory that owns it; none before it was made."""
+    storage = make_storage(storage_url)
     try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: not a searcher state this prunetune can resume from ({error})") from None
-    version = state.get("version") if isinstance(state, dict) else None
-    if version != STATE_VERSION:
-        raise ConfigError(f"{path}: searcher state version {version!r}, expected {STATE_VERSION}")
-    return state
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return [], None
+    return storage.get_all_trials(study_id, deepcopy=False), storage.get_study_user_attrs(study_id).get(RUN_DIR_ATTR)
 
 
 def ownership_problem(storage_url: str, study_name: str, run_dir: str, owner: str | None) -> str:
@@ -589,33 +608,3 @@ def check_study_is_free(storage_url: str, study_name: str, run_dir: str) -> None
     has_trials = bool(storage.get_all_trials(study_id, deepcopy=False))
     if owner != run_dir and (owner is not None or has_trials):
         raise ConfigError(ownership_problem(storage_url, study_name, run_dir, owner))
-
-
-# --------------------------------------------------------------------------- Ray's internals
-
-
-@dataclass(frozen=True)
-class RestoredTuner:
-    """What a resume replaces in a restored ``Tuner`` (callbacks, storage): Ray offers no public way."""
-
-    run_config: Any
-    searcher: ParetoOptunaSearch | None
-    scheduler: Any = None
-    search_alg: Any = None  # the outermost search algorithm (a SearchGenerator)
-
-
-def restored_tuner_parts(tuner: Any) -> RestoredTuner | None:
-    """The run configuration and searcher inside a ``Tuner.restore``-d tuner; None through Ray Client.
-
-    Everything prunetune reads of Ray's private state is here, tested against the installed
-    Ray (tests/search/test_resume.py), so that a Ray release that moves it fails a test
-    instead of a resume. Through Ray Client the Tuner lives on the cluster: nothing to reach.
-    """
-    local = getattr(tuner, "_local_tuner", None)
-    if local is None:
-        return None
-    search_alg = searcher = local._tune_config.search_alg
-    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
-        searcher = getattr(searcher, "searcher", None)  # ConcurrencyLimiter and other wrappers
-    return RestoredTuner(run_config=local.get_run_config(), searcher=searcher, scheduler=local._tune_config.scheduler,
-                         search_alg=search_alg)

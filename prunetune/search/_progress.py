@@ -17,10 +17,11 @@ import numpy as np
 from ray.tune import Callback
 
 from prunetune import metrics as M
-from prunetune.names import STOPPED, TERMINATED
+from prunetune.names import STATUS, STOPPED, TERMINATED, TRIAL_ID
 from prunetune.pareto import nondominated_mask
 from prunetune.search._optuna import objective_values
 from prunetune.search._results import error_reason, failure_of
+from prunetune.trainables.trainable import run_trial_id, trial_settings
 
 ARROWS = {"max": "↑", "min": "↓"}
 
@@ -40,8 +41,8 @@ class ProgressCallback(Callback):
         self._stopped: set[str] = set()
         self._finished: dict[str, list[float] | None] = {}
         for row in initial:  # trials recorded before a resume
-            status = row.get("status")
-            self._count(str(row["trial_id"]), row if status == TERMINATED else None, stopped=status == STOPPED)
+            status = row.get(STATUS)
+            self._count(str(row[TRIAL_ID]), row if status == TERMINATED else None, stopped=status == STOPPED)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -51,31 +52,36 @@ class ProgressCallback(Callback):
     # ------------------------------------------------------------------ Tune hooks
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self._running.add(trial.trial_id)
-        self._print(f"started {trial.trial_id} {_short_config(trial.config)}")
+        trial_id = run_trial_id(trial.config, trial.trial_id)
+        self._running.add(trial_id)
+        self._print(f"started {trial_id} {_short_config(trial_settings(trial.config))}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        trial_id = run_trial_id(trial.config, trial.trial_id)
         step = M.stopped_at(trial.last_result)
-        self._count(trial.trial_id, trial.last_result, stopped=step is not None)
+        self._count(trial_id, trial.last_result, stopped=step is not None)
         failure = failure_of(trial.last_result)
         if step is not None:
-            self._print(f"stopped {trial.trial_id} at step {step}")
+            self._print(f"stopped {trial_id} at step {step}")
             return
         if failure:
-            self._print(f"failed {trial.trial_id}: {failure}")
+            self._print(f"failed {trial_id}: {failure}")
             return
-        values = self._finished.get(trial.trial_id)
-        self._print(f"{'finished' if values else 'no metrics'} {trial.trial_id}")
+        values = self._finished.get(trial_id)
+        self._print(f"{'finished' if values else 'no metrics'} {trial_id}")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._count(trial.trial_id, None)
-        self._print(f"failed {trial.trial_id}: {error_reason(trial)}")
+        trial_id = run_trial_id(trial.config, trial.trial_id)
+        self._count(trial_id, None)
+        self._print(f"failed {trial_id}: {error_reason(trial)}")
 
     # ------------------------------------------------------------------ state
 
     def _count(self, trial_id: str, result: Mapping[str, Any] | None, *, stopped: bool = False) -> None:
-        """A stopped trial's rung values are not results: it counts apart, off the front."""
+        """A stopped trial's rung values are not results: it counts apart, off the front. A trial
+        counted before a resume (failed with its node) is counted again by how it ends now."""
         self._running.discard(trial_id)
+        self._failed.discard(trial_id)
         if stopped:
             self._stopped.add(trial_id)
             self._finished[trial_id] = None

@@ -17,6 +17,7 @@ complete table, holding every trial that had finished.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -44,29 +45,42 @@ from prunetune.metrics import (
 )
 from prunetune.names import (
     CHECKPOINT_DIR,
+    CONFIG_PREFIX,
+    ERROR,
+    ERRORED,
+    FINISHED_AT,
     NODE_ID,
     RESULTS_FILE,
     STARTED_AT,
+    STATUS,
     STOPPED,
     TERMINATED,
+    TRIAL_DIR,
+    TRIAL_ID,
+    TRIAL_SETTINGS,
+    WALL_SECONDS,
 )
-from prunetune.names import ERRORED as ERROR
 from prunetune.spaces import leaf_fields
 from prunetune.trainables.methods import method_metrics
+from prunetune.trainables.trainable import run_trial_id, trial_settings
+
+#: Trial settings the row reads by name.
+TARGET_SPEEDUP, SPARSITY = f"{CONFIG_PREFIX}target_speedup", f"{CONFIG_PREFIX}sparsity"
 
 BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
-    ("trial_id", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("started_at", pa.float64()),
-    ("finished_at", pa.float64()),
-    ("wall_seconds", pa.float64()),
-    ("node_id", pa.string()),
-    ("trial_dir", pa.string()),
+    (TRIAL_ID, pa.string()),
+    (STATUS, pa.string()),
+    (ERROR, pa.string()),
+    (STARTED_AT, pa.float64()),
+    (FINISHED_AT, pa.float64()),
+    (WALL_SECONDS, pa.float64()),
+    (NODE_ID, pa.string()),
+    (TRIAL_DIR, pa.string()),
 )
 #: Metric columns: the contract, the teacher measured beside each student, and the optional extras.
 METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *ALL_METRIC_KEYS, *OPTIONAL_METRICS, *method_metrics()]))
+    [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *ALL_METRIC_KEYS, *OPTIONAL_METRICS, *method_metrics(),
+     *M.UNCERTAINTY_METRICS]))
 #: Filled in by the quiet re-timing after the search (null until then).
 RETIME_COLUMNS: tuple[str, ...] = (*(in_search(key) for key in RETIMED_METRICS), RETIMED, RETIME_RATIO)
 #: Statuses whose rows hold metrics (a stopped trial's are those of its last rung).
@@ -116,14 +130,14 @@ def trial_row(
     result = result or {}
     started = started_at if started_at is not None else result.get(STARTED_AT)
     row: dict[str, Any] = {
-        "trial_id": trial_id,
-        "status": status,
-        "error": error,
-        "started_at": started,
-        "finished_at": finished_at,
-        "wall_seconds": finished_at - started if started is not None else None,
-        "node_id": result.get(NODE_ID),
-        "trial_dir": trial_dir,
+        TRIAL_ID: trial_id,
+        STATUS: status,
+        ERROR: error,
+        STARTED_AT: started,
+        FINISHED_AT: finished_at,
+        WALL_SECONDS: finished_at - started if started is not None else None,
+        NODE_ID: result.get(NODE_ID),
+        TRIAL_DIR: trial_dir,
     }
     row.update(trial)
     for key in METRIC_COLUMNS:
@@ -134,17 +148,26 @@ def trial_row(
     return row
 
 
-def trial_values(base: Config, sampled: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The dotted ``trial.*`` values of a trial: the base configuration's, with the sampled ones.
-
-    Not validated again: the worker validated the trial's configuration before it ran, and a
-    trial whose point is invalid has failed with that reason (its row must still be written).
-    """
-    values = flatten_dotted(base.trial.model_dump(mode="json"), "trial.")
-    values.update({key: value for key, value in flatten_dotted(sampled or {}).items() if key in values})
-    if values.get("trial.target_speedup") is not None:
-        values["trial.sparsity"] = None  # a target speed-up replaces it (the result column says what was reached)
+def trial_values(base: Config, sampled: Mapping[str, Any] | None,
+                 result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dotted ``trial.*`` values of a trial: those its worker validated and ran with (its reports
+    carry them), or, for a trial whose point failed validation, the base configuration's with the
+    sampled ones (its row must still be written, with the reason)."""
+    values = flatten_dotted(base.trial.model_dump(mode="json"), CONFIG_PREFIX)
+    validated = (result or {}).get(TRIAL_SETTINGS)
+    if isinstance(validated, str):
+        values.update({key: value for key, value in json.loads(validated).items() if key in values})
+    else:
+        values.update({key: value for key, value in flatten_dotted(sampled or {}).items() if key in values})
+    if values.get(TARGET_SPEEDUP) is not None:
+        values[SPARSITY] = None  # a target speed-up replaces it (the result column says what was reached)
     return values
+
+
+def setting(row: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """A trial setting in a results row, by its key in the trial section (``latency.seq_len``)."""
+    value = row.get(f"{CONFIG_PREFIX}{key}")
+    return default if value is None else value
 
 
 def float_or_none(value: Any) -> float | None:
@@ -197,58 +220,39 @@ class ResultsCallback(Callback):
 
     def setup(self, **info) -> None:
         # A resumed search keeps every row written before the driver stopped.
-        self._rows = {row["trial_id"]: row for row in read_rows(self.path)}
+        self._rows = {row[TRIAL_ID]: row for row in read_rows(self.path)}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         failure = failure_of(trial.last_result)
         self.record(trial, ending_status(trial.last_result), error=failure)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.record(trial, ERROR, error=error_reason(trial))
+        self.record(trial, ERRORED, error=error_reason(trial))
 
     def record(self, trial, status: str, *, error: str | None = None) -> None:
-        known = self._rows.get(trial.trial_id)
-        if known is not None and known["status"] != ERROR:
+        trial_id = run_trial_id(trial.config, trial.trial_id)
+        known = self._rows.get(trial_id)
+        if known is not None and known[STATUS] != ERRORED:
             return  # a trial that errored (its node died) may finish after a resume: that row replaces it
-        self._rows[trial.trial_id] = trial_row(
-            trial_id=trial.trial_id,
+        self._rows[trial_id] = trial_row(
+            trial_id=trial_id,
             status=status,
-            trial=trial_values(self._base, trial.config),
+            trial=trial_values(self._base, trial_settings(trial.config), trial.last_result),
             result=trial.last_result,
             started_at=trial.run_metadata.start_time,
             finished_at=time.time(),
-            trial_dir=self._run_dir.trial_location(trial.trial_id),
+            trial_dir=self._run_dir.trial_location(trial_id),
             error=error,
         )
         write_results(self._rows.values(), self.path)
         for name in (RESULTS_FILE, *self._sync_files):
             self._run_dir.push(name)
         if status == STOPPED:  # a stopped trial keeps its row and its curve, no checkpoint
-            shutil.rmtree(self._run_dir.trial_output_dir(trial.trial_id) / CHECKPOINT_DIR, ignore_errors=True)
+            shutil.rmtree(self._run_dir.trial_output_dir(trial_id) / CHECKPOINT_DIR, ignore_errors=True)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows.values())
-
-
-def backfill(path: Path, base: Config, run_dir, results) -> list[str]:
-    """Add the rows of ended trials that results.parquet lacks (a driver that died after Tune saved
-    a trial as ended and before its row was written); returns their ids."""
-    rows = {row["trial_id"]: row for row in read_rows(path)}
-    added = []
-    for result in results:
-        metrics = dict(result.metrics or {})
-        trial_id = metrics.get("trial_id")
-        if not trial_id or trial_id in rows:
-            continue
-        failure = str(result.error) if result.error is not None else failure_of(metrics)
-        rows[trial_id] = trial_row(trial_id=trial_id, status=ERROR if failure else ending_status(metrics),
-                                   trial=trial_values(base, result.config), result=metrics, started_at=None,
-                                   finished_at=time.time(), trial_dir=run_dir.trial_location(trial_id), error=failure)
-        added.append(trial_id)
-    if added:
-        write_results(rows.values(), path)
-    return added
 
 
 class CheckpointCleanup(Callback):
@@ -274,7 +278,7 @@ def delete_tune_checkpoints(trial) -> None:
 def ending_status(result: Mapping[str, Any] | None) -> str:
     """How a trial that Tune saw complete ended: failed, stopped early by the scheduler, or finished."""
     if failure_of(result):
-        return ERROR
+        return ERRORED
     return STOPPED if M.stopped_at(dict(result or {})) is not None else TERMINATED
 
 
@@ -296,18 +300,10 @@ def error_reason(trial) -> str:
         # A task error wraps the trial's own exception; a dead worker (killed for memory) has none.
         cause = getattr(error, "cause", None)
         cause = cause if isinstance(cause, BaseException) else error
-        return f"{type(cause).__name__}: {_first_line(str(cause))}"
+        return f"{type(cause).__name__}: {str(cause).strip()}"
     text = _read_text(getattr(trial, "error_file", None))
     lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("Failure #")]
     return lines[-1] if lines else "unknown error"
-
-
-def _first_line(text: str) -> str:
-    """The message's first line; a heading (``1 configuration problem:``) keeps the lines it introduces."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return " ".join(lines) if lines[0].endswith(":") else lines[0]
 
 
 def _pickled_error(trial) -> BaseException | None:

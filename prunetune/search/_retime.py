@@ -41,7 +41,7 @@ from prunetune.names import (
     TRIALS_DIR,
 )
 from prunetune.pareto import nondominated_mask
-from prunetune.search._results import read_rows, write_results
+from prunetune.search._results import read_rows, setting, write_results
 
 #: ``fn(request) -> figures``: ``prunetune.trainables.measure.retime.retime`` unless a test says otherwise.
 RetimeFunction = Callable[[Any], dict[str, Any]]
@@ -204,17 +204,17 @@ def retime_request(row: Mapping[str, Any], run, teacher_dir: str, *, gpu: bool):
 
     trial_id = str(row[TRIAL_ID])
     run.pull(TRIALS_DIR, trial_id, MODEL_DIR)
-    device = str(row.get("trial.device") or "auto")
+    device = str(setting(row, "device", "auto"))
     return RetimeRequest(
         trial_id=trial_id, model_dir=str(run.local_path(TRIALS_DIR, trial_id, MODEL_DIR)), teacher_dir=teacher_dir,
-        inference_precision=str(row["trial.inference_precision"]),
-        runtime=row["trial.runtime"] if isinstance(row.get("trial.runtime"), str) else REFERENCE_RUNTIME,
+        inference_precision=str(setting(row, "inference_precision")),
+        runtime=str(setting(row, "runtime", REFERENCE_RUNTIME)),
         device="cuda" if device == "auto" and gpu else ("cpu" if device == "auto" else device),
-        batch_size=int(row["trial.latency.batch_size"]), seq_len=int(row["trial.latency.seq_len"]),
-        threads=int(row.get(M.LATENCY_THREADS) or row.get("trial.latency.threads") or 1),
-        min_run_time=max(RETIME_MIN_RUN_TIME, float(row["trial.latency.min_run_time"])),
-        rounds=max(RETIME_MIN_ROUNDS, int(row.get("trial.latency.rounds") or 5)),
-        max_spread=min(RETIME_MAX_SPREAD, float(row.get("trial.latency.max_spread") or 0.1)),
+        batch_size=int(setting(row, "latency.batch_size")), seq_len=int(setting(row, "latency.seq_len")),
+        threads=int(row.get(M.LATENCY_THREADS) or setting(row, "latency.threads", 1)),
+        min_run_time=max(RETIME_MIN_RUN_TIME, float(setting(row, "latency.min_run_time"))),
+        rounds=max(RETIME_MIN_ROUNDS, int(setting(row, "latency.rounds", 5))),
+        max_spread=min(RETIME_MAX_SPREAD, float(setting(row, "latency.max_spread", 0.1))),
     )
 
 

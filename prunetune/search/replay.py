@@ -26,7 +26,17 @@ import pyarrow.parquet as pq
 
 from prunetune import metrics as M
 from prunetune.config import Config, validate
-from prunetune.names import CONFIG_FILE, ERRORED, RESULTS_FILE, TUNE_DIR
+from prunetune.names import (
+    CONFIG_FILE,
+    CONFIG_PREFIX,
+    ERRORED,
+    RESULT_FILE,
+    RESULTS_FILE,
+    STATUS,
+    TRIAL_ID,
+    TUNE_DIR,
+    WALL_SECONDS,
+)
 from prunetune.search._results import float_or_none, read_rows
 
 #: Columns of a curves table besides the trial's ``trial.*`` values.
@@ -45,7 +55,7 @@ def write_curves(run_dir: str | Path, out: str | Path, *, command: str) -> pa.Ta
     config_text = (run_dir / CONFIG_FILE).read_text()
     rows = []
     for trial in read_rows(run_dir / RESULTS_FILE):
-        rows += _trial_reports(trial, run_dir / TUNE_DIR / trial["trial_id"] / "result.json")
+        rows += _trial_reports(trial, run_dir / TUNE_DIR / trial[TRIAL_ID] / RESULT_FILE)
     table = pa.Table.from_pylist(rows).replace_schema_metadata(
         {CONFIG_KEY: config_text.encode(), COMMAND_KEY: command.encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,20 +67,20 @@ def _trial_reports(trial: Mapping[str, Any], result_file: Path) -> list[dict[str
     """One row per report of a trial; the clock starts when the trial did (Ray's worker start included)."""
     reports = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
     reports = [r for r in reports if r.get(M.STEP) is not None or r.get(M.FAILED)]
-    values = {key: value for key, value in trial.items() if key.startswith("trial.")}
-    failed = trial["status"] == ERRORED
-    wall = float(trial["wall_seconds"])
+    values = {key: value for key, value in trial.items() if key.startswith(CONFIG_PREFIX)}
+    failed = trial[STATUS] == ERRORED
+    wall = float(trial[WALL_SECONDS])
     start_offset = wall - float(reports[-1]["time_total_s"]) if reports else wall
     rows = []
     for report in reports:
         final = not M.missing_final_keys(report) or bool(report.get(M.FAILED))
         rows.append({
-            TRIAL: trial["trial_id"], STEP: int(report.get(M.STEP) or 0), FINAL: final, FAILED: failed,
+            TRIAL: trial[TRIAL_ID], STEP: int(report.get(M.STEP) or 0), FINAL: final, FAILED: failed,
             SECONDS: wall if final else float(report["time_total_s"]) + start_offset,
             **{key: float_or_none(report.get(key)) for key in CURVE_METRICS}, **values,
         })
     if failed and not any(row[FINAL] for row in rows):
-        rows.append({TRIAL: trial["trial_id"], STEP: 0, FINAL: True, FAILED: True, SECONDS: wall,
+        rows.append({TRIAL: trial[TRIAL_ID], STEP: 0, FINAL: True, FAILED: True, SECONDS: wall,
                      **{key: None for key in CURVE_METRICS}, **values})
     return rows
 
@@ -207,8 +217,8 @@ class Scorer:
 
         self.objectives = dict(curves.config.search.objectives)
         self.directions = list(self.objectives.values())
-        self.limits = {name: value for name, value in curves.config.search.constraints.model_dump().items()
-                       if value is not None}
+        self.limits = curves.config.search.constraints.limits()
+        self.columns = curves.config.search.constraints.columns()
         finals = [t.final.values for t in curves.trials if not t.failed and self.feasible(t.final.values)]
         values = np.array([[v[k] for k in self.objectives] for v in finals], dtype=float)
         self.bounds = Bounds.of(as_minimisation(values, self.directions))
@@ -216,7 +226,7 @@ class Scorer:
     def feasible(self, values: Mapping[str, float]) -> bool:
         if any(not math.isfinite(values.get(key, math.nan)) for key in self.objectives):
             return False
-        return all(values.get(M.CONSTRAINT_METRICS[name], math.inf) <= limit for name, limit in self.limits.items())
+        return all(values.get(self.columns[name], math.inf) <= limit for name, limit in self.limits.items())
 
     def hypervolume(self, finals: Sequence[Mapping[str, float]]) -> float:
         from prunetune.analysis.front import hypervolume

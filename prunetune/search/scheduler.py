@@ -19,6 +19,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from prunetune import metrics as M
 from prunetune.config import Config, rung_steps
 from prunetune.search.rungs import RungLadder, objective_vector
+from prunetune.trainables.trainable import run_trial_id
 
 
 def make_scheduler(config: Config, *, state_path: str | Path | None = None) -> TrialScheduler:
@@ -58,7 +59,8 @@ class RungScheduler(FIFOScheduler):
         step = result.get(M.STEP)
         if step is None or not M.missing_final_keys(result):  # only intermediate reports are ranked
             return TrialScheduler.CONTINUE
-        decision = self.ladder.on_report(trial.trial_id, int(step), objective_vector(result, self.objectives))
+        decision = self.ladder.on_report(run_trial_id(trial.config, trial.trial_id), int(step),
+                                         objective_vector(result, self.objectives))
         if decision.rung is not None:
             self._save()
         return TrialScheduler.CONTINUE if decision.go_on else TrialScheduler.STOP

@@ -168,6 +168,28 @@ class SyntheticRetime:
                 M.LATENCY_SPREAD: 0.01, M.LATENCY_NOISY: False}
 
 
+#: How much lower a synthetic trial's accuracy is on the held-out test split (the selection's bias).
+HELD_OUT_BIAS = 0.01
+
+
+@dataclass(frozen=True)
+class SyntheticHeldOut:
+    """Callable like ``prunetune.trainables.measure.held_out.evaluate_held_out``: a synthetic trial's
+    accuracy on the test split, ``HELD_OUT_BIAS`` below its validation figure, with a 2-point interval."""
+
+    def __call__(self, request) -> dict[str, Any]:
+        from prunetune.config import TrialConfig
+
+        trial = TrialConfig.model_validate(json.loads((Path(request.trial_dir) / MODEL_DIR / "synthetic.json")
+                                                      .read_text()))
+        accuracy = _accuracy(trial) - HELD_OUT_BIAS
+        drop = TEACHER_ACCURACY - accuracy
+        return {M.held_out_key(M.ACCURACY): accuracy, M.held_out_key(M.ACCURACY_DROP): drop,
+                M.held_out_key(M.TEACHER_ACCURACY): TEACHER_ACCURACY,
+                **dict(zip(M.interval_keys(M.held_out_key(M.ACCURACY)), (accuracy - 0.02, accuracy + 0.02))),
+                **dict(zip(M.interval_keys(M.held_out_key(M.ACCURACY_DROP)), (drop - 0.02, drop + 0.02)))}
+
+
 def _busy_energy(energy_meter: Callable, seconds: float) -> dict[str, float]:
     """Keep one CPU busy for ``seconds`` inside the meter; its energy and emissions."""
     with energy_meter() as meter:

@@ -29,7 +29,9 @@ from prunetune.analysis.wandb_settings import (
     wandb_settings,
 )
 from prunetune.config import flatten_dotted
+from prunetune.names import CONFIG_PREFIX, STATUS
 from prunetune.search._results import ending_status
+from prunetune.trainables.trainable import run_trial_id, trial_settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class WandbTrialCallback(Callback):
 
     def __init__(self, settings: WandbSettings, *, base_config: dict[str, Any] | None = None):
         self.settings = settings
-        self.base_config = flatten_dotted(base_config or {}, "trial.")
+        self.base_config = flatten_dotted(base_config or {}, CONFIG_PREFIX)
         self._runs: dict[str, Any] = {}
 
     # Tune pickles its callbacks with the experiment; live W&B runs do not pickle.
@@ -70,7 +72,7 @@ class WandbTrialCallback(Callback):
         self._start(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        run = self._runs.get(trial.trial_id) or self._start(trial)
+        run = self._runs.get(_trial_id(trial)) or self._start(trial)
         curves = loggable(result)
         if curves:
             run.log(curves, step=_step(result, run))
@@ -90,27 +92,27 @@ class WandbTrialCallback(Callback):
     def _start(self, trial):
         import wandb
 
-        run = self._runs.get(trial.trial_id)
+        run = self._runs.get(_trial_id(trial))
         if run is None:
-            config = {**self.base_config, **flatten_dotted(dict(trial.config or {}))}
+            config = {**self.base_config, **flatten_dotted(trial_settings(trial.config or {}))}
             run = wandb.init(**self.settings.init_kwargs(
-                name=str(trial.trial_id),
+                name=_trial_id(trial),
                 job_type="trial",
-                run_id=run_id(self.settings.group, str(trial.trial_id)),
+                run_id=run_id(self.settings.group, _trial_id(trial)),
                 config=config,
             ))
-            self._runs[trial.trial_id] = run
+            self._runs[_trial_id(trial)] = run
         return run
 
     def _finish(self, trial, *, status: str, exit_code: int) -> None:
-        run = self._runs.pop(trial.trial_id, None)
+        run = self._runs.pop(_trial_id(trial), None)
         if run is None:
             return
         final = getattr(trial, "last_result", None) or {}
         for key in M.ALL_METRIC_KEYS:
             if _is_number(final.get(key)):
                 run.summary[key] = final[key]
-        run.summary["status"] = status
+        run.summary[STATUS] = status
         if M.stopped_at(final) is not None:  # its curve ends at the rung; the summary says so
             run.summary[M.STOPPED_AT_STEP] = M.stopped_at(final)
         error = _error_text(trial) if exit_code else None
@@ -136,14 +138,19 @@ def _step(result: dict[str, Any], run) -> int | None:
     return int(step)
 
 
+def _trial_id(trial) -> str:
+    """The run's id of a Tune trial: a trial a resume runs on keeps its own, and its W&B run."""
+    return run_trial_id(trial.config or {}, trial.trial_id)
+
+
 def _trial_section(config: Any) -> dict[str, Any]:
     return dict(config_dict(config).get("trial") or {})
 
 
 def _error_text(trial) -> str | None:
     reported = (getattr(trial, "last_result", None) or {}).get(M.ERROR)
-    if reported:  # a configuration failure, reported by the trial itself
-        return str(reported)[:500]
+    if reported:  # a configuration failure, reported by the trial itself: its whole reason
+        return str(reported)
     for attribute in ("error_message", "error_msg"):
         text = getattr(trial, attribute, None)
         if text:

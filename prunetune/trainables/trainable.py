@@ -2,7 +2,8 @@
 
 For each sampled point it builds the trial's configuration (the base configuration with
 the sampled ``trial.*`` values and the run directory's teacher cache), restores the last
-checkpoint Tune holds, runs the trial, and reports through ``ray.tune.report`` with the
+checkpoint Tune holds (or, for a trial a resume runs on, the one the resume found), runs
+the trial, and reports through ``ray.tune.report`` with the
 node it ran on. The trial's final report is held back until ``run_trial`` has written
 ``result.json`` and the model (and, for an object-store run directory, uploaded them),
 so that a reported final result always has its files. A trial that raises fails alone:
@@ -24,7 +25,16 @@ from prunetune import metrics as M
 from prunetune.cluster.energy import ledger_meter_factory
 from prunetune.config import Config, flatten_dotted
 from prunetune.errors import PrunetuneError, TrialError
-from prunetune.names import CHECKPOINT_DIR, NODE_ID, STARTED_AT, TRIAL_DIR
+from prunetune.names import (
+    CHECKPOINT_DIR,
+    CONFIG_PREFIX,
+    NODE_ID,
+    RESUMED_CHECKPOINT,
+    RESUMED_TRIAL,
+    STARTED_AT,
+    TRIAL_DIR,
+    TRIAL_SETTINGS,
+)
 
 #: ``run_trial``'s shape: ``fn(config, *, output_dir, report, progress, energy_meter) -> final metrics``.
 TrialFunction = Callable[..., dict[str, Any]]
@@ -80,20 +90,21 @@ def run_tune_trial(
     import ray
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = run_trial_id(sampled, tune.get_context().get_trial_id())
     reporter = TuneReporter(node_id=ray.get_runtime_context().get_node_id(),
                             trial_dir=workspace.trial_location(trial_id))
     finished = workspace.finished_result(trial_id)
     if finished is not None and not M.missing_final_keys(finished):
         # It finished before the driver stopped: report it again rather than re-run it.
         check_final(finished, objectives)
+        reporter.carry_settings(_worker_config(base, workspace, trial_settings(sampled)))
         reporter.send(finished, None)
         return
     output_dir = workspace.trial_output_dir(trial_id)
-    restore_checkpoint(tune.get_checkpoint(), output_dir / CHECKPOINT_DIR)
+    restore_checkpoint(tune.get_checkpoint() or resumed_checkpoint(sampled), output_dir / CHECKPOINT_DIR)
     reporter.send({}, None)  # the node and start time reach the driver even if the trial fails
     try:
-        final = _run(base, workspace, sampled, trial_id, output_dir, reporter, trial_fn=trial_fn,
+        final = _run(base, workspace, trial_settings(sampled), trial_id, output_dir, reporter, trial_fn=trial_fn,
                      objectives=objectives)
     except Exception as error:
         if not is_configuration_failure(error):
@@ -106,8 +117,8 @@ def run_tune_trial(
 
 def _run(base: Config, workspace: TrialWorkspace, sampled: Mapping[str, Any], trial_id: str, output_dir: Path,
          reporter: "TuneReporter", *, trial_fn: TrialFunction, objectives: Sequence[str]) -> dict[str, Any]:
-    config = with_latency_threads(trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir()),
-                                  _cpus_given())
+    config = _worker_config(base, workspace, sampled)
+    reporter.carry_settings(config)
     emissions = config.trial.emissions
     meter = ledger_meter_factory(trial_id, search_key=workspace.location, country_iso_code=emissions.country_iso_code,
                                  interval_s=emissions.measure_power_secs)
@@ -119,6 +130,41 @@ def _run(base: Config, workspace: TrialWorkspace, sampled: Mapping[str, Any], tr
     final = reporter.held_final or result
     check_final(final, objectives)
     return final
+
+
+def _worker_config(base: Config, workspace: TrialWorkspace, sampled: Mapping[str, Any]) -> Config:
+    """The trial's configuration as this worker runs it: the sampled point, validated, with the
+    run's teacher cache and the CPUs Tune gave the trial."""
+    return with_latency_threads(trial_config(base, sampled, teacher_cache_dir=workspace.teacher_cache_dir()),
+                                _cpus_given())
+
+
+def validated_settings(config: Config) -> str:
+    """The dotted ``trial.*`` values of a validated configuration, as a report carries them (JSON)."""
+    import json
+
+    return json.dumps(flatten_dotted(config.trial.model_dump(mode="json"), CONFIG_PREFIX))
+
+
+def run_trial_id(sampled: Mapping[str, Any], tune_trial_id: str) -> str:
+    """The run's id of a trial (its directory, its row): Tune's, or for a trial a resume runs on
+    in a new Tune experiment, the id it started with."""
+    return str(sampled.get(RESUMED_TRIAL) or tune_trial_id)
+
+
+def trial_settings(sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampled ``trial.*`` values, without what a resume adds to them."""
+    return {key: value for key, value in sampled.items() if key not in (RESUMED_TRIAL, RESUMED_CHECKPOINT)}
+
+
+def resumed_checkpoint(sampled: Mapping[str, Any]):
+    """The checkpoint a resume found for this trial (a path or URI), as a Tune checkpoint; None without one."""
+    location = sampled.get(RESUMED_CHECKPOINT)
+    if not location:
+        return None
+    from ray import tune
+
+    return tune.Checkpoint(str(location))
 
 
 def is_configuration_failure(error: BaseException) -> bool:
@@ -136,9 +182,8 @@ def is_configuration_failure(error: BaseException) -> bool:
 
 
 def failure_report(error: BaseException) -> dict[str, Any]:
-    """The final report of a trial whose configuration failed: why, and no objective."""
-    first_line = next((line for line in str(error).splitlines() if line.strip()), "")
-    return {M.ERROR: f"{type(error).__name__}: {first_line.strip()}", M.FAILED: True}
+    """The final report of a trial whose configuration failed: why (the whole message), and no objective."""
+    return {M.ERROR: f"{type(error).__name__}: {str(error).strip()}", M.FAILED: True}
 
 
 def trial_config(base: Config, sampled: Mapping[str, Any], *, teacher_cache_dir: str | None = None) -> Config:
@@ -202,6 +247,10 @@ class TuneReporter:
     def __init__(self, *, node_id: str, trial_dir: str):
         self._extra = {NODE_ID: node_id, STARTED_AT: time.time(), TRIAL_DIR: trial_dir}
         self.held_final: dict[str, Any] | None = None
+
+    def carry_settings(self, config: Config) -> None:
+        """Every report from now on carries the trial's validated settings (results.parquet's)."""
+        self._extra[TRIAL_SETTINGS] = validated_settings(config)
 
     def __call__(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if metrics.get(M.DONE):

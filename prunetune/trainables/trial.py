@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from prunetune import metrics as M
 from prunetune.config import Config, model_problems
 from prunetune.errors import ConfigError, TrialError
+from prunetune.intervals import interval_columns, paired_intervals, save_example_scores
 from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
 from prunetune.trainables.families import family_of, is_compacted
 from prunetune.trainables.families._modeling import layer_views
@@ -39,7 +40,7 @@ from prunetune.trainables.measure.latency import measure_alternating, measure_la
 from prunetune.trainables.measure.latency import uses_token_types
 from prunetune.trainables.measure.latency_table import hardware_of
 from prunetune.trainables.measure.retime import latency_figures
-from prunetune.trainables.measure.quality import evaluate_task
+from prunetune.trainables.measure.quality import evaluate_task, evaluate_task_examples
 from prunetune.trainables.measure.size import (
     count_params,
     count_prunable_weights,
@@ -47,12 +48,12 @@ from prunetune.trainables.measure.size import (
 )
 from prunetune.trainables.methods import METHODS
 from prunetune.trainables.methods._pruner import Pruner, PruningContext
-from prunetune.trainables.runtimes import Served, check_runtime, is_reference, runtime_of
+from prunetune.trainables.runtimes import Served, check_runtime, is_reference, runtime_of, software_versions
 from prunetune.trainables.training import filling
 from prunetune.trainables.training.batches import BatchPlan, take
 from prunetune.trainables.training.data import TaskData, load_task_data
 from prunetune.trainables.training.distill import hidden_state_loss, layer_mapping
-from prunetune.trainables.training.optimisation import optimiser_step
+from prunetune.trainables.training.optimisation import loss_suspects, optimiser_step
 from prunetune.trainables.training.precision import (
     autocast_context,
     check_training_precision,
@@ -64,6 +65,7 @@ from prunetune.trainables.training.teacher import (
     TeacherArtifacts,
     load_pretrained,
     prepare_teacher,
+    teacher_example_scores,
 )
 
 #: ``report(metrics, checkpoint_dir)``: Ray Tune's report inside Tune, any callable otherwise.
@@ -225,8 +227,7 @@ class _Trial:
         if penalty is not None:
             loss = loss + penalty
         return optimiser_step(loss, self.student, self.optimizer, self.scaler, describe=lambda: (
-            f"step {step} (sparsity {self.pruner.current_sparsity:.2f}, precision {self.settings.precision}, "
-            f"learning_rate {self.settings.learning_rate})"))
+            f"step {step} (sparsity {self.pruner.current_sparsity:.2f}); {loss_suspects(self.settings)}"))
 
     def _layer_loss(self, batch: dict[str, torch.Tensor], student_hidden) -> torch.Tensor:
         """Hidden-state distillation from the mapped layers of the dense teacher (run alongside)."""
@@ -274,6 +275,19 @@ class _Trial:
         """The task's metrics of ``model`` on the evaluation split."""
         return evaluate_task(model, self.eval_encoded, self.eval_split, kind=self.kind, label_names=self.data.label_names,
                              task=self.config.task, device=device, autocast=autocast)
+
+    def _evaluate_with_intervals(self, model, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+        """The task's metrics of ``model`` on the evaluation split, and the 95% intervals of its headline
+        metric and drop (paired with the teacher's examples). Its per-example statistics stay beside the
+        model, so that the report can tell whether two trials differ."""
+        split = self.config.task.eval_split
+        quality, examples = evaluate_task_examples(
+            model, self.eval_encoded, self.eval_split, kind=self.kind, label_names=self.data.label_names,
+            task=self.config.task, device=device)
+        save_example_scores(self.output_dir / M.EXAMPLE_SCORES_FILE, split, examples)
+        teacher = teacher_example_scores(self.teacher, self.config, self.data, split)
+        found = paired_intervals(examples, teacher, metric=self.kind.headline, seed=self.config.task.seed)
+        return quality, interval_columns(found)
 
     def _drops(self, quality: dict[str, float]) -> dict[str, float]:
         """How much worse than the teacher the student is on each of the task's metrics (``<metric>_drop``)."""
@@ -342,7 +356,7 @@ class _Trial:
         params = count_params(compacted)
         # The model directory ships what is measured: a graph runtime's files, as timed here.
         served = self._serve(copy.deepcopy(compacted), self.output_dir / MODEL_DIR)
-        quality = self._evaluate(served.model, served.device)
+        quality, intervals = self._evaluate_with_intervals(served.model, served.device)
         if self.measurer is None:
             latency = self._student_and_teacher_latency(served)
         else:  # on a deploy node, from the files just saved: the model and the runtime's files
@@ -350,7 +364,7 @@ class _Trial:
             latency = self.measurer.retime(self._measure_request(self.output_dir / MODEL_DIR, teachers=True))
             latency[M.LATENCY_THREADS] = self._latency_threads()
         return {
-            **quality, **self._drops(quality),
+            **quality, **self._drops(quality), **intervals,
             **{M.teacher_key(key): float(self.teacher.baseline[key]) for key in quality},
             **latency,
             M.PARAMS: params, M.SPARSITY: sparsity,
@@ -440,7 +454,7 @@ class _Trial:
                                     min_run_time=latency.min_run_time, threads=latency.threads,
                                     rounds=latency.rounds, max_spread=latency.max_spread, token_types=self.token_types)
         return {**latency_figures(timed), M.LATENCY_THREADS: timed["student"].threads,
-                M.LATENCY_HARDWARE: hardware_of(device)}
+                M.LATENCY_HARDWARE: hardware_of(device), M.SOFTWARE: software_versions(served.runtime)}
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from prunetune import metrics as M
 from tests.analysis import synthetic as S
 
 
@@ -43,6 +44,7 @@ def model_run(tmp_path_factory) -> Path:
         tiny_models.save_compacted_model(model_dir, seed=i, sparsity=sparsity)
         rows.append(S.trial_row(trial_id, accuracy=accuracy, latency_ms=latency, emissions_kg=emissions,
                                 sparsity=sparsity, finished_at=1000.0 + i, run_dir=directory))
+        rows[-1].update(_measured_like_a_search(accuracy))
         (directory / "trials" / trial_id / "result.json").write_text(json.dumps({"metrics": {}, "config": {}}))
     # m3: a dense model that compaction left a plain BERT (dominated, never picked).
     tiny_models.save_plain_model(directory / "trials" / "m3" / "model", seed=3)
@@ -50,3 +52,17 @@ def model_run(tmp_path_factory) -> Path:
                             finished_at=1005.0, run_dir=directory))
     rows.append(S.error_row("m_err", finished_at=1010.0, run_dir=directory))
     return S.write_run(directory, rows)
+
+
+def _measured_like_a_search(accuracy: float) -> dict:
+    """What a search records beside the figures: intervals, the held-out test split, hardware, software."""
+    drop = S.TEACHER[M.ACCURACY] - accuracy
+    return {
+        **dict(zip(M.interval_keys(M.ACCURACY), (accuracy - 0.03, accuracy + 0.03))),
+        **dict(zip(M.interval_keys(M.ACCURACY_DROP), (drop - 0.02, drop + 0.02))),
+        M.held_out_key(M.ACCURACY): accuracy - 0.02, M.held_out_key(M.ACCURACY_DROP): drop + 0.02,
+        **dict(zip(M.interval_keys(M.held_out_key(M.ACCURACY)), (accuracy - 0.05, accuracy + 0.01))),
+        **dict(zip(M.interval_keys(M.held_out_key(M.ACCURACY_DROP)), (drop - 0.01, drop + 0.05))),
+        M.held_out_key(M.TEACHER_ACCURACY): S.TEACHER[M.ACCURACY],
+        M.LATENCY_HARDWARE: "AMD EPYC (2 CPUs)", M.SOFTWARE: "torch 2.13.0, transformers 5.25.0",
+    }

@@ -111,13 +111,49 @@ def test_model_card_tells_metrics_configuration_and_front(exported):
     run, result = exported
     card = (result.out_dir / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification")
-    for text in ("## Metrics", "| accuracy | 0.9000 | 0.9500 |", "## Configuration",
+    for text in ("## Metrics", "| accuracy | 0.9000 [0.8700, 0.9300] | 0.9500 |", "## Configuration",
                  "`trial.sparsity` | 0.6 | searched",
                  "## Place on the Pareto front", "**on the front**", "## Labels", "`sport`", "trust_remote_code=True",
                  "picked for a test", "model.onnx"):
         assert text in card, text
     record = json.loads((result.out_dir / EXPORT_RECORD).read_text())
     assert record["trial_id"] == "m1" and record["metrics"][M.LATENCY_MS] == 6.0
+
+
+def test_model_card_states_held_out_figures_intervals_hardware_and_software(exported):
+    run, result = exported
+    card = (result.out_dir / "README.md").read_text()
+    for text in ("| accuracy drop | 0.0500 [0.0300, 0.0700] |",
+                 "| **accuracy drop (held-out test)** | **0.0700 [0.0400, 0.1000]** | 0.0000 |",
+                 "| **accuracy (held-out test)** | **0.8800 [0.8500, 0.9100]** | 0.9500 |",
+                 "on AMD EPYC (2 CPUs) with 1 thread(s), with torch 2.13.0, transformers 5.25.0",
+                 f"prunetune search `{run.name}`", "95% paired-bootstrap interval"):
+        assert text in card, text
+    assert "node-1" not in card  # the figures name their hardware, never a Ray node
+
+
+def test_no_exported_file_names_a_path_of_the_machine_that_ran_it(exported):
+    run, result = exported
+    local = str(run.run_dir.resolve().parent)
+    for path in result.out_dir.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".json", ".py", ".txt"):
+            assert local not in path.read_text(), path.name
+    record = json.loads((result.out_dir / EXPORT_RECORD).read_text())
+    assert record["run"] == run.name and "run_dir" not in record
+
+
+def test_a_copied_run_directory_exports_its_own_files(model_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "moved" / "search-m"
+    shutil.copytree(model_run, copy)
+    # The copy's results still record the original's trial directories; its own model must be the one read.
+    (copy / "trials" / "m1" / "model" / "config.json").write_text(
+        (copy / "trials" / "m1" / "model" / "config.json").read_text().replace('"sport"', '"sports"'))
+    run = load_run(copy)
+    assert run.model_dir("m1") == copy / "trials" / "m1" / "model"
+    result = export_trial(run, analyse(run), "m1", tmp_path / "out", onnx=False, wandb=False)
+    assert json.loads((result.out_dir / "config.json").read_text())["id2label"]["3"] == "sports"
 
 
 def test_export_is_a_wandb_artifact(exported):

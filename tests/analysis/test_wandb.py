@@ -51,6 +51,7 @@ def test_summary_run_holds_the_tables_and_charts(run_dir):
     (wb,) = offline_runs(run_dir)
     assert summary.wandb_record.local_dir == wb.dir
     assert wb.run.run_group == run_dir.name and wb.run.job_type == "summary" and wb.run.project == "prunetune-test"
+    assert wb.run.display_name == run_dir.name  # the summary is named after its run directory
 
     analysis = analyse(load_run(run_dir))
     pareto = wb.table("pareto")

@@ -210,6 +210,11 @@ print(f"finished {outcome.num_trials} failed {outcome.num_failed}")
 """
 
 
+def _checkpointed(run_dir: Path) -> int:
+    """Trials of which Tune holds a checkpoint."""
+    return len({path.parent.name for path in (run_dir / "tune").glob("*/checkpoint_*/state.json")})
+
+
 def test_a_lost_worker_node_costs_its_trial_nothing_but_time(two_nodes, tmp_path):
     run_dir = tmp_path / "run"
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(run_dir), two_nodes.address], env=cluster_env(),
@@ -221,7 +226,9 @@ def test_a_lost_worker_node_costs_its_trial_nothing_but_time(two_nodes, tmp_path
             break
         time.sleep(0.2)
     assert driver.poll() is None, "the search ended before a node could be lost"
-    time.sleep(3.5)  # both past their first checkpoints
+    # Both past their first checkpoint (Tune's copy), so the lost one has one to resume from.
+    while time.monotonic() < deadline and driver.poll() is None and _checkpointed(run_dir) < 2:
+        time.sleep(0.2)
     two_nodes.kill_worker_node()
     output, _ = driver.communicate(timeout=240)
     assert driver.returncode == 0, output[-4000:]

@@ -22,7 +22,8 @@ def synthetic_config(*, space=None, trial=None, **search):
         "trial": {"max_steps": 10, **(trial or {})},
         "space": space or SPACE,
         "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True,
-                   "retime": "off", **search},
+                   "retime": "off", "evaluate_test": False,
+                   **search},
         "cluster": {"cpus_per_trial": 1},
     })
 

@@ -7,6 +7,7 @@ import json
 import pyarrow.parquet as pq
 import yaml
 
+from prunetune import metrics as M
 from prunetune import cli
 from prunetune.metrics import FINAL_METRIC_KEYS
 from tests.conftest import tiny_config_dict
@@ -37,5 +38,13 @@ def test_prunetune_search_with_the_real_trial(tmp_path, tiny_model_dir, tiny_dat
     for trial_dir in rows["trial_dir"]:
         assert (tmp_path / trial_dir / "result.json").is_file() and (tmp_path / trial_dir / "model").is_dir()
     assert (run_dir / "study.db").is_file() and (run_dir / "pareto.parquet").is_file()
+    # Every trial carries intervals on the evaluation split; the front is evaluated once on the test split.
+    assert rows[list(M.headline_interval_keys("classification"))].notna().all().all()
+    front = set(pq.read_table(run_dir / "pareto.parquet").to_pandas()["trial_id"])
+    tested = rows[rows[M.held_out_key(M.ACCURACY)].notna()]
+    assert set(tested["trial_id"]) == front
+    assert tested[list(M.held_out_keys("classification"))].notna().all().all()
+    for trial_id in front:
+        assert (run_dir / "trials" / trial_id / M.EXAMPLE_SCORES_FILE).is_file()
     out = capsys.readouterr().out
     assert "2 trials (0 failed)" in out and "optuna-dashboard sqlite:///" in out

@@ -47,3 +47,30 @@ def test_a_methods_extra_metric_reaches_the_table(tmp_path):
                         started_at=0.0, finished_at=1.0, trial_dir="trials/t")
     write_results([written], path)
     assert pq.read_table(path).to_pylist()[0]["prune_seconds"] == 1.5
+
+
+def test_a_row_records_the_settings_the_worker_validated_and_ran_with():
+    from prunetune.names import TRIAL_SETTINGS
+    from prunetune.search._results import trial_values
+    from tests.search.conftest import synthetic_config
+
+    base = synthetic_config()
+    assert base.trial.latency.threads is None  # the worker fills it with the CPUs Tune gave the trial
+    ran = base.with_trial_values({"trial.sparsity": 0.3, "trial.latency.threads": 1})
+    from prunetune.trainables.trainable import validated_settings
+
+    values = trial_values(base, {"trial.sparsity": 0.3}, {TRIAL_SETTINGS: validated_settings(ran)})
+    assert values["trial.latency.threads"] == 1 and values["trial.sparsity"] == 0.3
+    # A point that failed validation has no validated settings: the row shows what was sampled.
+    failed = trial_values(base, {"trial.sparsity": 7.0}, {"error": "ConfigError: ..."})
+    assert failed["trial.sparsity"] == 7.0 and failed["trial.latency.threads"] is None
+
+
+def test_a_searchs_rows_hold_the_threads_its_workers_used(tmp_path, ray_local):
+    from prunetune.search import run_search
+    from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
+    from tests.search.conftest import synthetic_config
+
+    run_search(synthetic_config(num_trials=2), run_dir=tmp_path / "run", trial_fn=SyntheticTrial(),
+               teacher_fn=synthetic_teacher)
+    assert {r["trial.latency.threads"] for r in read_rows(tmp_path / "run" / "results.parquet")} == {1}

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import optuna
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ray.tune import Callback
 
 from prunetune.search import resume_search
 from prunetune.search.synthetic import STARTS_FILE, SyntheticTrial, synthetic_teacher
@@ -43,8 +45,15 @@ CASES = {"fifo": {"num_trials": 8},
 
 
 def finished_ids(run_dir: Path) -> list[str]:
+    return _results(run_dir)["trial_id"]
+
+
+def _results(run_dir: Path) -> dict[str, list]:
+    """results.parquet's columns, read in one go (the file is replaced while the search runs)."""
     path = run_dir / "results.parquet"
-    return pq.read_table(path).column("trial_id").to_pylist() if path.is_file() else []
+    if not path.is_file():
+        return {"trial_id": [], "status": []}
+    return pq.read_table(pa.BufferReader(path.read_bytes())).to_pydict()
 
 
 def checkpointed_unfinished(run_dir: Path) -> list[str]:
@@ -87,8 +96,7 @@ def kill_tree(process: subprocess.Popen) -> None:
 
 
 def statuses(run_dir: Path) -> dict[str, str]:
-    path = run_dir / "results.parquet"
-    table = pq.read_table(path).to_pydict() if path.is_file() else {"trial_id": [], "status": []}
+    table = _results(run_dir)
     return dict(zip(table["trial_id"], table["status"]))
 
 
@@ -109,7 +117,7 @@ def killed_search(tmp_path, request):
             time.sleep(0.2)
         assert process.poll() is None, "the search ended before it could be killed"
         assert len(finished_ids(run_dir)) >= 2, "no two trials finished in time"
-        time.sleep(1.2)  # let the experiment snapshot (every second) see the running trials' checkpoints
+        time.sleep(1.2)  # let the running trials' checkpoints settle in Tune's folders
     finally:
         if process.poll() is None:
             kill_tree(process)
@@ -201,25 +209,36 @@ def test_another_storage_url(tmp_path, ray_local):
     assert len(optuna.load_study(study_name="mine", storage=url).trials) == 2
 
 
-def test_the_searcher_is_found_in_a_restored_tuner(tmp_path, ray_local):
-    """Fails when a Ray release moves what ``restored_tuner_parts`` reads of its private state."""
-    from ray import tune
+class StopAfter(Callback):
+    """Interrupts the driver (Ctrl-C) once ``count`` trials have ended."""
 
-    from prunetune.cluster import RunDir
-    from prunetune.names import TUNE_DIR
-    from prunetune.search import ParetoOptunaSearch, run_search, saved_config
-    from prunetune.search._driver import _trainable
-    from prunetune.search._optuna import restored_tuner_parts
+    def __init__(self, count: int):
+        self.count, self.ended = count, 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.ended += 1
+        if self.ended == self.count:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def drawn(run_dir: Path) -> list[dict]:
+    """The configurations the search's sampler drew, in order (clones told from their twin left out)."""
+    study = optuna.load_study(study_name="prunetune", storage=f"sqlite:///{run_dir / 'study.db'}")
+    return [t.params for t in study.trials if "tune_trial_id" in t.user_attrs and "duplicate_of" not in t.user_attrs]
+
+
+def test_a_resumed_search_draws_the_configurations_of_an_uninterrupted_one(tmp_path, ray_local):
+    from prunetune.search import run_search
     from tests.search.conftest import synthetic_config
 
-    run_search(synthetic_config(sampler="random", num_trials=1), run_dir=tmp_path / "run", trial_fn=SyntheticTrial(),
-               teacher_fn=synthetic_teacher)
-    run = RunDir(tmp_path / "run")
-    tuner = tune.Tuner.restore(run.tune_path, trainable=_trainable(saved_config(run), run, SyntheticTrial()))
+    config = synthetic_config(sampler="tpe", num_trials=6, max_concurrent=1, n_startup_trials=2)
+    run_search(config, run_dir=tmp_path / "whole", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+    run_search(config, run_dir=tmp_path / "stopped", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher,
+               callbacks=[StopAfter(3)])
+    assert 3 <= len(drawn(tmp_path / "stopped")) < 6
 
-    parts = restored_tuner_parts(tuner)
-    assert isinstance(parts.searcher, ParetoOptunaSearch)
-    assert isinstance(parts.run_config, tune.RunConfig) and parts.run_config.name == TUNE_DIR
-    assert parts.run_config is tuner._local_tuner.get_run_config()  # the object the next fit reads
-    [state] = (tmp_path / "run" / TUNE_DIR).glob("searcher-state-*.json")  # Tune saved the searcher as JSON
-    assert json.loads(state.read_text())["trial_numbers"]
+    outcome = resume_search(tmp_path / "stopped", trial_fn=SyntheticTrial(), teacher_fn=synthetic_teacher)
+
+    assert outcome.num_trials == 6 and outcome.num_failed == 0
+    assert drawn(tmp_path / "stopped") == drawn(tmp_path / "whole")
+    assert len({json.dumps(params, sort_keys=True) for params in drawn(tmp_path / "whole")}) == 6

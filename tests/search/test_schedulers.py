@@ -24,8 +24,8 @@ def scheduler_config(scheduler: str, **search):
         "trial": {"max_steps": STEPS, "eval_every": 1},
         "space": SPACE,
         "search": {"num_trials": 8, "max_concurrent": 1, "seed": 0, "verbosity": 0, "reuse_actors": True,
-                   "retime": "off", "sampler": "random", "scheduler": scheduler, "grace_steps": 1,
-                   "reduction_factor": 3, **search},
+                   "retime": "off", "sampler": "random", "scheduler": scheduler,
+                   **({} if scheduler == "fifo" else {"grace_steps": 1, "reduction_factor": 3}), **search},
         "cluster": {"cpus_per_trial": 1},
     })
 

@@ -145,6 +145,15 @@ def test_a_trial_with_an_invalid_configuration_does_not_stop_the_results(tmp_pat
     assert json.dumps(row, default=str)  # a complete row
 
 
+def test_a_configuration_failure_keeps_its_whole_reason():
+    from prunetune.trainables.trainable import failure_report
+
+    error = ConfigError(["trial.sparsity = 0.97: above the space's 0.9", "trial.max_steps = 5: below trial.eval_every"])
+    reason = failure_report(error)["error"]
+    assert reason.startswith("ConfigError: 2 configuration problems:")
+    assert "trial.sparsity = 0.97: above the space's 0.9" in reason and "trial.max_steps = 5" in reason
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 3 MB file system of the test's own (tmpfs), or a skip where mounting one is not allowed."""

@@ -58,6 +58,14 @@ def test_every_task_kind_on_every_family(kind, family, task_config, tmp_path):
     assert M.kind_of_report(metrics) == kind
     headline = M.headline_metric(kind)
     assert metrics[M.drop_key(headline)] == pytest.approx(metrics[M.teacher_key(headline)] - metrics[headline])
+    # The per-example statistics the intervals resample add up to the reported headline figure.
+    from prunetune.intervals import load_example_scores
+
+    examples = load_example_scores(tmp_path / M.EXAMPLE_SCORES_FILE, config.task.eval_split)
+    assert examples.metric() == pytest.approx(metrics[headline], abs=1e-7)
+    for key in (headline, M.drop_key(headline)):
+        low, high = (metrics[k] for k in M.interval_keys(key))
+        assert low <= high
     assert metrics[M.SPARSITY] == pytest.approx(config.trial.sparsity, abs=0.07)
     model = load_compacted(tmp_path / MODEL_DIR)
     assert type(model).__name__.endswith(TASKS[kind].head)

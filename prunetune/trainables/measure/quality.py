@@ -69,6 +69,15 @@ def evaluate_task(model: nn.Module, encoded, split, *, kind, label_names: tuple[
     return kind.score(outputs, encoded, split, label_names, task)
 
 
+def evaluate_task_examples(model: nn.Module, encoded, split, *, kind, label_names: tuple[str, ...], task,
+                           device: torch.device, autocast: contextlib.AbstractContextManager | None = None):
+    """(:func:`evaluate_task`'s metrics, the headline metric's per-example statistics) from one pass."""
+    if len(encoded) == 0:
+        raise DataError("evaluate: the split to evaluate on is empty")
+    outputs = predict_outputs(model, encoded.inputs, head_output=kind.head_output, device=device, autocast=autocast)
+    return kind.evaluate_outputs(outputs, encoded, split, label_names, task)
+
+
 def evaluate(
     model: nn.Module,
     encodings: dict[str, torch.Tensor],

@@ -69,7 +69,9 @@ def retime(request: RetimeRequest) -> dict[str, Any]:
                                 vocab_size=vocab_size, device=served.device,
                                 min_run_time=request.min_run_time, threads=request.threads, rounds=request.rounds,
                                 max_spread=request.max_spread, token_types=token_types)
-    hardware = {M.LATENCY_HARDWARE: hardware_of(served.device)}
+    from prunetune.trainables.runtimes import software_versions
+
+    hardware = {M.LATENCY_HARDWARE: hardware_of(served.device), M.SOFTWARE: software_versions(request.runtime)}
     if not request.teachers:
         return {M.LATENCY_MS: timed["student"].median_ms, M.LATENCY_P95_MS: timed["student"].p95_ms, **hardware}
     return {**latency_figures(timed), **hardware}

@@ -51,6 +51,25 @@ def runtime_problems(runtime: str, precision: str) -> list[str]:
     return pairing_problems(runtime, precision) or RUNTIMES[runtime].installed_problems()
 
 
+#: Packages whose versions move every figure, whatever the runtime.
+_FIGURE_PACKAGES = ("torch", "transformers", "onnxruntime")
+
+
+def software_versions(runtime: str) -> str:
+    """``torch 2.13.0, transformers 5.23.0, onnxruntime 1.23.2, ...``: what the figures were measured
+    with (results and the model card), the runtime's own packages included."""
+    import importlib.metadata
+
+    names = dict.fromkeys([*_FIGURE_PACKAGES, *RUNTIMES[runtime].packages])
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a runtime's package under another distribution name (onnxruntime-gpu): its own list
+    return ", ".join(found)
+
+
 def check_runtime(runtime: str, precision: str) -> None:
     problems = runtime_problems(runtime, precision)
     if problems:
@@ -59,4 +78,4 @@ def check_runtime(runtime: str, precision: str) -> None:
 
 __all__ = ["ONNX_FILE", "ONNX_TOLERANCE", "REFERENCE_PRECISION", "REFERENCE_RUNTIME", "RUNTIMES", "Calibration",
            "FileRuntime", "Runtime", "Served", "check_runtime", "is_reference", "pairing_problems", "runtime_of",
-           "runtime_problems"]
+           "runtime_problems", "software_versions"]

@@ -24,6 +24,8 @@ from prunetune import metrics as M
 if TYPE_CHECKING:
     import torch
 
+    from prunetune.intervals import ExampleScores
+
     from prunetune.trainables.training.data import Split
 
 #: Targets a loss ignores (transformers' convention): tokens that start no word, padding.
@@ -141,6 +143,19 @@ class TaskKind(ABC):
     def score(self, outputs: "torch.Tensor", encoded: Encoded, split: "Split", label_names: tuple[str, ...],
               task: Any) -> dict[str, float]:
         """The kind's metrics (:attr:`metrics`) of ``outputs`` (head outputs of every feature)."""
+
+    @abstractmethod
+    def example_scores(self, outputs: "torch.Tensor", encoded: Encoded, split: "Split", label_names: tuple[str, ...],
+                       task: Any) -> "ExampleScores":
+        """The headline metric of ``outputs`` as per-example statistics (one row per example of
+        ``split``), whose totals give the metric: what its bootstrap intervals resample."""
+
+    def evaluate_outputs(self, outputs: "torch.Tensor", encoded: Encoded, split: "Split",
+                         label_names: tuple[str, ...], task: Any) -> tuple[dict[str, float], "ExampleScores"]:
+        """:meth:`score` and :meth:`example_scores` of the same outputs (a kind whose predictions are
+        costly to decode decodes them once)."""
+        return self.score(outputs, encoded, split, label_names, task), self.example_scores(
+            outputs, encoded, split, label_names, task)
 
     # ------------------------------------------------------------------ serving
 

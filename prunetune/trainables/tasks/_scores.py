@@ -84,6 +84,21 @@ def entity_scores(
     }
 
 
+def sentence_entity_counts(
+    true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]
+) -> list[tuple[int, int, int]]:
+    """(entities right, entities predicted, gold entities) of each sentence, as seqeval counts them:
+    their totals give :func:`entity_scores`' F1, and a bootstrap over sentences resamples them."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    gold, pred = _paired_sentences(true_tags, predicted_tags)
+    counts = []
+    for gold_sentence, pred_sentence in zip(gold, pred):
+        gold_entities, pred_entities = set(get_entities(gold_sentence)), set(get_entities(pred_sentence))
+        counts.append((len(gold_entities & pred_entities), len(pred_entities), len(gold_entities)))
+    return counts
+
+
 def token_accuracy(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]) -> float:
     """Fraction of words whose predicted tag is the gold tag, across all sentences.
 

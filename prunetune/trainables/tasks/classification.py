@@ -66,6 +66,12 @@ class Classification(TaskKind):
         predictions = outputs.argmax(dim=-1).tolist()
         return {M.ACCURACY: accuracy(predictions, split.labels), M.F1_MACRO: f1_macro(predictions, split.labels)}
 
+    def example_scores(self, outputs, encoded, split, label_names, task):
+        from prunetune.intervals import ExampleScores
+
+        predictions = outputs.argmax(dim=-1).tolist()
+        return ExampleScores.of_mean([p == y for p, y in zip(predictions, split.labels)])
+
 
 # --------------------------------------------------------------------------- shared with regression
 

@@ -98,12 +98,22 @@ class QuestionAnswering(TaskKind):
         return teacher.argmax(dim=1)
 
     def score(self, outputs, encoded, split, label_names, task) -> dict[str, float]:
-        from prunetune.trainables.tasks._scores import best_answers, squad_scores
+        return self.evaluate_outputs(outputs, encoded, split, label_names, task)[0]
 
+    def example_scores(self, outputs, encoded, split, label_names, task):
+        return self.evaluate_outputs(outputs, encoded, split, label_names, task)[1]
+
+    def evaluate_outputs(self, outputs, encoded, split, label_names, task):
+        from prunetune.intervals import ExampleScores
+        from prunetune.trainables.tasks._scores import best_answers, span_f1, squad_scores
+
+        # Decoding spans searches every window of every example: done once for both.
         logits = outputs.float().numpy()
         predictions = best_answers(logits[..., 0], logits[..., 1], encoded.feature_examples, encoded.offsets,
                                    list(split.pairs), max_answer_length=task.max_answer_length)
-        return squad_scores(predictions, [list(texts) for texts, _ in split.labels])
+        golds = [list(texts) for texts, _ in split.labels]
+        return squad_scores(predictions, golds), ExampleScores.of_mean(
+            [span_f1(p, g) for p, g in zip(predictions, golds)])
 
 
 def _answer_tokens(offsets: list[tuple[int, int] | None], answers) -> tuple[int, int]:

@@ -63,5 +63,10 @@ class Regression(TaskKind):
 
         return regression_scores(outputs.float().tolist(), list(split.labels))
 
+    def example_scores(self, outputs, encoded, split, label_names, task):
+        from prunetune.intervals import ExampleScores
+
+        return ExampleScores.of_pairs(outputs.float().reshape(-1).tolist(), list(split.labels))
+
     def pipeline_kwargs(self) -> dict[str, Any]:
         return {"function_to_apply": "none"}  # the raw score, not a sigmoid of it

@@ -93,14 +93,27 @@ class TokenClassification(TaskKind):
     def score(self, outputs, encoded, split, label_names, task) -> dict[str, float]:
         from prunetune.trainables.tasks._scores import entity_scores, token_accuracy
 
-        predicted_ids = outputs.argmax(dim=-1).tolist()
-        truth = [[label_names[t] for t in tags] for tags in split.labels]
-        predicted = [_word_tags(ids, word_ids, len(tags), label_names)
-                     for ids, word_ids, tags in zip(predicted_ids, encoded.word_ids, split.labels)]
+        truth, predicted = _sentence_tags(outputs, encoded, split, label_names)
         return {**entity_scores(truth, predicted), M.ACCURACY: token_accuracy(truth, predicted)}
+
+    def example_scores(self, outputs, encoded, split, label_names, task):
+        from prunetune.intervals import ExampleScores
+        from prunetune.trainables.tasks._scores import sentence_entity_counts
+
+        truth, predicted = _sentence_tags(outputs, encoded, split, label_names)
+        return ExampleScores.of_counts(*zip(*sentence_entity_counts(truth, predicted)))
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         return {"aggregation_strategy": "simple"}
+
+
+def _sentence_tags(outputs, encoded, split, label_names) -> tuple[list[list[str]], list[list[str]]]:
+    """(gold tags, predicted tags) of every sentence, one tag per word."""
+    predicted_ids = outputs.argmax(dim=-1).tolist()
+    truth = [[label_names[t] for t in tags] for tags in split.labels]
+    predicted = [_word_tags(ids, word_ids, len(tags), label_names)
+                 for ids, word_ids, tags in zip(predicted_ids, encoded.word_ids, split.labels)]
+    return truth, predicted
 
 
 def _aligned(word_ids: list[int | None], tags: tuple[int, ...]) -> list[int]:

@@ -109,9 +109,10 @@ def distil(model: nn.Module, data: DistillationSet, *, steps: int, batch_size: i
     plan = BatchPlan(len(data), batch_size, seed + 1)
     model.train()
     with torch.enable_grad():  # callers may hold no_grad (the end of a trial does)
+        suspects = (f"trial.precision = {precision!r}, trial.learning_rate = {learning_rate!r}, "
+                    f"trial.temperature = {temperature!r}")
         loss_value = _distil_loop(model, data, plan, optimizer, scaler, autocast, steps=steps, temperature=temperature,
-                                  alpha=alpha, device=device, description=f"precision {precision}, learning_rate {learning_rate}",
-                                  kind=kind)
+                                  alpha=alpha, device=device, description=suspects, kind=kind)
     model.eval()
     return loss_value, time.perf_counter() - started
 
@@ -130,5 +131,6 @@ def _distil_loop(model, data: DistillationSet, plan: BatchPlan, optimizer, scale
             loss = kind.distillation_loss(kind.head_output(outputs), teacher, targets, temperature=temperature,
                                           alpha=alpha)
         loss_value = optimiser_step(loss, model, optimizer, scaler,
-                                    describe=lambda: f"step {step} of the filled fine-tuning ({description})")
+                                    describe=lambda: f"step {step} of the filled fine-tuning; the keys most likely "
+                                                    f"behind it: {description}")
     return loss_value

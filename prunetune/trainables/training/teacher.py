@@ -27,7 +27,8 @@ from prunetune.config import Config
 from prunetune.errors import ModelError
 from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_latency, uses_token_types
-from prunetune.trainables.measure.quality import evaluate_task, predict_outputs
+from prunetune.intervals import ExampleScores, load_example_scores, save_example_scores
+from prunetune.trainables.measure.quality import evaluate_task, evaluate_task_examples, predict_outputs
 from prunetune.trainables.measure.size import count_params
 from prunetune.trainables.tasks import TASKS
 from prunetune.trainables.training.batches import BatchPlan, take
@@ -131,7 +132,37 @@ def prepare_teacher(config: Config, *, data: TaskData | None = None, progress: b
         if not (root / BASELINE_FILE).is_file():
             _fine_tune_into(root, config, data, progress=progress)
     baseline = json.loads((root / BASELINE_FILE).read_text())
-    return TeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
+    artifacts = TeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
+    # Every trial's interval pairs its examples with the teacher's on the split it is ranked on.
+    teacher_example_scores(artifacts, config, data, config.task.eval_split)
+    return artifacts
+
+
+def teacher_example_scores(artifacts: TeacherArtifacts, config: Config, data: TaskData, split: str) -> ExampleScores:
+    """The dense teacher's per-example statistics of the headline metric on ``split``: computed once
+    per teacher cache (in PyTorch eager fp32, as its baseline), then read."""
+    path = artifacts.root / M.EXAMPLE_SCORES_FILE
+    scores = load_example_scores(path, split)
+    if scores is not None:
+        return scores
+    with FileLock(str(artifacts.root / ".lock")):
+        scores = load_example_scores(path, split)
+        if scores is None:
+            scores = _score_teacher(artifacts, config, data, split)
+            save_example_scores(path, split, scores)
+    return scores
+
+
+def _score_teacher(artifacts: TeacherArtifacts, config: Config, data: TaskData, split: str) -> ExampleScores:
+    device = resolve_device(config.trial.device)
+    kind = TASKS[data.kind]
+    tokenizer, model = load_pretrained(str(artifacts.model_dir), data)
+    model.to(device).eval()
+    rows = data.split(split)
+    encoded = kind.encode(tokenizer, rows, max_length=config.task.max_length, task=config.task)
+    _, scores = evaluate_task_examples(model, encoded, rows, kind=kind, label_names=data.label_names,
+                                       task=config.task, device=device)
+    return scores
 
 
 def _fine_tune_into(root: Path, config: Config, data: TaskData, *, progress: bool) -> None:
@@ -189,5 +220,6 @@ def _fine_tune(model, train: dict[str, torch.Tensor], labels: torch.Tensor, conf
         targets = kind.loss_kwargs(labels[indices].to(device))
         loss = model(**take(train, indices, device), **targets).loss
         optimiser_step(loss, model, optimizer, scaler, schedule=schedule,
-                       describe=lambda: f"step {step} of the teacher's fine-tuning; lower teacher.learning_rate")
+                       describe=lambda: f"step {step} of the teacher's fine-tuning; the key most likely behind "
+                                        f"it: teacher.learning_rate = {settings.learning_rate!r} (lower it)")
     model.eval()
