@@ -96,9 +96,15 @@ def _run_search(args) -> int:
         raise ConfigError("search: give a CONFIG (file or preset) or --resume RUN_DIR")
     print(f"\n{outcome.num_trials} trials ({outcome.num_failed} failed) in {outcome.wall_seconds / 60:.1f} min; "
           f"front: {outcome.front_size} trials; run directory: {outcome.run_dir.location}")
+    if outcome.time_budget is not None:
+        from prunetune.search.budget import format_duration
+
+        print(f"search.time_budget {format_duration(outcome.time_budget)}: "
+              f"{format_duration(outcome.budget_spent or 0.0)} spent when the last trial ended")
     if outcome.num_stopped:
         print(f"stopped early by the scheduler: {outcome.num_stopped} trial(s), saving about "
-              f"{outcome.trial_seconds_saved / 60:.1f} min of trial time")
+              f"{outcome.trial_seconds_saved / 60:.1f} min of trial time"
+              + (", which went into more trials" if outcome.time_budget is not None else ""))
     if outcome.retimed:
         print(f"re-timed quietly: {len(outcome.retimed)} trial(s); more than 10% off in the search: "
               f"{', '.join(outcome.flagged) or 'none'}")

@@ -23,6 +23,7 @@ TRIALS_DIR = "trials"  # one directory per trial, named by its Tune trial id
 LOCK_FILE = ".search.lock"  # held by the one search working in the run directory
 LOCK_OWNER_FILE = ".search.owner"  # who holds it (host, process, since when)
 SCHEDULER_FILE = "scheduler.json"  # the rungs of an early-stopping scheduler and its decisions
+BUDGET_FILE = "budget.json"  # search.time_budget: the time spent so far, kept for --resume
 ENERGY_FILE = "energy.json"  # each node's energy over the search, beside the trials' shares of it
 
 # --------------------------------------------------------------------------- a trial's directory

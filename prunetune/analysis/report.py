@@ -103,7 +103,7 @@ def front_table(run: RunData, analysis: FrontAnalysis):
     for column in config_columns:
         table.add_column(column.removeprefix(R.CONFIG_PREFIX), style="cyan")
     for key in metric_columns:
-        table.add_column(_header(key, analysis.objectives), justify="right",
+        table.add_column(_header(key, analysis.objectives), justify="right", no_wrap=_shows_interval(key),
                          style="bold" if key in analysis.objectives else None)
     for _, row in analysis.front.iterrows():
         name = f"{row[R.TRIAL_ID]} ◆ knee" if row[KNEE] else str(row[R.TRIAL_ID])
@@ -125,9 +125,14 @@ def _metric_columns(run: RunData, analysis: FrontAnalysis, rows: pd.DataFrame) -
     return list(dict.fromkeys([*columns, *_EXTRA_METRICS]))
 
 
+def _shows_interval(key: str) -> bool:
+    """Drops carry their 95% interval in tables: whether a drop is real is what the interval tells."""
+    return M.base_metric(key).endswith("_drop")
+
+
 def _cell(key: str, row) -> str:
-    """A metric cell; a figure with a 95% interval shows it (``value [low, high]``)."""
-    return with_interval(key, row)
+    """A metric cell; a drop shows its 95% interval (``value [low, high]``)."""
+    return with_interval(key, row) if _shows_interval(key) else format_value(key, row.get(key))
 
 
 def _title(run: RunData, analysis: FrontAnalysis) -> str:

@@ -3,6 +3,7 @@ lines that name the key, the value and what was expected."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -82,6 +83,25 @@ class MeasureOnConfig(_Section):
         return value
 
 
+#: What sizes a sampler's defaults when only a time budget ends the search.
+DEFAULT_PLANNED_TRIALS = 24
+_DURATION = re.compile(r"^\s*(?:(?P<h>\d+(?:\.\d+)?)\s*h)?\s*(?:(?P<m>\d+(?:\.\d+)?)\s*m(?:in)?)?\s*"
+                       r"(?:(?P<s>\d+(?:\.\d+)?)\s*s)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``"1h30m"`` -> 5400.0: hours, minutes and seconds (``90s``, ``10m``, ``2h``), or a number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    found = _DURATION.match(text)
+    if not text.strip() or found is None or not any(found.groupdict().values()):
+        raise ValueError("expected a duration such as 90s, 10m, 2h or 1h30m, or a number of seconds")
+    parts = {unit: float(value or 0) for unit, value in found.groupdict().items()}
+    return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
 #: The settings of an early-stopping scheduler's rungs (``search.*``).
 RUNG_KEYS = ("grace_steps", "reduction_factor")
 
@@ -89,7 +109,11 @@ RUNG_KEYS = ("grace_steps", "reduction_factor")
 class SearchConfig(_Section):
     sampler: Sampler = "nsga2"
     seed: int | None = Field(0, description="seeds the sampler; null for a different search each run")
-    num_trials: int = Field(24, ge=1)
+    num_trials: int | None = Field(
+        24, ge=1, description="trials to run; null with search.time_budget: as many as the budget allows")
+    time_budget: float | None = Field(
+        None, gt=0, description="wall-clock time of the search (90s, 10m, 2h, 1h30m, or seconds): no trial starts "
+        "once less is left than a finished trial took (the median); trials running then finish")
     max_concurrent: int = Field(2, ge=1, description="trials running at once (resources permitting)")
     objectives: dict[str, Direction] = Field(
         default_factory=lambda: dict(DEFAULT_OBJECTIVES),
@@ -126,6 +150,24 @@ class SearchConfig(_Section):
         # A printed or logged configuration never shows the study's password.
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if name == "storage" and isinstance(value, str) else value
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _an_end(self) -> "SearchConfig":
+        if self.num_trials is None and self.time_budget is None:
+            raise ValueError("num_trials = null needs search.time_budget: a search needs something that ends it "
+                             "(a number of trials, a time budget, or both)")
+        return self
+
+    @property
+    def planned_trials(self) -> int:
+        """The trials the search plans for (sizes the sampler's defaults): num_trials, or under a time
+        budget alone, a search of the default size."""
+        return self.num_trials if self.num_trials is not None else DEFAULT_PLANNED_TRIALS
 
     @field_validator("retime", mode="before")
     @classmethod

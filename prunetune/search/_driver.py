@@ -66,6 +66,7 @@ from prunetune.search._resume import (
     plan_resume,
     record_started_config,
 )
+from prunetune.search.budget import TimeBudget
 from prunetune.search.scheduler import RungScheduler, make_scheduler
 from prunetune.spaces import starting_points
 from prunetune.trainables.trainable import TrialFunction, make_trainable, run_trial_id
@@ -88,6 +89,8 @@ class SearchOutcome:
     flagged: tuple[str, ...] = ()  # ... whose in-search latency was more than 10% off
     num_stopped: int = 0  # trials the scheduler stopped early
     trial_seconds_saved: float = 0.0  # their trial time saved, estimated from the finished trials
+    time_budget: float | None = None  # search.time_budget, seconds
+    budget_spent: float | None = None  # ... of which the search spent (every session, for a resumed one)
 
     @property
     def results_path(self) -> Path:
@@ -129,6 +132,7 @@ def run_search(
     run.local.mkdir(parents=True, exist_ok=True)
     check_study_is_free(_storage_url(resolved, run), resolved.search.study_name, run.location)
     started = time.monotonic()
+    budget = TimeBudget.of(resolved, run.local)  # the clock runs from here: the teacher is part of the wait
     with run.lock(), _search_session(resolved, address) as cluster:
         check_measure_nodes(resolved)
         config_module.dump_yaml(resolved.without_secrets(), run.local_path(CONFIG_FILE))
@@ -136,7 +140,7 @@ def run_search(
         record_started_config(resolved.without_secrets().to_dict(), run)
         baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=config.teacher.cache_dir,
                                     stream=stream)
-        searcher = _make_searcher(resolved, run, baseline)
+        searcher = _make_searcher(resolved, run, baseline, budget=budget)
         tuner = _make_tuner(resolved, run, searcher, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
     return _outcome(resolved, run, time.monotonic() - started, retimed)
@@ -171,7 +175,9 @@ def resume_search(
         baseline = _teacher_baseline(run)
         if baseline is None:
             baseline = _prepare_teacher(resolved, run, teacher_fn, cluster, source_cache=None, stream=stream)
-        tuner = _resumed_tuner(resolved, run, baseline, trial_fn=trial_fn, callbacks=callbacks, stream=stream)
+        budget = TimeBudget.of(resolved, run.local, resumed=True)  # what was left when the search stopped
+        tuner = _resumed_tuner(resolved, run, baseline, trial_fn=trial_fn, callbacks=callbacks, stream=stream,
+                               budget=budget)
         retimed = _fit_and_finish(tuner, resolved, run, cluster, retime_fn=retime_fn, stream=stream)
     return _outcome(resolved, run, time.monotonic() - started, retimed)
 
@@ -182,7 +188,7 @@ def _teacher_baseline(run: RunDir) -> dict[str, Any] | None:
 
 
 def _resumed_tuner(config: Config, run: RunDir, baseline: Mapping[str, Any], *, trial_fn: TrialFunction | None,
-                   callbacks: Sequence[Any], stream: TextIO | None):
+                   callbacks: Sequence[Any], stream: TextIO | None, budget: TimeBudget | None = None):
     """A new Tune experiment for the trials still to run (None when none is left).
 
     The study and ``results.parquet`` say which trials ended; those that had not run on from
@@ -194,10 +200,13 @@ def _resumed_tuner(config: Config, run: RunDir, baseline: Mapping[str, Any], *, 
         fail_nameless_trials(url, name)
         trials, owner = study_trials(url, name)
     plan = plan_resume(trials, read_rows(run.local_path(RESULTS_FILE)), run, num_trials=config.search.num_trials)
-    _say(config, f"resuming: {len(plan.to_continue)} trials run on, {plan.new_trials} new ones to draw", stream)
-    if plan.num_samples == 0:
+    new = "new ones while the budget lasts" if plan.new_trials < 0 else f"{plan.new_trials} new ones"
+    left = f" ({budget.describe()})" if budget is not None else ""
+    _say(config, f"resuming: {len(plan.to_continue)} trials run on, {new} to draw{left}", stream)
+    if plan.num_samples == 0 or (budget is not None and budget.left() <= 0 and not plan.to_continue):
         return None
-    searcher = _make_searcher(config, run, baseline, moved_from=moved_from(owner, run, own_study=url == run.study_url))
+    searcher = _make_searcher(config, run, baseline, moved_from=moved_from(owner, run, own_study=url == run.study_url),
+                              budget=budget)
     searcher.continue_trials([trial.continued() for trial in plan.to_continue])
     experiment = next_experiment(run)
     return _make_tuner(config, run, searcher, trial_fn=trial_fn, stream=stream, num_samples=plan.num_samples,
@@ -508,24 +517,25 @@ def ray_verbose(verbosity: int) -> int:
 
 
 def _make_searcher(config: Config, run: RunDir, baseline: Mapping[str, Any], *,
-                   moved_from: str | None = None) -> ParetoOptunaSearch:
+                   moved_from: str | None = None, budget: TimeBudget | None = None) -> ParetoOptunaSearch:
     return make_searcher(config, storage_url=_storage_url(config, run), run_dir=run.location, baseline=baseline,
-                         moved_from=moved_from)
+                         moved_from=moved_from, budget=budget)
 
 
 def make_searcher(config: Config, *, storage_url: str, run_dir: str, baseline: Mapping[str, Any],
-                  stopped_as: str = STOPPED_TOLD_AS, moved_from: str | None = None) -> ParetoOptunaSearch:
+                  stopped_as: str = STOPPED_TOLD_AS, moved_from: str | None = None,
+                  budget: TimeBudget | None = None) -> ParetoOptunaSearch:
     """The search's Optuna searcher: its space, sampler, limits, starting points (also for the replay)."""
     search = config.search
     dimensions = {key: dim for key, dim in config.space.items() if dim.is_searched}
     base_values = flatten_dotted(config.trial.model_dump(mode="json"), CONFIG_PREFIX)
     points = starting_points(dimensions, base_values, extra=search.starting_points,
-                             known_good=search.known_good_points, limit=max(1, search.num_trials // 2))
+                             known_good=search.known_good_points, limit=max(1, search.planned_trials // 2))
     limits = search.constraints.limits()
     return ParetoOptunaSearch(
         {key: dim.to_optuna() for key, dim in dimensions.items()},
         objectives=search.objectives,
-        sampler=make_sampler(search.sampler, seed=search.seed, num_trials=search.num_trials,
+        sampler=make_sampler(search.sampler, seed=search.seed, num_trials=search.planned_trials,
                              population_size=search.population_size, n_startup_trials=search.n_startup_trials),
         storage_url=storage_url,
         study_name=search.study_name,
@@ -536,6 +546,7 @@ def make_searcher(config: Config, *, storage_url: str, run_dir: str, baseline: M
         fallback_values=_fallback_values(search.objectives, baseline),
         stopped_as=stopped_as,
         moved_from=moved_from,
+        budget=budget,
     )
 
 
@@ -576,12 +587,13 @@ def trial_dirname(trial) -> str:
     return run_trial_id(trial.config, trial.trial_id)
 
 
-def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO | None) -> list[Any]:
+def _callbacks(config: Config, run: RunDir, extra: Sequence[Any], stream: TextIO | None, *,
+               budget: TimeBudget | None = None) -> list[Any]:
     initial = read_rows(run.local_path(RESULTS_FILE))
     sync = (*((STUDY_FILE,) if run.is_remote and not config.search.storage else ()),
             *((SCHEDULER_FILE,) if run.is_remote and config.search.scheduler != "fifo" else ()))
     progress = ProgressCallback(config.search.objectives, num_trials=config.search.num_trials,
-                                verbosity=config.search.verbosity, initial=initial, stream=stream)
+                                verbosity=config.search.verbosity, initial=initial, stream=stream, budget=budget)
     # Callbacks are pickled with the experiment: they carry no password.
     return [ResultsCallback(run, config.without_secrets(), sync_files=sync), CheckpointCleanup(), progress, *extra]
 
@@ -603,7 +615,8 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
             search_alg=searcher,
             max_concurrent_trials=search.max_concurrent or None,
             scheduler=scheduler,
-            num_samples=search.num_trials if num_samples is None else num_samples,
+            # -1: Tune asks for trials until the searcher says the budget is spent.
+            num_samples=(search.num_trials or -1) if num_samples is None else num_samples,
             trial_dirname_creator=trial_dirname,
             reuse_actors=search.reuse_actors,
         ),
@@ -611,7 +624,7 @@ def _make_tuner(config: Config, run: RunDir, searcher: ParetoOptunaSearch, *, tr
             name=TUNE_DIR if experiment is None else experiment,
             storage_path=run.location if experiment is None else run.tune_path,
             verbose=ray_verbose(search.verbosity),
-            callbacks=_callbacks(config, run, callbacks, stream),
+            callbacks=_callbacks(config, run, callbacks, stream, budget=searcher.budget),
             failure_config=tune.FailureConfig(max_failures=search.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
@@ -637,7 +650,16 @@ def _outcome(config: Config, run: RunDir, seconds: float, retimed: RetimeOutcome
                          front_size=front,
                          wall_seconds=seconds, storage_url=config_module.redact_url(_storage_url(config, run)),
                          retimed=tuple(retimed.retimed) if retimed else (),
-                         flagged=tuple(retimed.flagged) if retimed else ())
+                         flagged=tuple(retimed.flagged) if retimed else (),
+                         **_budget_outcome(config, run))
+
+
+def _budget_outcome(config: Config, run: RunDir) -> dict[str, float]:
+    """The budget and what the search spent of it, as budget.json last recorded it."""
+    budget = TimeBudget.of(config, run.local, resumed=True)
+    if budget is None:
+        return {}
+    return {"time_budget": budget.seconds, "budget_spent": budget.spent_before}
 
 
 def trial_seconds_saved(finished: Sequence[Mapping[str, Any]], stopped: Sequence[Mapping[str, Any]]) -> float:

@@ -43,6 +43,10 @@ from prunetune import metrics as M
 from prunetune.config import redact_url, storage_failure
 from prunetune.errors import ConfigError
 from prunetune.names import RESUMED_FROM_TRIAL_ATTR
+from prunetune.search.budget import TimeBudget
+
+#: Tune's key of a trial's running time in its results.
+TIME_TOTAL = "time_total_s"
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +275,7 @@ class ParetoOptunaSearch(Searcher):
         fallback_values: Mapping[str, float] | None = None,
         stopped_as: str = "values",
         moved_from: str | None = None,
+        budget: TimeBudget | None = None,
     ):
         bad = {key: mode for key, mode in objectives.items() if mode not in ("min", "max")}
         if not objectives or bad:
@@ -292,6 +297,7 @@ class ParetoOptunaSearch(Searcher):
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._completed: set[str] = set()
         self._continued: deque[Continued] = deque()  # handed out before any new trial is asked
+        self.budget = budget  # search.time_budget: no trial starts that the time left cannot hold
         self._disconnect()
         self._connect()  # a study owned by another search is refused before Tune starts
 
@@ -307,6 +313,8 @@ class ParetoOptunaSearch(Searcher):
         self._continued.extend(trials)
 
     def suggest(self, trial_id: str) -> dict | None:
+        if not self._budget_allows_a_trial():
+            return Searcher.FINISHED
         study = self._connect()
         if self._continued:
             continued = self._continued.popleft()
@@ -325,6 +333,21 @@ class ParetoOptunaSearch(Searcher):
         self._live[trial_id] = trial
         return dict(trial.params)
 
+    def _budget_allows_a_trial(self) -> bool:
+        """Without a budget, always; a trial a resume runs on, while any time is left; a new one,
+        while at least a typical trial's time is left."""
+        if self.budget is None:
+            return True
+        self.budget.save()
+        return self.budget.left() > 0 if self._continued else self.budget.starts_another()
+
+    def _budget_records(self, result: dict | None, error: bool) -> None:
+        """A trial that ran to its end tells the budget how long a trial takes."""
+        if self.budget is None:
+            return
+        ran_to_end = not error and result is not None and not result.get(M.FAILED) and M.stopped_at(result) is None
+        self.budget.trial_ended(result.get(TIME_TOTAL) if ran_to_end else None)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Intermediate reports hold no latency or emissions: nothing a sampler could use.
         return None
@@ -332,6 +355,7 @@ class ParetoOptunaSearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed or trial_id not in self._numbers:
             return
+        self._budget_records(result, error)
         frozen = self._frozen(self._numbers[trial_id])
         if frozen.state.is_finished():
             if _lost_to_the_infrastructure(frozen):

@@ -29,10 +29,11 @@ ARROWS = {"max": "↑", "min": "↓"}
 class ProgressCallback(Callback):
     """Prints progress lines; ``verbosity`` 0 prints nothing (the final table still prints)."""
 
-    def __init__(self, objectives: Mapping[str, str], *, num_trials: int, verbosity: int = 1,
-                 initial: list[Mapping[str, Any]] = (), stream: TextIO | None = None):
+    def __init__(self, objectives: Mapping[str, str], *, num_trials: int | None, verbosity: int = 1,
+                 initial: list[Mapping[str, Any]] = (), stream: TextIO | None = None, budget=None):
         self._objectives = dict(objectives)
         self._num_trials = num_trials
+        self._budget = budget  # search.time_budget (a TimeBudget): each line says what is left
         self._verbosity = verbosity
         self._stream = stream
         self._started = time.monotonic()
@@ -93,10 +94,14 @@ class ProgressCallback(Callback):
 
     def summary(self) -> str:
         done = len(self._finished) - len(self._failed) - len(self._stopped)
-        head = f"[{len(self._finished):>2}/{self._num_trials}]  done {done}  running {len(self._running)}  failed {len(self._failed)}"
+        planned = f"/{self._num_trials}" if self._num_trials is not None else ""
+        head = f"[{len(self._finished):>2}{planned}]  done {done}  running {len(self._running)}  failed {len(self._failed)}"
         if self._stopped:
             head += f"  stopped {len(self._stopped)}"
-        return f"{head} | {self._best_line()} | front {self.front_size()} | {_elapsed(time.monotonic() - self._started)}"
+        clock = _elapsed(time.monotonic() - self._started)
+        if self._budget is not None:
+            clock += f", {self._budget.describe()}"
+        return f"{head} | {self._best_line()} | front {self.front_size()} | {clock}"
 
     def _successes(self) -> np.ndarray:
         rows = [v for v in self._finished.values() if v is not None]

@@ -74,7 +74,8 @@ class ResumePlan:
 
     @property
     def num_samples(self) -> int:
-        return len(self.to_continue) + self.new_trials
+        """Tune's num_samples: -1 (until the searcher ends it) when a time budget alone bounds the search."""
+        return -1 if self.new_trials < 0 else len(self.to_continue) + self.new_trials
 
 
 # --------------------------------------------------------------------------- the configuration
@@ -137,8 +138,9 @@ def _shown(config: Mapping[str, Any], key: str) -> str:
 
 
 def plan_resume(trials: Iterable[FrozenTrial], rows: Sequence[Mapping[str, Any]], run: RunDir, *,
-                num_trials: int) -> ResumePlan:
-    """Which of the study's ``trials`` run on, and how many new ones make up ``num_trials``."""
+                num_trials: int | None) -> ResumePlan:
+    """Which of the study's ``trials`` run on, and how many new ones make up ``num_trials`` (-1: as
+    many as a time budget allows, when it alone ends the search)."""
     statuses = {row[TRIAL_ID]: row[STATUS] for row in rows}
     latest = latest_trials(trials)
     to_continue = tuple(
@@ -146,7 +148,8 @@ def plan_resume(trials: Iterable[FrozenTrial], rows: Sequence[Mapping[str, Any]]
                    checkpoint=newest_checkpoint(run, trial_id))
         for trial_id, trial in sorted(latest.items(), key=lambda item: item[1].number)
         if runs_on(trial, statuses.get(trial_id)))
-    return ResumePlan(to_continue=to_continue, new_trials=max(0, num_trials - len(latest)))
+    new_trials = -1 if num_trials is None else max(0, num_trials - len(latest))
+    return ResumePlan(to_continue=to_continue, new_trials=new_trials)
 
 
 def latest_trials(trials: Iterable[FrozenTrial]) -> dict[str, FrozenTrial]:
