@@ -204,6 +204,9 @@ LATENCY_NOISY = "latency_noisy"
 ENERGY_ESTIMATED = "energy_estimated"
 # Pruning to a speed (trial.target_speedup): what the latency table predicted for the final structure.
 PREDICTED_SPEEDUP = "predicted_speedup"
+# Rungs ranked on the latency table (trial.rung_latency: table): its figure for the final structure,
+# beside the measured latency_ms, shows how far the rungs' latencies were from the measured ones.
+TABLE_LATENCY_MS = "table_latency_ms"
 OPTIONAL_METRICS: dict[str, str] = {
     FILLED_WEIGHTS: "weights re-initialised inside live structure before the filled fine-tuning",
     FILL_SECONDS: "seconds of the filled fine-tuning (inside train_seconds)",
@@ -213,6 +216,8 @@ OPTIONAL_METRICS: dict[str, str] = {
     ENERGY_ESTIMATED: "1 when the energy is estimated (CPU power from TDP) rather than read from counters",
     PREDICTED_SPEEDUP: "speedup_same_runtime the latency table predicted for the final structure "
                        "(trial.target_speedup)",
+    TABLE_LATENCY_MS: "latency_ms the latency table predicts for the final structure: what the rungs ranked on "
+                      "(trial.rung_latency: table)",
 }
 
 # How far a headline figure can be trusted: 95% paired-bootstrap intervals (``<key>_ci_low``,
@@ -387,6 +392,29 @@ def rung_metrics(kind: str = DEFAULT_TASK_KIND) -> tuple[str, ...]:
 
 #: Seconds an intermediate report spent projecting the objectives (compaction and timing of a copy).
 PROJECTION_SECONDS = "projection_seconds"
+
+# Where a trial's wall time goes (every report carries the split so far; train_seconds is the
+# training itself). startup_seconds is measured by the driver: from Tune's start of the trial to
+# the trial's first line of work (worker process, imports).
+STARTUP_SECONDS = "startup_seconds"
+DATA_SECONDS = "data_seconds"
+TEACHER_SECONDS = "teacher_seconds"
+BUILD_SECONDS = "build_seconds"
+RUNG_SECONDS = "rung_seconds"
+FINAL_SECONDS = "final_seconds"
+TIME_SPLIT: dict[str, str] = {
+    STARTUP_SECONDS: "from the trial's start in Tune to its first line of work: worker process, imports",
+    DATA_SECONDS: "reading the task's data and tokenising it (the teacher's cached outputs included)",
+    TEACHER_SECONDS: "the teacher: its cache, its weights copied into the student, the layer teacher",
+    BUILD_SECONDS: "the method's pruner, the optimiser and a checkpoint to resume from",
+    TRAIN_SECONDS: "the training steps",
+    RUNG_SECONDS: "intermediate reports: evaluation, projected objectives, checkpoints",
+    FINAL_SECONDS: "the end: compaction, serving, evaluation and the latency measurement",
+}
+#: How the progress lines name each part.
+TIME_SPLIT_LABELS: dict[str, str] = {STARTUP_SECONDS: "startup", DATA_SECONDS: "data", TEACHER_SECONDS: "teacher",
+                                     BUILD_SECONDS: "build", TRAIN_SECONDS: "training", RUNG_SECONDS: "rungs",
+                                     FINAL_SECONDS: "final"}
 #: Results column: the step at which a scheduler stopped the trial (null for a trial that ran to its end).
 STOPPED_AT_STEP = "stopped_at_step"
 

@@ -80,10 +80,16 @@ def prunes_to_speed(config: Config) -> bool:
     return config.trial.target_speedup is not None or searched
 
 
+def rungs_read_tables(config: Config) -> bool:
+    """Whether the trials' rungs predict their latency from the latency table (trial.rung_latency)."""
+    return config.trial.report_objectives and config.trial.rung_latency == "table"
+
+
 def speed_table_settings(config: Config) -> list[tuple[str, str]]:
     """The (runtime, inference precision) pairs whose latency tables the trials will read: every
-    pair the space can combine that the runtime serves; none when no trial prunes to a speed."""
-    if not prunes_to_speed(config):
+    pair the space can combine that the runtime serves; none when no trial prunes to a speed and
+    no rung predicts its latency from a table."""
+    if not (prunes_to_speed(config) or rungs_read_tables(config)):
         return []
 
     def offered(key: str, default: Any) -> list[Any]:

@@ -145,6 +145,10 @@ class _TrialSettings(_Section):
     report_objectives: bool = Field(
         False, description="intermediate reports also carry the objectives the trial would score if it stopped "
         "there (the asha and moasha schedulers rank trials on them and turn this on)")
+    rung_latency: Literal["table", "measured"] = Field(
+        "table", description="the latency a rung ranks on: predicted by the latency table from the structure the "
+        "trial would end with (milliseconds; the table is measured once per search), or measured by compacting, "
+        "serving and timing a copy (seconds per rung)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     # hybrid filled: after compaction, the zeros left inside live heads are re-initialised and
     # the compacted student distils again for fill_steps steps.

@@ -20,10 +20,27 @@ from prunetune import metrics as M
 from prunetune.names import STATUS, STOPPED, TERMINATED, TRIAL_ID
 from prunetune.pareto import nondominated_mask
 from prunetune.search._optuna import objective_values
-from prunetune.search._results import error_reason, failure_of
+from prunetune.search._results import error_reason, failure_of, startup_seconds
 from prunetune.trainables.trainable import run_trial_id, trial_settings
 
 ARROWS = {"max": "↑", "min": "↓"}
+
+
+def _with_startup(trial) -> dict[str, Any]:
+    """The trial's last report with the driver's view of its start-up."""
+    result = dict(trial.last_result or {})
+    metadata = getattr(trial, "run_metadata", None)
+    result[M.STARTUP_SECONDS] = startup_seconds(getattr(metadata, "start_time", None), result)
+    return result
+
+
+def time_split_text(result: Mapping[str, Any] | None) -> str:
+    """`` after 52s: data 1.2s, teacher 2.0s, ...``: where a trial's time went, as its report says."""
+    parts = [(label, (result or {}).get(key)) for key, label in M.TIME_SPLIT_LABELS.items()]
+    known = [(label, float(value)) for label, value in parts if isinstance(value, (int, float)) and value == value]
+    if not known:
+        return ""
+    return " after " + ", ".join(f"{label} {value:.1f}s" for label, value in known)
 
 
 class ProgressCallback(Callback):
@@ -63,13 +80,13 @@ class ProgressCallback(Callback):
         self._count(trial_id, trial.last_result, stopped=step is not None)
         failure = failure_of(trial.last_result)
         if step is not None:
-            self._print(f"stopped {trial_id} at step {step}")
+            self._print(f"stopped {trial_id} at step {step}{time_split_text(_with_startup(trial))}")
             return
         if failure:
             self._print(f"failed {trial_id}: {failure}")
             return
         values = self._finished.get(trial_id)
-        self._print(f"{'finished' if values else 'no metrics'} {trial_id}")
+        self._print(f"{'finished' if values else 'no metrics'} {trial_id}{time_split_text(_with_startup(trial))}")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         trial_id = run_trial_id(trial.config, trial.trial_id)

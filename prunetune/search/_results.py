@@ -80,7 +80,7 @@ BOOKKEEPING: tuple[tuple[str, pa.DataType], ...] = (
 #: Metric columns: the contract, the teacher measured beside each student, and the optional extras.
 METRIC_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     [*FINAL_METRIC_KEYS, *TEACHER_KEYS, *ALL_METRIC_KEYS, *OPTIONAL_METRICS, *method_metrics(),
-     *M.UNCERTAINTY_METRICS]))
+     *M.UNCERTAINTY_METRICS, *M.TIME_SPLIT]))
 #: Filled in by the quiet re-timing after the search (null until then).
 RETIME_COLUMNS: tuple[str, ...] = (*(in_search(key) for key in RETIMED_METRICS), RETIMED, RETIME_RATIO)
 #: Statuses whose rows hold metrics (a stopped trial's are those of its last rung).
@@ -142,6 +142,7 @@ def trial_row(
     row.update(trial)
     for key in METRIC_COLUMNS:
         row[key] = float_or_none(result.get(key)) if status in MEASURED else None
+    row[M.STARTUP_SECONDS] = startup_seconds(started_at, result)
     for key in TEXT_METRICS:
         row[key] = str(result[key]) if status in MEASURED and result.get(key) is not None else None
     row[M.STOPPED_AT_STEP] = M.stopped_at(result) if status == STOPPED else None
@@ -162,6 +163,15 @@ def trial_values(base: Config, sampled: Mapping[str, Any] | None,
     if values.get(TARGET_SPEEDUP) is not None:
         values[SPARSITY] = None  # a target speed-up replaces it (the result column says what was reached)
     return values
+
+
+def startup_seconds(started_at: float | None, result: Mapping[str, Any]) -> float | None:
+    """From Tune's start of the trial (the driver's clock) to its first line of work (the worker's
+    report of when it began): the worker process and its imports."""
+    began = float_or_none(result.get(STARTED_AT))
+    if started_at is None or began is None:
+        return None
+    return max(0.0, began - started_at)
 
 
 def setting(row: Mapping[str, Any], key: str, default: Any = None) -> Any:

@@ -31,6 +31,7 @@ from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
 from prunetune.trainables.families import family_of, is_compacted
 from prunetune.trainables.families._modeling import layer_views
 from prunetune.trainables.families.compaction import (
+    compact,
     compact_and_verify,
     model_of_structure,
     save_compacted,
@@ -39,6 +40,7 @@ from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_alternating, measure_latency
 from prunetune.trainables.measure.latency import uses_token_types
 from prunetune.trainables.measure.latency_table import hardware_of
+from prunetune.trainables.measure.phases import PhaseClock
 from prunetune.trainables.measure.retime import latency_figures
 from prunetune.trainables.measure.quality import evaluate_task, evaluate_task_examples
 from prunetune.trainables.measure.size import (
@@ -93,10 +95,15 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
         raise ConfigError(problems)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data = load_task_data(config.task)
-    teacher = prepare_teacher(config, data=data, progress=progress)
-    trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter, measurer=measurer)
-    trial.load_checkpoint()
+    clock = PhaseClock()
+    with clock.phase(M.DATA_SECONDS):
+        data = load_task_data(config.task)
+    with clock.phase(M.TEACHER_SECONDS):
+        teacher = prepare_teacher(config, data=data, progress=progress)
+    trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter, measurer=measurer,
+                   clock=clock)
+    with clock.phase(M.BUILD_SECONDS):
+        trial.load_checkpoint()
     metrics = trial.train_and_measure(report or _no_report, progress=progress)
     (output_dir / RESULT_FILE).write_text(json.dumps({"metrics": metrics, "config": config.to_dict()}, indent=2))
     # A finished trial keeps its model and its result; the checkpoint has served its purpose.
@@ -156,33 +163,41 @@ class _Progress:
 
 class _Trial:
     def __init__(self, config: Config, teacher: TeacherArtifacts, data: TaskData, device: torch.device, output_dir: Path,
-                 *, energy_meter: Callable[[], Any] | None = None, measurer: Any = None):
+                 *, energy_meter: Callable[[], Any] | None = None, measurer: Any = None,
+                 clock: PhaseClock | None = None):
         self.config, self.settings = config, config.trial
         self.energy_meter = energy_meter or self._process_meter
         self.measurer = measurer
+        self.clock = clock or PhaseClock()
         self.teacher, self.data, self.device, self.output_dir = teacher, data, device, output_dir
         self.kind = config.task_kind
         self.method = METHODS[self.settings.method]
         torch.manual_seed(self.settings.seed)
-        self.tokenizer, self.student = load_pretrained(str(teacher.model_dir), data)
-        self.student.to(device)
+        with self.clock.phase(M.TEACHER_SECONDS):  # the student starts as a copy of the teacher
+            self.tokenizer, self.student = load_pretrained(str(teacher.model_dir), data)
+            self.student.to(device)
         # Latency is timed on inputs of the task's shape: two segments for a pair or a question and its context.
         self.token_types = self.kind.has_pair(config.task) and uses_token_types(self.student)
         self.dense_weights = count_prunable_weights(self.student)
         views = layer_views(self.student, family_of(self.student))
         self.dense_heads, self.dense_ffn = sum(v.num_heads for v in views), sum(v.ffn_width for v in views)
-        context = self._pruning_context()
-        self.train_set = self.method.training_set(context)
-        self.pruner: Pruner = self.method.build(context)
-        self.optimizer = self._optimizer()
-        self.scaler = grad_scaler(self.settings.precision, device)
+        with self.clock.phase(M.TEACHER_SECONDS):  # the teacher's cached outputs on the training split
+            context = self._pruning_context()
+        with self.clock.phase(M.DATA_SECONDS):
+            self.train_set = self.method.training_set(context)
+            self.eval_split = data.split(config.task.eval_split)
+            self.eval_encoded = self.kind.encode(self.tokenizer, self.eval_split, max_length=config.task.max_length,
+                                                 task=config.task)
+        with self.clock.phase(M.BUILD_SECONDS):
+            self.pruner: Pruner = self.method.build(context)
+            self.optimizer = self._optimizer()
+            self.scaler = grad_scaler(self.settings.precision, device)
+            self.rung_table = self._rung_table()
         self.autocast = autocast_context(self.settings.precision, device)
-        self.eval_split = data.split(config.task.eval_split)
-        self.eval_encoded = self.kind.encode(self.tokenizer, self.eval_split, max_length=config.task.max_length,
-                                             task=config.task)
         self.plan = BatchPlan(len(self.train_set), self.settings.batch_size, self.settings.seed)
         self.progress = _Progress()
-        self.layer_teacher = self._dense_teacher(device) if self.settings.layer_distill > 0 else None
+        with self.clock.phase(M.TEACHER_SECONDS):
+            self.layer_teacher = self._dense_teacher(device) if self.settings.layer_distill > 0 else None
 
     def _pruning_context(self) -> PruningContext:
         return PruningContext(
@@ -249,17 +264,25 @@ class _Trial:
                 bar.set_postfix(loss=f"{self.progress.last_loss:.3f}", sparsity=f"{self.pruner.current_sparsity:.2f}")
                 if self.progress.step % self.settings.eval_every == 0 and self.progress.step < self.settings.max_steps:
                     self.progress.train_seconds += time.perf_counter() - segment_start
-                    report(self._intermediate_report(meter), self.save_checkpoint(meter))
+                    with self.clock.phase(M.RUNG_SECONDS):
+                        metrics, checkpoint = self._intermediate_report(meter), self.save_checkpoint(meter)
+                    report({**metrics, **self._time_split()}, checkpoint)
                     segment_start = time.perf_counter()
             bar.close()
             self.progress.train_seconds += time.perf_counter() - segment_start
-            final = self._finish()
+            with self.clock.phase(M.FINAL_SECONDS):
+                final = self._finish()
+            final.update(self._time_split())
         final[M.EMISSIONS_KG] = self.progress.emissions_kg + meter.emissions_kg
         final[M.ENERGY_KWH] = self.progress.energy_kwh + meter.energy_kwh
         final[M.ENERGY_ESTIMATED] = meter.estimated
         final[M.DONE] = True
         report(final, None)
         return final
+
+    def _time_split(self) -> dict[str, float]:
+        """Where the trial's time went so far (every report carries it: a stopped trial's row too)."""
+        return {**self.clock.totals(), M.TRAIN_SECONDS: self.progress.train_seconds}
 
     def _process_meter(self) -> EmissionsMeter:
         emissions = self.settings.emissions
@@ -300,18 +323,36 @@ class _Trial:
         return {M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
                 M.CURRENT_SPARSITY: self.pruner.current_sparsity, **quality, M.DONE: False}
 
+    def _rung_table(self):
+        """The latency table a rung predicts from (``trial.rung_latency: table``): the dense student's,
+        in the trial's runtime and precision, measured once per search by the driver and read here."""
+        s = self.settings
+        if not s.report_objectives or s.rung_latency != "table":
+            return None
+        from prunetune.trainables.methods._speed import table_for
+
+        return table_for(self.student, self.teacher.root, s, runtime=s.runtime, precision=s.inference_precision,
+                         device=self.device, threads=self._latency_threads(), measurer=self.measurer)
+
     @torch.no_grad()
     def _projected_objectives(self, meter, *, quality: dict[str, Any]) -> dict[str, Any]:
         """What the trial would score if it stopped now, for a scheduler to rank it by.
 
         Accuracy is the student's now. Latency is that of the structure it would have if it
-        finished now: a copy of the student and its pruner is finished at the target sparsity,
-        compacted, put in the inference precision and timed (in the timing slot). Emissions so
-        far are scaled to the whole trial.
+        finished now: a copy of the student and its pruner is finished at the target sparsity and
+        compacted; the latency table predicts that structure's latency (``trial.rung_latency:
+        table``), or the copy is put in the inference precision and timed (``measured``, in the
+        timing slot). Emissions so far are scaled to the whole trial.
         """
         started = time.perf_counter()
         student, pruner = detached_copy(self.student, self.pruner)
         student.eval()
+        if self.rung_table is not None:
+            compacted, structure = compact(pruner.finish(student))
+            latency_ms = self.rung_table.predict(list(structure.layer_heads), list(structure.layer_intermediate_sizes))
+            params, sparsity = count_params(compacted), weight_sparsity(compacted, dense_total=self.dense_weights)
+            return self._projection(meter, quality, latency_ms=latency_ms, params=params, sparsity=sparsity,
+                                    started=started)
         compacted, _ = compact_and_verify(pruner.finish(student))
         prepare_for_inference_precision(compacted, self.settings.inference_precision)
         params, sparsity = count_params(compacted), weight_sparsity(compacted, dense_total=self.dense_weights)
@@ -326,6 +367,11 @@ class _Trial:
                                            device=self.device, calibration=self._calibration)
                 latency_ms = self.measurer.retime(self._measure_request(Path(work) / MODEL_DIR, teachers=False))[
                     M.LATENCY_MS]
+        return self._projection(meter, quality, latency_ms=latency_ms, params=params, sparsity=sparsity,
+                                started=started)
+
+    def _projection(self, meter, quality: dict[str, Any], *, latency_ms: float, params: int, sparsity: float,
+                    started: float) -> dict[str, Any]:
         running = meter.snapshot()
         to_whole_trial = self.settings.max_steps / self.progress.step
         return {
@@ -350,6 +396,9 @@ class _Trial:
         compacted, structure = compact_and_verify(self.student)
         if self.settings.filled:
             extras[M.FILL_SECONDS] = self._fine_tune_filled(compacted)
+        if self.rung_table is not None:  # what the rungs ranked on, for the final structure
+            extras[M.TABLE_LATENCY_MS] = self.rung_table.predict(list(structure.layer_heads),
+                                                                 list(structure.layer_intermediate_sizes))
         extras.update(prepare_for_inference_precision(compacted, self.settings.inference_precision))
         sparsity = weight_sparsity(compacted, dense_total=self.dense_weights)
         save_compacted(compacted, self.output_dir / MODEL_DIR, tokenizer=self.tokenizer)

@@ -92,7 +92,8 @@ def test_a_trial_with_a_measurer_times_its_rungs_and_its_end_on_the_deploy_node(
     from prunetune.trainables.trial import run_trial
 
     reports = []
-    metrics = run_trial(tiny_config(report_objectives=True, runtime="openvino", inference_precision="int8"),
+    metrics = run_trial(tiny_config(report_objectives=True, rung_latency="measured", runtime="openvino",
+                                    inference_precision="int8"),
                         output_dir=tmp_path, measurer=RemoteMeasurer({DEPLOY_RESOURCE: 1}),
                         report=lambda values, checkpoint: reports.append(values))
     assert metrics[M.LATENCY_NODE] == ray.get_runtime_context().get_node_id()

@@ -42,6 +42,20 @@ def test_constraint_values():
     assert all(v > 0 for v in constraint_values(None, limits, failed=True).values())
 
 
+def test_a_drop_limit_on_the_upper_bound_is_told_on_the_intervals_upper_end():
+    from prunetune.config import validate
+
+    constraints = validate({"search": {"constraints": {"max_accuracy_drop": 0.02, "max_latency_ms": 4.0,
+                                                       "drop_bound": "upper"}}}).search.constraints
+    assert constraints.limits() == {"max_accuracy_drop": 0.02, "max_latency_ms": 4.0}
+    assert constraints.columns() == {"max_accuracy_drop": "accuracy_drop_ci_high", "max_latency_ms": "latency_ms"}
+    # A drop of 1 point measured on few examples: its interval reaches 3.5 points, past the limit.
+    result = {"accuracy_drop": 0.01, "accuracy_drop_ci_high": 0.035, "latency_ms": 3.0}
+    told = constraint_values(result, constraints.limits(), failed=False, columns=constraints.columns())
+    assert told["max_accuracy_drop"] == pytest.approx(0.015) and told["max_latency_ms"] == pytest.approx(-1.0)
+    assert constraint_values(result, constraints.limits(), failed=False)["max_accuracy_drop"] < 0  # the estimate
+
+
 @pytest.mark.parametrize("sampler, trials, wanted", [("tpe", 40, 8), ("gp", 24, 10)])
 def test_sampler_prefers_feasible_trials(sampler, trials, wanted, tmp_path):
     searcher = ParetoOptunaSearch(

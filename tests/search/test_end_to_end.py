@@ -38,6 +38,7 @@ def test_prunetune_search_with_the_real_trial(tmp_path, tiny_model_dir, tiny_dat
     for trial_dir in rows["trial_dir"]:
         assert (tmp_path / trial_dir / "result.json").is_file() and (tmp_path / trial_dir / "model").is_dir()
     assert (run_dir / "study.db").is_file() and (run_dir / "pareto.parquet").is_file()
+    assert rows[list(M.TIME_SPLIT)].notna().all().all()  # where each trial's time went, start-up included
     # Every trial carries intervals on the evaluation split; the front is evaluated once on the test split.
     assert rows[list(M.headline_interval_keys("classification"))].notna().all().all()
     front = set(pq.read_table(run_dir / "pareto.parquet").to_pandas()["trial_id"])

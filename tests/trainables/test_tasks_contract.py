@@ -144,3 +144,29 @@ print(json.dumps(out, default=str))
     assert isinstance(served["regression"], float)
     assert isinstance(served["token_classification"], list)
     assert served["question_answering"] in "the goal today"
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_every_task_kind_is_evaluated_on_its_held_out_split(kind, task_config, tmp_path):
+    """The front's held-out evaluation, for each kind's headline metric: the trial's files served as
+    measured, paired with the teacher's examples on the test split."""
+    from prunetune.intervals import load_example_scores
+    from prunetune.trainables.measure.held_out import HeldOutRequest, evaluate_held_out
+    from prunetune.trainables.training.teacher import prepare_teacher
+    from prunetune.trainables.trial import run_trial
+
+    config = task_config(kind, "bert", runtime="onnxruntime")
+    run_trial(config, output_dir=tmp_path)
+    teacher = prepare_teacher(config)
+    figures = evaluate_held_out(HeldOutRequest(trial_id="t", trial_dir=str(tmp_path),
+                                               teacher_dir=str(teacher.model_dir)))
+    assert set(figures) == set(M.held_out_keys(kind))
+    headline = M.headline_metric(kind)
+    value, drop = figures[M.held_out_key(headline)], figures[M.held_out_key(M.drop_key(headline))]
+    assert drop == pytest.approx(figures[M.held_out_key(M.teacher_key(headline))] - value)
+    low, high = (figures[k] for k in M.interval_keys(M.held_out_key(M.drop_key(headline))))
+    assert low <= high
+    test_scores = load_example_scores(tmp_path / M.EXAMPLE_SCORES_FILE, M.HELD_OUT_SPLIT)
+    assert test_scores.metric() == pytest.approx(value, abs=1e-7)
+    # The search's own split is kept beside it: the two are different examples.
+    assert load_example_scores(tmp_path / M.EXAMPLE_SCORES_FILE, config.task.eval_split) is not None

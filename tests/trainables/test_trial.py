@@ -131,3 +131,42 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
     code = main(["trial", "quickstart", "--set", "trial.sparsity=2"])
     assert code == 2
     assert "trial.sparsity = 2" in capsys.readouterr().err
+
+
+def test_every_report_says_where_the_trials_time_went(tiny_config, tmp_path):
+    import time
+
+    reports = []
+    started = time.perf_counter()
+    final = run_trial(tiny_config(report_objectives=True), output_dir=tmp_path / "trial",
+                      report=lambda m, c: reports.append(m))
+    wall = time.perf_counter() - started
+    in_trial = [key for key in M.TIME_SPLIT if key != M.STARTUP_SECONDS]  # the driver measures start-up
+    assert all(final[key] > 0 for key in in_trial), {key: final.get(key) for key in in_trial}
+    assert sum(final[key] for key in in_trial) <= wall
+    rung = reports[0]  # a trial stopped here would have this split in its row
+    assert rung[M.RUNG_SECONDS] > 0 and rung[M.TRAIN_SECONDS] <= final[M.TRAIN_SECONDS]
+    assert M.FINAL_SECONDS not in rung
+
+
+def test_a_rung_predicts_its_latency_from_the_table_or_times_a_copy(tiny_config, tmp_path):
+    import torch
+
+    from prunetune.trainables.families.compaction import load_model_dir
+    from prunetune.trainables.methods._speed import table_for
+    from prunetune.trainables.training.teacher import prepare_teacher
+
+    config = tiny_config(report_objectives=True)
+    assert config.trial.rung_latency == "table"
+    reports = []
+    final = run_trial(config, output_dir=tmp_path / "table", report=lambda m, c: reports.append(m))
+    rung = reports[0]
+    # The rung's figure is the table's (read from the cache the trial measured it into): between the
+    # table's fastest structure and its dense model.
+    teacher = prepare_teacher(config)
+    table = table_for(load_model_dir(teacher.model_dir), teacher.root, config.trial, runtime="torch",
+                      precision="fp32", device=torch.device("cpu"), threads=int(final[M.LATENCY_THREADS]))
+    assert table.fastest_ms(1, table.widths[0]) <= rung[M.LATENCY_MS] <= table.dense_ms
+    assert 0 < final[M.TABLE_LATENCY_MS] <= table.dense_ms  # what the rungs ranked on, for the final structure
+    measured = run_trial(tiny_config(report_objectives=True, rung_latency="measured"), output_dir=tmp_path / "timed")
+    assert M.TABLE_LATENCY_MS not in measured
