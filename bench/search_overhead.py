@@ -33,10 +33,11 @@ VARIANTS = {
 
 def search_config(trials: int, **search) -> object:
     return validate({
-        "trial": {"max_steps": 10},
+        "trial": {"max_steps": 10, "rung_latency": "measured"},  # synthetic trials serve no model
         "space": {"trial.sparsity": {"uniform": [0.0, 0.95]}, "trial.temperature": {"loguniform": [1, 16]},
                   "trial.block_size": {"choice": [16, 32]}},
-        "search": {"sampler": "nsga2", "num_trials": trials, "seed": 0, "verbosity": 0, "retime": "off", **search},
+        "search": {"sampler": "nsga2", "num_trials": trials, "seed": 0, "verbosity": 0, "retime": "off",
+                   "evaluate_test": False, **search},
         "cluster": {"cpus_per_trial": 1, "num_cpus": 2},
     })
 

@@ -19,7 +19,8 @@ SPACE = {
 def synthetic_config(*, space=None, trial=None, **search):
     """A search over the synthetic trial: no model, no data, milliseconds per trial."""
     return validate({
-        "trial": {"max_steps": 10, **(trial or {})},
+        # A synthetic trial serves no model: its rungs project their latency, no table is measured.
+        "trial": {"max_steps": 10, "rung_latency": "measured", **(trial or {})},
         "space": space or SPACE,
         "search": {"num_trials": 6, "max_concurrent": 2, "seed": 0, "verbosity": 0, "reuse_actors": True,
                    "retime": "off", "evaluate_test": False,

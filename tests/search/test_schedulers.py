@@ -21,7 +21,7 @@ STEPS = 9  # reports at every step; with grace 1 and eta 3, rungs at steps 1 and
 
 def scheduler_config(scheduler: str, **search):
     return validate({
-        "trial": {"max_steps": STEPS, "eval_every": 1},
+        "trial": {"max_steps": STEPS, "eval_every": 1, "rung_latency": "measured"},  # synthetic: no model
         "space": SPACE,
         "search": {"num_trials": 8, "max_concurrent": 1, "seed": 0, "verbosity": 0, "reuse_actors": True,
                    "retime": "off", "sampler": "random", "scheduler": scheduler,
