@@ -28,7 +28,7 @@ from prunetune.errors import ModelError
 from prunetune.trainables.measure.energy import EmissionsMeter
 from prunetune.trainables.measure.latency import measure_latency, uses_token_types
 from prunetune.intervals import ExampleScores, load_example_scores, save_example_scores
-from prunetune.trainables.measure.quality import evaluate_task, evaluate_task_examples, predict_outputs
+from prunetune.trainables.measure.quality import evaluate_task_examples, predict_outputs
 from prunetune.trainables.measure.size import count_params
 from prunetune.trainables.tasks import TASKS
 from prunetune.trainables.training.batches import BatchPlan, take
@@ -180,8 +180,9 @@ def _fine_tune_into(root: Path, config: Config, data: TaskData, *, progress: boo
         _fine_tune(model, train.inputs, train.targets, config, device, kind=kind, progress=progress)
         train_seconds = time.perf_counter() - started
         logits = predict_outputs(model, train.inputs, head_output=kind.head_output, device=device)
-        quality = evaluate_task(model, evaluation, eval_split, kind=kind, label_names=data.label_names,
-                                task=config.task, device=device)
+        # The same pass gives the per-example scores every trial's interval pairs with.
+        quality, examples = evaluate_task_examples(model, evaluation, eval_split, kind=kind,
+                                                   label_names=data.label_names, task=config.task, device=device)
     latency = measure_latency(model, batch_size=config.trial.latency.batch_size, seq_len=config.trial.latency.seq_len,
                               vocab_size=model.config.vocab_size, device=device,
                               min_run_time=config.trial.latency.min_run_time, threads=config.trial.latency.threads,
@@ -189,6 +190,7 @@ def _fine_tune_into(root: Path, config: Config, data: TaskData, *, progress: boo
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     torch.save(logits, root / LOGITS_FILE)
+    save_example_scores(root / M.EXAMPLE_SCORES_FILE, config.task.eval_split, examples)
     baseline = {
         **quality,
         M.LATENCY_MS: latency.median_ms, M.LATENCY_P95_MS: latency.p95_ms,
