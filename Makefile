@@ -28,8 +28,16 @@ demo: install
 		$(BIN)/prunetune search quickstart --output $(DEMO_RUN); \
 	fi
 
+# Most tests wait on processes (Ray workers, clusters, subprocesses) more than they compute, so two
+# run at once; the tests marked `serial` time or meter the machine and run afterwards, alone.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@status=0; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -m serial $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info

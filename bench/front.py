@@ -16,6 +16,8 @@ over all its seeds. A target that no trial meets is said so, with the closest tr
 
     .venv/bin/python bench/front.py [--trials 12] [--steps 300] [--seeds 3] [--run-dir runs/front] [--reuse]
 
+The same search, without the per-target repeats: ``prunetune search bbc-news-cpu``.
+
 Nothing else should run on the machine meanwhile: latencies are the point.
 """
 
@@ -36,24 +38,8 @@ import pandas as pd  # noqa: E402
 from prunetune import config as config_module  # noqa: E402
 from prunetune import metrics as M  # noqa: E402
 
-SPACE = {
-    "trial.target_speedup": {"uniform": [2.0, 8.0]},
-    "trial.layer_distill": {"choice": [0.0, 1.0]},
-    "trial.runtime": {"choice": ["torch", "onnxruntime"]},
-    "trial.inference_precision": {"choice": ["fp32", "int8"]},
-    "trial.temperature": {"loguniform": [1.0, 8.0]},
-}
-#: Evaluated first: what the published work and the runtimes suggest reaches the targets.
-STARTING_POINTS = [
-    {"trial.target_speedup": 3.3, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
-     "trial.inference_precision": "fp32", "trial.temperature": 2.0},
-    {"trial.target_speedup": 4.5, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
-     "trial.inference_precision": "int8", "trial.temperature": 2.0},
-    {"trial.target_speedup": 7.0, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
-     "trial.inference_precision": "int8", "trial.temperature": 2.0},
-    {"trial.target_speedup": 3.8, "trial.layer_distill": 1.0, "trial.runtime": "onnxruntime",
-     "trial.inference_precision": "int8", "trial.temperature": 2.0},
-]
+#: The search this bench runs: a built-in preset, so that a user gets the same search by its name.
+PRESET = "bbc-news-cpu"
 
 
 @dataclass(frozen=True)
@@ -75,21 +61,9 @@ SHOWN = ["trial_id", M.ACCURACY, M.ACCURACY_DROP, M.SPEEDUP, M.SPEEDUP_SAME_RUNT
 
 
 def bench_config(args) -> config_module.Config:
-    raw, _ = config_module.read_yaml("bbc-news")
-    raw["trial"].update({
-        "method": "movement", "max_steps": args.steps, "eval_every": args.steps, "batch_size": 16,
-        "learning_rate": 1e-4, "block_size": 32, "alpha": 0.9, "precision": "fp32", "device": "cpu",
-        "latency": {"batch_size": 1, "seq_len": 128, "min_run_time": 1.0, "threads": 2},
-    })
-    raw["trial"].pop("sparsity", None)
-    raw["trial"]["target_speedup"] = 3.0
-    raw["space"] = SPACE
-    raw["search"].update({
-        "sampler": "nsga2", "num_trials": args.trials, "max_concurrent": args.concurrent, "population_size": 4,
-        "objectives": {M.ACCURACY: "max", M.LATENCY_MS: "min"}, "constraints": {"max_accuracy_drop": 0.03},
-        "known_good_points": False, "starting_points": STARTING_POINTS, "retime": "all", "scheduler": "fifo",
-    })
-    raw["cluster"] = {"cpus_per_trial": 1, "gpus_per_trial": 0}
+    raw, _ = config_module.read_yaml(PRESET)
+    raw["trial"].update({"max_steps": args.steps, "eval_every": args.steps})
+    raw["search"]["num_trials"] = args.trials
     raw["output"] = {"dir": str(args.run_dir), "wandb": {"enabled": False}}
     return config_module.validate(raw, check_model=True)
 
@@ -156,7 +130,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--concurrent", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per target's trial, the search's included")
     parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "front")
     parser.add_argument("--reuse", action="store_true",

@@ -108,8 +108,8 @@ def _run_search(args) -> int:
     if outcome.retimed:
         print(f"re-timed quietly: {len(outcome.retimed)} trial(s); more than 10% off in the search: "
               f"{', '.join(outcome.flagged) or 'none'}")
-    summarize_run(outcome.run_dir.local, wandb=not args.no_wandb)
     print(f"study: optuna-dashboard {outcome.storage_url}")
+    summarize_run(outcome.run_dir.local, wandb=not args.no_wandb)  # ends with what to do next
     return 0
 
 

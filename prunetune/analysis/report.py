@@ -3,6 +3,7 @@ the files written, and where the W&B runs are."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def print_summary(summary: RunSummary, *, console=None) -> None:
     _print_errors(console, run)
     _print_files(console, run, summary.files)
     _print_wandb(console, summary)
+    _print_next_steps(console, run, analysis)
 
 
 def front_table(run: RunData, analysis: FrontAnalysis):
@@ -214,6 +216,39 @@ def _print_wandb(console, summary: RunSummary) -> None:
     else:
         console.print(f"no runs in {run_dir / WANDB_SUBDIR} ({settings.mode}, project {settings.project!r}); "
                       "`prunetune report RUN_DIR --wandb` logs a summary run", markup=False, soft_wrap=True)
+
+
+def _print_next_steps(console, run: RunData, analysis: FrontAnalysis) -> None:
+    """What to do with the front: the command that explains the choice, the one that exports it, the plots."""
+    from prunetune.analysis.pick import pick_trial
+    from prunetune.errors import PrunetuneError
+
+    try:
+        pick = pick_trial(run, analysis)
+    except PrunetuneError:  # constraints on a metric this run lacks: pick says so itself
+        pick = None
+    where = shlex.quote(_as_typed(run.run_dir))
+    lines = ["", "Next:"]
+    if pick is not None and pick.found:
+        lines += [f"  prunetune pick {where}      # why {pick.trial_id}: the {pick.prefer} of the front within "
+                  f"{pick.constraints_source.replace('config.yaml ', '')}",
+                  f"  prunetune export {where} --trial {pick.trial_id}      # a ready-to-serve model in "
+                  f"{_as_typed(run.run_dir / R.EXPORTS_DIR / str(pick.trial_id))}"]
+    else:
+        lines += [f"  prunetune pick {where} --max-accuracy-drop X      # no finished trial meets "
+                  "search.constraints; pick shows the closest ones"]
+    plots = run.run_dir / R.PLOTS_DIR
+    lines.append(f"  plots: {_as_typed(plots / 'front.html')} (interactive) and the PNGs beside it")
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _as_typed(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as a user would type it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _relative(path: Path, root: Path) -> str:

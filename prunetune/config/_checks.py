@@ -150,16 +150,20 @@ def scheduler_problems(config: Config) -> list[str]:
                 f"{', '.join(ranked)}" for name in search.objectives if name not in ranked]
     if "trial.max_steps" in config.space and config.space["trial.max_steps"].is_searched:
         problems.append(f"{key} with a searched trial.max_steps: every trial must end at the same last rung")
-    grace = search.grace_steps or trial.eval_every
-    rungs = rung_steps(grace, search.reduction_factor, trial.max_steps)
-    if not rungs:
+    if not scheduler_rungs(config):
+        grace = search.grace_steps or trial.eval_every
         problems.append(f"{key}: no rung before the last step: search.grace_steps ({grace}) must be below "
                         f"trial.max_steps ({trial.max_steps})")
-    off_report = [step for step in rungs if step % trial.eval_every]
-    if off_report:
-        problems.append(f"search.grace_steps = {grace}: rungs at steps {', '.join(map(str, rungs))} must be "
-                        f"evaluation steps, multiples of trial.eval_every ({trial.eval_every})")
     return problems
+
+
+def scheduler_rungs(config: Config) -> list[int]:
+    """The steps at which ``search.scheduler`` ranks trials ([] for fifo). A trial in such a search
+    reports at each of them, beside every ``trial.eval_every`` steps, and evaluates only there."""
+    search = config.search
+    if search.scheduler == "fifo":
+        return []
+    return rung_steps(search.grace_steps or config.trial.eval_every, search.reduction_factor, config.trial.max_steps)
 
 
 def latency_thread_problems(config: Config, *, cpus: float | None = None) -> list[str]:

@@ -140,7 +140,10 @@ class SearchConfig(_Section):
     evaluate_test: bool = Field(
         True, description="when the search ends, evaluate the front's trials and the teacher once on the test "
         "split, which the search never ranks on: the unbiased figures (*_test columns), with 95% intervals")
-    reuse_actors: bool = Field(False, description="run trials in reused worker processes (faster start, shared state)")
+    reuse_actors: bool = Field(
+        True, description="run trials in worker processes Ray keeps between trials: a trial on a reused worker "
+        "skips the process start and finds the data, the teacher and its outputs as the worker's earlier trial "
+        "left them; false starts a fresh process for every trial")
     measure_on: MeasureOnConfig | None = Field(
         None, description="take every latency measurement (tables, rungs, each trial's final one, the quiet "
         "re-timing) on the nodes with these Ray resources: the kind of node the model is deployed to")

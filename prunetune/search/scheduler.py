@@ -17,7 +17,7 @@ from typing import Mapping
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from prunetune import metrics as M
-from prunetune.config import Config, rung_steps
+from prunetune.config import Config, scheduler_rungs
 from prunetune.search.rungs import RungLadder, objective_vector
 from prunetune.trainables.trainable import run_trial_id
 
@@ -40,9 +40,8 @@ def ranked_objectives(config: Config) -> dict[str, str]:
 
 
 def make_ladder(config: Config) -> RungLadder:
-    search, trial = config.search, config.trial
-    rungs = rung_steps(search.grace_steps or trial.eval_every, search.reduction_factor, trial.max_steps)
-    return RungLadder(rungs=rungs, directions=list(ranked_objectives(config).values()),
+    search = config.search
+    return RungLadder(rungs=scheduler_rungs(config), directions=list(ranked_objectives(config).values()),
                       reduction_factor=search.reduction_factor)
 
 
@@ -58,6 +57,8 @@ class RungScheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         step = result.get(M.STEP)
         if step is None or not M.missing_final_keys(result):  # only intermediate reports are ranked
+            return TrialScheduler.CONTINUE
+        if any(key not in result for key in self.objectives):  # a checkpoint between rungs: nothing to rank
             return TrialScheduler.CONTINUE
         decision = self.ladder.on_report(run_trial_id(trial.config, trial.trial_id), int(step),
                                          objective_vector(result, self.objectives))

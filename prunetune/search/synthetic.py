@@ -53,7 +53,10 @@ def synthetic_teacher(config, *, progress: bool = False) -> SyntheticTeacherArti
         M.LATENCY_P95_MS: TEACHER_LATENCY_MS * 1.1, M.PARAMS: 1_000_000, M.EMISSIONS_KG: 1e-5,
         M.ENERGY_KWH: 3e-5, M.TRAIN_SECONDS: 0.0, M.LATENCY_THREADS: 1,
     }
-    (root / "baseline.json").write_text(json.dumps(baseline))
+    # Written whole under a new name and moved into place: searches sharing the cache never read half a file.
+    staged = root / f"baseline.json.{os.getpid()}"
+    staged.write_text(json.dumps(baseline))
+    os.replace(staged, root / "baseline.json")
     return SyntheticTeacherArtifacts(model_dir=root / "model", key=key, baseline=baseline)
 
 

@@ -4,7 +4,10 @@
 the method's pruner (``prunetune.trainables.methods``) over the family's layer views
 (``prunetune.trainables.families``) and never branches on a method or family name. Every
 ``trial.eval_every`` steps it reports intermediate metrics and a checkpoint through one
-reporting function; the final report carries every key of the metric contract.
+reporting function; the final report carries every key of the metric contract. In a search
+whose scheduler ranks trials at rungs (``trial.report_objectives``), it also reports at each
+rung, and evaluates there only: a report between rungs carries its checkpoint and its loss,
+since no one ranks it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prunetune import metrics as M
-from prunetune.config import Config, model_problems
+from prunetune.config import Config, model_problems, scheduler_rungs
 from prunetune.errors import ConfigError, TrialError
 from prunetune.intervals import interval_columns, paired_intervals, save_example_scores
 from prunetune.names import CHECKPOINT_DIR, MODEL_DIR, RESULT_FILE
@@ -53,7 +56,8 @@ from prunetune.trainables.methods._pruner import Pruner, PruningContext
 from prunetune.trainables.runtimes import Served, check_runtime, is_reference, runtime_of, software_versions
 from prunetune.trainables.training import filling
 from prunetune.trainables.training.batches import BatchPlan, take
-from prunetune.trainables.training.data import TaskData, load_task_data
+from prunetune.trainables.training import worker_cache
+from prunetune.trainables.training.data import TaskData
 from prunetune.trainables.training.distill import hidden_state_loss, layer_mapping
 from prunetune.trainables.training.optimisation import loss_suspects, optimiser_step
 from prunetune.trainables.training.precision import (
@@ -65,8 +69,6 @@ from prunetune.trainables.training.precision import (
 )
 from prunetune.trainables.training.teacher import (
     TeacherArtifacts,
-    load_pretrained,
-    prepare_teacher,
     teacher_example_scores,
 )
 
@@ -96,10 +98,11 @@ def run_trial(config: Config, *, output_dir: str | Path, report: Reporter | None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     clock = PhaseClock()
+    # A worker Ray reuses keeps the data and the teacher from its earlier trials (worker_cache).
     with clock.phase(M.DATA_SECONDS):
-        data = load_task_data(config.task)
+        data = worker_cache.task_data(config.task)
     with clock.phase(M.TEACHER_SECONDS):
-        teacher = prepare_teacher(config, data=data, progress=progress)
+        teacher = worker_cache.teacher(config, data, progress=progress)
     trial = _Trial(config, teacher, data, device, output_dir, energy_meter=energy_meter, measurer=measurer,
                    clock=clock)
     with clock.phase(M.BUILD_SECONDS):
@@ -174,7 +177,7 @@ class _Trial:
         self.method = METHODS[self.settings.method]
         torch.manual_seed(self.settings.seed)
         with self.clock.phase(M.TEACHER_SECONDS):  # the student starts as a copy of the teacher
-            self.tokenizer, self.student = load_pretrained(str(teacher.model_dir), data)
+            self.tokenizer, self.student = worker_cache.pretrained_copy(str(teacher.model_dir), data)
             self.student.to(device)
         # Latency is timed on inputs of the task's shape: two segments for a pair or a question and its context.
         self.token_types = self.kind.has_pair(config.task) and uses_token_types(self.student)
@@ -203,7 +206,7 @@ class _Trial:
         return PruningContext(
             settings=self.settings, student=self.student, family=family_of(self.student), tokenizer=self.tokenizer,
             texts=self.data.train.texts, labels=self.data.train.labels,  # a method that must not read labels does not
-            teacher_logits=self.teacher.train_logits(), max_length=self.config.task.max_length, device=self.device,
+            teacher_logits=worker_cache.train_logits(self.teacher), max_length=self.config.task.max_length, device=self.device,
             measure_ms=lambda model: self._latency(model, self.device).median_ms, cache_dir=self.teacher.root,
             kind=self.kind, train_split=self.data.train, task=self.config.task, pairs=self.data.train.pairs,
             measurer=self.measurer,
@@ -262,7 +265,7 @@ class _Trial:
                 self.progress.step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{self.progress.last_loss:.3f}", sparsity=f"{self.pruner.current_sparsity:.2f}")
-                if self.progress.step % self.settings.eval_every == 0 and self.progress.step < self.settings.max_steps:
+                if self._reports_at(self.progress.step):
                     self.progress.train_seconds += time.perf_counter() - segment_start
                     with self.clock.phase(M.RUNG_SECONDS):
                         metrics, checkpoint = self._intermediate_report(meter), self.save_checkpoint(meter)
@@ -288,7 +291,18 @@ class _Trial:
         emissions = self.settings.emissions
         return EmissionsMeter(country_iso_code=emissions.country_iso_code, measure_power_secs=emissions.measure_power_secs)
 
+    @functools.cached_property
+    def _rungs(self) -> frozenset[int]:
+        """The steps a scheduler ranks this trial at (none outside a search with one)."""
+        return frozenset(scheduler_rungs(self.config)) if self.settings.report_objectives else frozenset()
+
+    def _reports_at(self, step: int) -> bool:
+        return step < self.settings.max_steps and (step % self.settings.eval_every == 0 or step in self._rungs)
+
     def _intermediate_report(self, meter) -> dict[str, Any]:
+        if self._rungs and self.progress.step not in self._rungs:  # a checkpoint between rungs
+            return {M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
+                    M.CURRENT_SPARSITY: self.pruner.current_sparsity, M.DONE: False}
         metrics = self._intermediate_metrics()
         if self.settings.report_objectives:
             metrics.update(self._projected_objectives(meter, quality=metrics))
@@ -449,7 +463,7 @@ class _Trial:
     def _dense_teacher(self, device: torch.device):
         # The deployable baseline: the dense fine-tuned teacher at fp32, timed in this process
         # with the same settings, so that speedups compare across heterogeneous workers.
-        _, teacher = load_pretrained(str(self.teacher.model_dir), self.data)
+        _, teacher = worker_cache.pretrained_copy(str(self.teacher.model_dir), self.data)
         return teacher.to(device).eval()
 
     def _latency(self, model, device: torch.device):

@@ -119,3 +119,36 @@ def test_limits_a_metric_can_never_take_are_refused():
         "option.min_accuracy = 1.5: accuracy is between 0 and 1, so the limit must be too",
         "option.max_accuracy_drop = -0.1: accuracy_drop is between 0 and 1, so the limit must be too",
     ]
+
+
+def test_the_summary_ends_with_the_commands_that_pick_and_export_its_choice(hand_run, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from prunetune.analysis import summarize_run
+
+    run, analysis = hand_run
+    monkeypatch.chdir(tmp_path)  # the commands name the run directory as typed from here: "hand"
+    out = io.StringIO()
+    summarize_run("hand", wandb=False, console=Console(file=out, width=200))
+    last = out.getvalue().rstrip().splitlines()[-4:]
+    chosen = pick_trial(run, analysis).trial_id
+    assert last[0] == "Next:"
+    assert last[1].startswith(f"  prunetune pick hand ") and f"why {chosen}: the knee" in last[1]
+    assert last[2].startswith(f"  prunetune export hand --trial {chosen} ") and f"hand/exports/{chosen}" in last[2]
+    assert last[3].startswith("  plots: hand/plots/front.html") and (tmp_path / "hand/plots/front.html").is_file()
+
+
+def test_with_nothing_feasible_the_summary_says_how_to_look_closer(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from prunetune.analysis import summarize_run
+
+    rows = [S.trial_row("a", accuracy=0.5, latency_ms=1.0, emissions_kg=1e-5, finished_at=0)]
+    directory = S.write_run(tmp_path / "far", rows, S.run_config(constraints={"max_accuracy_drop": 0.01}))
+    out = io.StringIO()
+    summarize_run(directory, wandb=False, console=Console(file=out, width=200))
+    assert "no finished trial meets search.constraints; pick shows the closest ones" in out.getvalue()

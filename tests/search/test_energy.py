@@ -11,6 +11,9 @@ from prunetune.search._results import read_rows
 from prunetune.search.synthetic import SyntheticTrial, synthetic_teacher
 from tests.search.conftest import synthetic_config
 
+# Figures of time and energy: run alone, never beside another test process (`make test`).
+pytestmark = pytest.mark.serial
+
 
 def test_trials_energies_add_up_to_what_the_node_used_while_they_ran(tmp_path, ray_local):
     config = synthetic_config(sampler="random", num_trials=4, max_concurrent=2, reuse_actors=False)

@@ -102,7 +102,6 @@ def test_stopped_trials_told_as_infeasible(tmp_path, ray_local):
 
 @pytest.mark.parametrize(("search", "message"), [
     ({"objectives": {"accuracy": "max", "speedup": "max"}}, "cannot carry speedup"),
-    ({"grace_steps": 2, "reduction_factor": 3}, None),
     ({"grace_steps": 9}, "no rung before the last step"),
 ])
 def test_scheduler_settings_are_checked_before_a_search_starts(search, message, tmp_path):
@@ -110,8 +109,6 @@ def test_scheduler_settings_are_checked_before_a_search_starts(search, message, 
 
     raw = {"trial": {"max_steps": 30, "eval_every": 5}, "space": SPACE,
            "search": {"scheduler": "moasha", "grace_steps": 5, **search}}
-    if search.get("grace_steps") == 2:
-        message = r"rungs at steps 2, 6, 18 must be evaluation steps"
     if search.get("grace_steps") == 9:
         raw["trial"]["max_steps"] = 9
         raw["trial"]["eval_every"] = 3
@@ -139,5 +136,5 @@ def test_the_resolved_search_turns_on_report_objectives(tmp_path):
 def test_the_scheduler_for_a_users_own_tuner_is_checked_too():
     import prunetune
 
-    with pytest.raises(ConfigError, match="must be evaluation steps"):
-        prunetune.tune_scheduler(prunetune.load_config("quickstart", ["trial.max_steps=40", "trial.eval_every=20"]))
+    with pytest.raises(ConfigError, match="no rung before the last step"):
+        prunetune.tune_scheduler(prunetune.load_config("quickstart", ["trial.max_steps=10", "search.grace_steps=10"]))

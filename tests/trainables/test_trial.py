@@ -170,3 +170,23 @@ def test_a_rung_predicts_its_latency_from_the_table_or_times_a_copy(tiny_config,
     assert final[M.TABLE_LATENCY_MS] > 0  # what the rungs ranked on, for the final structure
     # rung_latency: measured serves and times a copy at each rung (test_measure_node times them on a
     # deploy node); here only the table's path runs.
+
+
+def test_in_a_search_with_rungs_a_trial_reports_at_each_and_evaluates_only_there(tiny_model_dir, tiny_dataset_csv,
+                                                                               tmp_path):
+    from prunetune.config import scheduler_rungs, validate
+    from tests.conftest import tiny_config_dict
+
+    raw = tiny_config_dict(tiny_model_dir, tiny_dataset_csv, tmp_path / "cache", eval_every=4, report_objectives=True)
+    raw["search"] = {"scheduler": "moasha", "grace_steps": 2, "reduction_factor": 3}
+    config = validate(raw, check_model=True)
+    assert scheduler_rungs(config) == [2, 6]  # not multiples of trial.eval_every: they need not be
+    reports = []
+    run_trial(config, output_dir=tmp_path / "trial", report=lambda m, c: reports.append((m, c is not None)))
+    intermediate = {m[M.STEP]: (m, checkpointed) for m, checkpointed in reports[:-1]}
+    assert sorted(intermediate) == [2, 4, 6, 8]  # the rungs and every eval_every steps; 12 is the end
+    for step in (2, 6):  # ranked: evaluated, with the objectives of stopping there
+        assert M.ACCURACY in intermediate[step][0] and M.LATENCY_MS in intermediate[step][0]
+    for step in (4, 8):  # between rungs: a checkpoint and the loss, no evaluation
+        assert M.ACCURACY not in intermediate[step][0] and M.TRAIN_LOSS in intermediate[step][0]
+    assert all(checkpointed for _, checkpointed in intermediate.values())

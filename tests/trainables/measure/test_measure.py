@@ -21,6 +21,9 @@ from prunetune.trainables.measure.latency import Latency, measure_latency, summa
 from prunetune.trainables.measure.quality import Quality, evaluate, predict_logits
 from prunetune.trainables.measure.size import count_params
 
+# Figures of time and energy: run alone, never beside another test process (`make test`).
+pytestmark = pytest.mark.serial
+
 CPU = torch.device("cpu")
 
 

@@ -19,6 +19,9 @@ from prunetune.trainables.measure.energy import (
     split_interval,
 )
 
+# Figures of time and energy: run alone, never beside another test process (`make test`).
+pytestmark = pytest.mark.serial
+
 CPU = torch.device("cpu")
 
 

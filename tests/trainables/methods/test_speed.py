@@ -14,6 +14,9 @@ from prunetune.trainables.measure.latency import measure_alternating
 from prunetune.trainables.methods._speed import choose_structure, target_ms
 from tests.models import tiny_classifier
 
+# Figures of time and energy: run alone, never beside another test process (`make test`).
+pytestmark = pytest.mark.serial
+
 CPU = torch.device("cpu")
 
 

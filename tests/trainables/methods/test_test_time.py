@@ -213,7 +213,7 @@ def test_test_time_trial_never_reads_training_labels(tiny_config, tmp_path, monk
     config = tiny_config(**TEST_TIME)
     data = load_task_data(config.task)
     prepare_teacher(config, data=data)  # the teacher was fine-tuned, with labels, before
-    monkeypatch.setattr(trial_module, "load_task_data", lambda task: without_train_labels(data))
+    monkeypatch.setattr(trial_module.worker_cache, "task_data", lambda task: without_train_labels(data))
     metrics = trial_module.run_trial(config, output_dir=tmp_path)
     assert M.missing_final_keys(metrics) == []
     one_unit = 4 * 32 * 8 / (2 * (4 * 32 * 32 + 2 * 32 * 64))  # a head's share of the prunable weights
