@@ -33,6 +33,7 @@ from prunetune.names import (
     RESULT_FILE,
     RESULTS_FILE,
     STATUS,
+    TERMINATED,
     TRIAL_ID,
     TUNE_DIR,
     WALL_SECONDS,
@@ -55,12 +56,24 @@ def write_curves(run_dir: str | Path, out: str | Path, *, command: str) -> pa.Ta
     config_text = (run_dir / CONFIG_FILE).read_text()
     rows = []
     for trial in read_rows(run_dir / RESULTS_FILE):
-        rows += _trial_reports(trial, run_dir / TUNE_DIR / trial[TRIAL_ID] / RESULT_FILE)
+        result_file = _newest_result_file(run_dir, trial[TRIAL_ID])
+        if result_file is not None and trial[STATUS] in (TERMINATED, ERRORED):  # ran to its end, or failed
+            rows += _trial_reports(trial, result_file)
     table = pa.Table.from_pylist(rows).replace_schema_metadata(
         {CONFIG_KEY: config_text.encode(), COMMAND_KEY: command.encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     return table
+
+
+def _newest_result_file(run_dir: Path, trial_id: str) -> Path | None:
+    """The trial's reports in the newest Tune experiment that ran it (a resumed search runs a trial
+    that was cut short again, under ``tune/resumed-N/``)."""
+    candidates = [run_dir / TUNE_DIR / trial_id / RESULT_FILE,
+                  *sorted((run_dir / TUNE_DIR).glob(f"resumed-*/{trial_id}/{RESULT_FILE}"),
+                          key=lambda path: int(path.parent.parent.name.split("-")[1]))]
+    found = [path for path in candidates if path.is_file()]
+    return found[-1] if found else None
 
 
 def _trial_reports(trial: Mapping[str, Any], result_file: Path) -> list[dict[str, Any]]:

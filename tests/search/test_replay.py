@@ -113,3 +113,30 @@ def test_a_curves_table_round_trips_through_parquet(tmp_path):
     # The clock includes the worker's start: the trial's wall time (10 s) ends it, 1 s before Tune's first.
     assert recorded.reports[0].seconds == 5.0 and recorded.final.seconds == 10.0
     assert recorded.reports[0].values[M.ACCURACY] == 0.5 and recorded.reports[0].projection_seconds == 0.5
+
+
+def test_a_recording_that_was_resumed_reads_each_trial_from_the_experiment_that_finished_it(tmp_path):
+    import json
+
+    import yaml
+
+    from prunetune.search._results import trial_row, write_results
+
+    run = tmp_path / "run"
+    reports = [{M.STEP: 10, "time_total_s": 4.0, M.ACCURACY: 0.5, M.LATENCY_MS: 3.0, M.PROJECTION_SECONDS: 0.5},
+               {**{key: 1.0 for key in M.FINAL_METRIC_KEYS}, M.STEP: 30, "time_total_s": 9.0}]
+    for folder, written in (("tune/t1", reports[:1]), ("tune/resumed-1/t1", reports), ("tune/t2", reports[:1])):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "result.json").write_text("\n".join(json.dumps(r) for r in written))
+    (run / "config.yaml").write_text(yaml.safe_dump(tiny_config().to_dict()))
+    rows = [trial_row(trial_id="t1", status="TERMINATED", trial={"trial.sparsity": 0.4}, result=reports[-1],
+                      started_at=0.0, finished_at=10.0, trial_dir=str(run / "trials" / "t1")),
+            # cut short when the recording stopped: its run on resume has not ended yet
+            trial_row(trial_id="t2", status="RUNNING", trial={"trial.sparsity": 0.6}, result=reports[0],
+                      started_at=0.0, finished_at=5.0, trial_dir=str(run / "trials" / "t2"))]
+    write_results(rows, run / "results.parquet")
+
+    write_curves(run, tmp_path / "curves.parquet", command="record")
+    curves = Curves.read(tmp_path / "curves.parquet")
+    (recorded,) = curves.trials
+    assert recorded.params == {"trial.sparsity": 0.4} and recorded.final is not None

@@ -45,3 +45,33 @@ def test_paper_lowres_is_the_full_design():
     config = load("paper-lowres")
     points = {tuple(sorted(p.items())) for p in config.search.starting_points}
     assert len(points) == 12 == config.search.num_trials
+
+
+def test_the_demo_searches_what_builds_fast_models_within_a_time_budget():
+    config = load("quickstart")
+    searched = {key for key, dim in config.space.items() if dim.is_searched}
+    assert {"trial.target_speedup", "trial.layer_distill"} <= searched
+    assert (config.trial.runtime, config.trial.inference_precision) == ("onnxruntime", "int8")
+    assert config.trial.sparsity is None and config.search.time_budget is not None
+
+
+def test_the_cpu_preset_is_the_search_bench_front_runs():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "front.py"
+    spec = importlib.util.spec_from_file_location("bench_front", bench)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    assert module.PRESET == "bbc-news-cpu"
+    cpu, gpu = load("bbc-news-cpu"), load("bbc-news-gpu")
+    assert set(cpu.space) == {"trial.target_speedup", "trial.layer_distill", "trial.runtime",
+                              "trial.inference_precision", "trial.temperature"}
+    assert cpu.trial.latency.threads == cpu.cluster.cpus_per_trial == 2 and cpu.cluster.gpus_per_trial == 0
+    assert gpu.trial.device == "cuda" and gpu.cluster.gpus_per_trial > 0 and gpu.trial.inference_precision == "fp16"
+    assert set(gpu.space) <= set(cpu.space)
