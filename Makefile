@@ -13,6 +13,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test suite's extras (pytest, OpenVINO and NNCF for the runtime tests) on top; the demo needs none.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -33,7 +38,7 @@ demo: install
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 TEST_WORKERS ?= 2
 
-test: install
+test: $(VENV)/.installed-test
 	@status=0; \
 	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS) || status=$$?; \
 	$(PYTEST) -m serial $(PYTEST_ARGS) || status=$$?; \
