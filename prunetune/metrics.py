@@ -382,6 +382,10 @@ FAILED = "failed"  # a trial's configuration failed: its final report says why, 
 RUNG_METRICS: tuple[str, ...] = (ACCURACY, F1_MACRO, ACCURACY_DROP, LATENCY_MS, EMISSIONS_KG, ENERGY_KWH, PARAMS,
                                  SPARSITY)
 
+#: The 95% intervals a rung report carries beside its figures (``search.scheduler: moasha-interval``
+#: ranks on them): the headline metric's and its drop's.
+RUNG_INTERVALS: tuple[str, ...] = (*interval_keys(ACCURACY), *interval_keys(ACCURACY_DROP))
+
 
 def rung_metrics(kind: str = DEFAULT_TASK_KIND) -> tuple[str, ...]:
     """What an intermediate report of a trial of ``kind`` carries with ``trial.report_objectives``:

@@ -15,7 +15,7 @@ def test_importing_prunetune_stays_light():
 
 
 def test_load_config_takes_presets_files_and_configs():
-    config = prunetune.load_config("quickstart", ["trial.sparsity=0.3"])
+    config = prunetune.load_config("bbc-news", ["trial.sparsity=0.3"])
     assert config.trial.sparsity == 0.3
     again = prunetune.load_config(config, ["trial.method=magnitude"])
     assert again.trial.method == "magnitude" and again.trial.sparsity == 0.3
@@ -30,13 +30,13 @@ def test_run_trial_from_python(tiny_config, tmp_path):
 def test_tune_param_space_mirrors_the_configs_space():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    config = prunetune.load_config("quickstart", ["space.trial.max_steps={int: [20, 40], step: 10}",
-                                                  "search.scheduler=fifo"])
+    config = prunetune.load_config("bbc-news", ["space.trial.max_steps={int: [200, 400], step: 100}",
+                                                "search.scheduler=fifo"])
     space = prunetune.tune_param_space(config)
     assert set(space) == {key for key, dim in config.space.items() if dim.is_searched}
     assert isinstance(space["trial.sparsity"], Float) and isinstance(space["trial.block_size"], Categorical)
     assert isinstance(space["trial.max_steps"], Integer)
-    assert space["trial.sparsity"].lower == 0.1 and space["trial.sparsity"].upper == 0.9
+    assert space["trial.sparsity"].lower == 0.0 and space["trial.sparsity"].upper == 0.95
 
 
 def test_the_trainable_in_a_users_own_tuner(tiny_config, tmp_path):
@@ -68,9 +68,10 @@ def test_tune_scheduler_is_the_configs_scheduler(tmp_path):
 
     from prunetune.search import RungScheduler
 
-    moasha = prunetune.tune_scheduler(prunetune.load_config("quickstart", ["search.scheduler=moasha"]),
-                                      run_dir=tmp_path)
-    assert isinstance(moasha, RungScheduler) and moasha.objectives == ["accuracy", "latency_ms", "emissions_kg"]
-    assert moasha.ladder.rungs == [10] and moasha.ladder.reduction_factor == 3
+    moasha = prunetune.tune_scheduler(
+        prunetune.load_config("quickstart", ["search.scheduler=moasha", "search.grace_steps=10"]), run_dir=tmp_path)
+    assert isinstance(moasha, RungScheduler)
+    assert moasha.objectives.keys == ("accuracy", "latency_ms", "emissions_kg")
+    assert moasha.ladder.rungs == [10, 30] and moasha.ladder.reduction_factor == 3
     fifo = prunetune.tune_scheduler(prunetune.load_config("quickstart", ["search.scheduler=fifo"]))
     assert type(fifo) is FIFOScheduler

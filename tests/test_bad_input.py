@@ -119,14 +119,14 @@ def test_opening_a_study_at_a_bad_url_is_a_config_error(tmp_path):
 def test_a_searched_target_speedup_is_checked_against_the_latency_tables_bound():
     tables = [{"runtime": "torch", "precision": "fp32", "max_speedup": 7.46},
               {"runtime": "onnxruntime", "precision": "int8", "max_speedup": 11.0}]
-    searched = C.load("quickstart", ["space.trial.target_speedup={uniform: [2, 100]}"], check_model=False)
+    searched = C.load("quickstart", ["space.trial.target_speedup={uniform: [1.2, 100]}"], check_model=False)
     assert C.speedup_bound_problems(searched, tables) == [
-        "space.trial.target_speedup = {'uniform': [2, 100]}: speed-ups above 7.46x are unreachable: the latency "
+        "space.trial.target_speedup = {'uniform': [1.2, 100]}: speed-ups above 7.46x are unreachable: the latency "
         "table of torch at fp32 allows at most 7.46x (every layer but one removed, one head and the narrowest FFN "
         "kept in it); lower its upper end to at most 7.46"]
-    fixed = C.load("quickstart", ["trial.target_speedup=50"], check_model=False)
+    fixed = C.load("nn-pruning", ["trial.target_speedup=50"], check_model=False)
     assert "trial.target_speedup = 50: unreachable" in C.speedup_bound_problems(fixed, tables)[0]
-    within = C.load("quickstart", ["space.trial.target_speedup={uniform: [2, 7]}"], check_model=False)
+    within = C.load("quickstart", ["space.trial.target_speedup={uniform: [1.2, 7]}"], check_model=False)
     assert C.speedup_bound_problems(within, tables) == []
 
 
@@ -138,7 +138,7 @@ def test_the_search_stops_at_the_bound_before_any_trial(monkeypatch, tmp_path):
                _driver.LATENCY_TABLES: [{"runtime": "torch", "precision": "fp32", "max_speedup": 5.0,
                                          "dense_layer_ms": 1.0, "removed_layer_ms": 0.01}]}
     _fake_ray(monkeypatch, lambda: summary)
-    config = C.load("quickstart", ["space.trial.target_speedup={uniform: [2, 100]}"], check_model=False)
+    config = C.load("quickstart", ["space.trial.target_speedup={uniform: [1.2, 100]}"], check_model=False)
     with pytest.raises(ConfigError, match=r"space.trial.target_speedup = .*above 5.00x are unreachable"):
         _driver._prepare_teacher(config, RunDir(tmp_path), None, types.SimpleNamespace(is_local=False),
                                  source_cache=None, stream=None)
@@ -252,7 +252,7 @@ def test_a_sparsity_beside_a_target_speedup_is_refused_not_dropped():
 def test_rung_settings_with_the_fifo_scheduler_are_refused():
     text = _problems(lambda: C.validate({"search": {"scheduler": "fifo", "grace_steps": 100, "reduction_factor": 4}}))
     assert ("search.grace_steps = 100 with search.scheduler = 'fifo': fifo runs every trial to the end and has no "
-            "rungs, so grace_steps would be ignored; set search.scheduler to asha or moasha, or remove "
+            "rungs, so grace_steps would be ignored; set search.scheduler to asha, moasha or moasha-interval, or remove "
             "search.grace_steps") in text
     assert "search.reduction_factor = 4 with search.scheduler = 'fifo'" in text
     # Choosing fifo over a preset's moasha replaces its rung settings.

@@ -103,15 +103,15 @@ def test_a_method_option_at_its_old_flat_key_names_the_new_one():
 
 
 def test_method_options_nest_under_the_method_and_may_be_searched():
-    config = C.load("quickstart", ["trial.method=group_lasso", "trial.group_lasso.penalty=0.001",
+    config = C.load("bbc-news", ["trial.method=group_lasso", "trial.group_lasso.penalty=0.001",
                                    "space.trial.group_lasso.reweight_every={int: [5, 50]}"])
     assert config.trial.group_lasso.penalty == 0.001
     assert config.space["trial.group_lasso.reweight_every"].high == 50
 
 
 def test_reports_must_fit_in_the_trial():
-    with pytest.raises(ConfigError, match=r"trial: trial.eval_every must be <= trial.max_steps .* got 40 > 30"):
-        C.load("quickstart", ["trial.eval_every=40"])
+    with pytest.raises(ConfigError, match=r"trial: trial.eval_every must be <= trial.max_steps .* got 80 > 60"):
+        C.load("quickstart", ["trial.eval_every=80"])
     assert C.validate({"trial": {"max_steps": 10}}).trial.eval_every == 10  # unset: every 50, at most max_steps
     assert C.validate({"trial": {"max_steps": 300}}).trial.eval_every == 50
 

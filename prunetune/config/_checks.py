@@ -70,7 +70,7 @@ def unused_rung_problems(config: Config) -> list[str]:
     given = {name: getattr(search, name) for name in RUNG_KEYS
              if getattr(search, name) != SearchConfig.model_fields[name].default}
     return [f"search.{name} = {value!r} with search.scheduler = 'fifo': fifo runs every trial to the end and has "
-            f"no rungs, so {name} would be ignored; set search.scheduler to asha or moasha, or remove "
+            f"no rungs, so {name} would be ignored; set search.scheduler to asha, moasha or moasha-interval, or remove "
             f"search.{name}" for name, value in given.items()]
 
 

@@ -26,7 +26,7 @@ from prunetune.trainables.tasks import TASKS
 
 Sampler = Literal["nsga2", "tpe", "gp", "random"]
 SAMPLERS: tuple[str, ...] = Sampler.__args__
-Scheduler = Literal["fifo", "asha", "moasha"]
+Scheduler = Literal["fifo", "asha", "moasha", "moasha-interval"]
 SCHEDULERS: tuple[str, ...] = Scheduler.__args__
 
 
@@ -130,7 +130,9 @@ class SearchConfig(_Section):
                              "checkpoint (a trial whose configuration fails is not retried)")
     scheduler: Scheduler = Field(
         "fifo", description="fifo runs every trial to the end; asha (first objective) and moasha (every objective, "
-        "by non-dominated sorting) stop the trials that rank below the top 1/reduction_factor at a rung")
+        "by non-dominated sorting) stop the trials that rank below the top 1/reduction_factor at a rung; "
+        "moasha-interval stops a trial only when it ranks below them with its figures at the favourable ends "
+        "of their 95% intervals (a rung's accuracy is measured on a finite split)")
     grace_steps: int | None = Field(
         None, ge=1, description="the first rung (asha, moasha); default trial.eval_every, the first report")
     reduction_factor: int = Field(3, ge=2, description="1/reduction_factor of the trials at a rung go on")

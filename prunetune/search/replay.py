@@ -42,7 +42,7 @@ from prunetune.search._results import float_or_none, read_rows
 
 #: Columns of a curves table besides the trial's ``trial.*`` values.
 TRIAL, STEP, SECONDS, FINAL, FAILED = "trial", M.STEP, "seconds", "final", M.FAILED
-CURVE_METRICS: tuple[str, ...] = (*M.RUNG_METRICS, M.PROJECTION_SECONDS)
+CURVE_METRICS: tuple[str, ...] = (*M.RUNG_METRICS, *M.RUNG_INTERVALS, M.PROJECTION_SECONDS)
 #: Keys of the table's metadata.
 CONFIG_KEY, COMMAND_KEY = b"prunetune.config", b"prunetune.command"
 
@@ -181,7 +181,7 @@ def recorded_trials(rows: Sequence[Mapping[str, Any]], config: Config) -> list[R
 
 
 def _report(row: Mapping[str, Any]) -> Report:
-    values = {key: float(row[key]) for key in M.RUNG_METRICS if row.get(key) is not None}
+    values = {key: float(row[key]) for key in (*M.RUNG_METRICS, *M.RUNG_INTERVALS) if row.get(key) is not None}
     return Report(step=int(row[STEP]), seconds=float(row[SECONDS]), values=values,
                   projection_seconds=float(row.get(M.PROJECTION_SECONDS) or 0.0))
 
@@ -259,14 +259,14 @@ def replay(curves: Curves, *, sampler: str, scheduler: str, seed: int, num_trial
     """
     from prunetune.search._driver import make_searcher
     from prunetune.search._optuna import STOPPED_TOLD_AS
-    from prunetune.search.scheduler import make_ladder, ranked_objectives
+    from prunetune.search.scheduler import make_ladder, rung_objectives
 
     config = curves.config.with_values({"search.sampler": sampler, "search.scheduler": scheduler,
                                         "search.seed": seed, "search.num_trials": num_trials,
                                         "search.verbosity": 0})
     scorer = scorer or Scorer(curves)
     ladder = make_ladder(config) if scheduler != "fifo" else None
-    ranked = list(ranked_objectives(config))
+    ranked = rung_objectives(config)
     run = ReplayRun(sampler=sampler, scheduler=scheduler, seed=seed)
     with tempfile.TemporaryDirectory(prefix="prunetune-replay-") as folder:
         searcher = make_searcher(config, storage_url=f"sqlite:///{folder}/study.db", run_dir=folder,
@@ -322,8 +322,9 @@ class _Simulation:
         heapq.heappush(self.events, _Event(time, self.order, trial_id, report))
 
     def _ranked_on(self, event: _Event) -> bool:
-        vector = [event.report.values.get(key, math.nan) for key in self.ranked]
-        return self.ladder.on_report(event.trial, event.report.step, vector).go_on
+        values = event.report.values
+        return self.ladder.on_report(event.trial, event.report.step, self.ranked.recorded(values),
+                                     ranked_as=self.ranked.ranked_as(values)).go_on
 
     def _stop(self, event: _Event) -> None:
         result = {**event.report.values, M.STEP: event.report.step}

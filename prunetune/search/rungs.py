@@ -53,11 +53,14 @@ class RungLadder:
         self.records = {int(step): dict(self.records.get(step, self.records.get(str(step), {})))
                         for step in self.rungs}
 
-    def on_report(self, trial_id: str, step: int, values: Sequence[float | None]) -> Decision:
+    def on_report(self, trial_id: str, step: int, values: Sequence[float | None], *,
+                  ranked_as: Sequence[float | None] | None = None) -> Decision:
         """Rank a report at the highest rung at or below ``step`` that the trial was not ranked at.
 
-        A trial ranked at a rung before (a resumed trial reporting that step again) gets the
-        same decision as then.
+        ``values`` are recorded at the rung, for the trials that come later to be ranked against;
+        the decision ranks ``ranked_as`` instead where given (the trial's own figures with the
+        benefit of their doubt, :func:`favourable_vector`). A trial ranked at a rung before (a
+        resumed trial reporting that step again) gets the same decision as then.
         """
         rung = self._rung_for(step)
         if rung is None:
@@ -66,8 +69,9 @@ class RungLadder:
         if trial_id in recorded:
             return Decision(go_on=recorded[trial_id]["go_on"], rung=rung)
         vector = [_finite_or_nan(value) for value in values]
+        candidate = vector if ranked_as is None else [_finite_or_nan(value) for value in ranked_as]
         others = [entry["values"] for entry in recorded.values()]
-        go_on = ranks_in_top(vector, others, self.directions, self.reduction_factor)
+        go_on = ranks_in_top(candidate, others, self.directions, self.reduction_factor)
         recorded[trial_id] = {"values": vector, "go_on": go_on}
         return Decision(go_on=go_on, rung=rung)
 
@@ -160,3 +164,35 @@ def _finite_or_nan(value: Any) -> float:
 def objective_vector(result: Mapping[str, Any], objectives: Sequence[str]) -> list[float]:
     """A report's values of ``objectives`` (NaN where one is missing)."""
     return [_finite_or_nan(result.get(key)) for key in objectives]
+
+
+def favourable_vector(result: Mapping[str, Any], objectives: Sequence[str], directions: Sequence[str]) -> list[float]:
+    """A report's values of ``objectives``, each at the end of its 95% interval that favours the trial
+    where the report carries one (``<key>_ci_high`` for a metric to maximise, ``_ci_low`` for one to
+    minimise), else its estimate: a figure measured on a finite evaluation split, given the benefit
+    of its doubt."""
+    from prunetune.metrics import interval_keys
+
+    values = []
+    for key, direction in zip(objectives, directions):
+        low, high = interval_keys(key)
+        bound = result.get(high if direction == "max" else low)
+        values.append(_finite_or_nan(bound if bound is not None else result.get(key)))
+    return values
+
+
+@dataclass(frozen=True)
+class RungObjectives:
+    """What a rung ranks a report on: ``keys`` in their ``directions``; with ``benefit_of_doubt``
+    (``search.scheduler: moasha-interval``), the reporting trial is ranked with its figures at
+    the favourable ends of their intervals, against the others' estimates."""
+
+    keys: tuple[str, ...]
+    directions: tuple[str, ...]
+    benefit_of_doubt: bool = False
+
+    def recorded(self, result: Mapping[str, Any]) -> list[float]:
+        return objective_vector(result, self.keys)
+
+    def ranked_as(self, result: Mapping[str, Any]) -> list[float] | None:
+        return favourable_vector(result, self.keys, self.directions) if self.benefit_of_doubt else None

@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from prunetune import metrics as M
 from prunetune.config import Config, scheduler_rungs
-from prunetune.search.rungs import RungLadder, objective_vector
+from prunetune.search.rungs import RungLadder, RungObjectives
 from prunetune.trainables.trainable import run_trial_id
 
 
 def make_scheduler(config: Config, *, state_path: str | Path | None = None) -> TrialScheduler:
-    """FIFO, or a :class:`RungScheduler` for ``search.scheduler`` = asha | moasha."""
+    """FIFO, or a :class:`RungScheduler` for ``search.scheduler`` = asha | moasha | moasha-interval."""
     search = config.search
     if search.scheduler == "fifo":
         return FIFOScheduler()
-    return RungScheduler(make_ladder(config), objectives=ranked_objectives(config), state_path=state_path)
+    return RungScheduler(make_ladder(config), objectives=rung_objectives(config), state_path=state_path)
 
 
 def ranked_objectives(config: Config) -> dict[str, str]:
@@ -39,6 +38,13 @@ def ranked_objectives(config: Config) -> dict[str, str]:
     return objectives
 
 
+def rung_objectives(config: Config) -> RungObjectives:
+    """What the search's rungs rank on (:func:`ranked_objectives`), and how (``moasha-interval``)."""
+    ranked = ranked_objectives(config)
+    return RungObjectives(keys=tuple(ranked), directions=tuple(ranked.values()),
+                          benefit_of_doubt=config.search.scheduler == "moasha-interval")
+
+
 def make_ladder(config: Config) -> RungLadder:
     search = config.search
     return RungLadder(rungs=scheduler_rungs(config), directions=list(ranked_objectives(config).values()),
@@ -48,20 +54,20 @@ def make_ladder(config: Config) -> RungLadder:
 class RungScheduler(FIFOScheduler):
     """Stops a trial at a rung where it ranks below the top ``1 / reduction_factor``."""
 
-    def __init__(self, ladder: RungLadder, *, objectives: Mapping[str, str], state_path: str | Path | None = None):
+    def __init__(self, ladder: RungLadder, *, objectives: RungObjectives, state_path: str | Path | None = None):
         super().__init__()
         self.ladder = ladder
-        self.objectives = list(objectives)
+        self.objectives = objectives
         self._state_path = str(state_path) if state_path else None
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         step = result.get(M.STEP)
         if step is None or not M.missing_final_keys(result):  # only intermediate reports are ranked
             return TrialScheduler.CONTINUE
-        if any(key not in result for key in self.objectives):  # a checkpoint between rungs: nothing to rank
+        if any(key not in result for key in self.objectives.keys):  # a checkpoint between rungs: nothing to rank
             return TrialScheduler.CONTINUE
         decision = self.ladder.on_report(run_trial_id(trial.config, trial.trial_id), int(step),
-                                         objective_vector(result, self.objectives))
+                                         self.objectives.recorded(result), ranked_as=self.objectives.ranked_as(result))
         if decision.rung is not None:
             self._save()
         return TrialScheduler.CONTINUE if decision.go_on else TrialScheduler.STOP

@@ -333,9 +333,19 @@ class _Trial:
 
     @torch.no_grad()
     def _intermediate_metrics(self) -> dict[str, Any]:
-        quality = self._evaluate(self.student, self.device, self.autocast)
+        intervals: dict[str, float] = {}
+        if self.settings.report_objectives:
+            # A rung also says how sure its headline figure is: a scheduler may rank on its interval.
+            quality, examples = evaluate_task_examples(
+                self.student, self.eval_encoded, self.eval_split, kind=self.kind, label_names=self.data.label_names,
+                task=self.config.task, device=self.device, autocast=self.autocast)
+            teacher = teacher_example_scores(self.teacher, self.config, self.data, self.config.task.eval_split)
+            found = paired_intervals(examples, teacher, metric=self.kind.headline, seed=self.config.task.seed)
+            intervals = interval_columns(found)
+        else:
+            quality = self._evaluate(self.student, self.device, self.autocast)
         return {M.STEP: self.progress.step, M.TRAIN_LOSS: self.progress.last_loss,
-                M.CURRENT_SPARSITY: self.pruner.current_sparsity, **quality, M.DONE: False}
+                M.CURRENT_SPARSITY: self.pruner.current_sparsity, **quality, **intervals, M.DONE: False}
 
     def _rung_table(self):
         """The latency table a rung predicts from (``trial.rung_latency: table``): the dense student's,

@@ -135,7 +135,7 @@ def test_the_summary_ends_with_the_commands_that_pick_and_export_its_choice(hand
     last = out.getvalue().rstrip().splitlines()[-4:]
     chosen = pick_trial(run, analysis).trial_id
     assert last[0] == "Next:"
-    assert last[1].startswith(f"  prunetune pick hand ") and f"why {chosen}: the knee" in last[1]
+    assert last[1].startswith("  prunetune pick hand ") and f"why {chosen}: the knee" in last[1]
     assert last[2].startswith(f"  prunetune export hand --trial {chosen} ") and f"hand/exports/{chosen}" in last[2]
     assert last[3].startswith("  plots: hand/plots/front.html") and (tmp_path / "hand/plots/front.html").is_file()
 

@@ -140,3 +140,15 @@ def test_a_recording_that_was_resumed_reads_each_trial_from_the_experiment_that_
     curves = Curves.read(tmp_path / "curves.parquet")
     (recorded,) = curves.trials
     assert recorded.params == {"trial.sparsity": 0.4} and recorded.final is not None
+
+
+def test_moasha_interval_keeps_the_trial_whose_rung_interval_reaches_the_front(curves):
+    # B's rung accuracy, 0.5, lies on 40 examples or so: its interval reaches 0.92, beyond A's 0.9.
+    (a, b, c) = curves.trials
+    doubted = Report(10, 5.0, {**b.reports[0].values, **dict(zip(M.interval_keys(M.ACCURACY), (0.3, 0.92)))},
+                     projection_seconds=1.0)
+    curves.trials[1] = RecordedTrial(b.trial_id, b.params, (doubted,), b.final, failed=False)
+    run = replay(curves, sampler="random", scheduler="moasha-interval", seed=0, num_trials=4, horizon=14.0)
+    # As with moasha, A finishes at 10 s; B is ranked at 15 s with 0.92 and goes on, to finish at 20 s.
+    assert run.stopped == 0 and run.times == [10.0, 20.0]
+    assert replay(curves, sampler="random", scheduler="moasha", seed=0, num_trials=4, horizon=14.0).stopped == 1

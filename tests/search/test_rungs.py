@@ -93,3 +93,28 @@ def test_the_ladder_json_keeps_nan():
     ladder.on_report("x", 1, [None, 2.0])
     restored = RungLadder.from_json(ladder.to_json())
     assert math.isnan(restored.records[1]["x"]["values"][0])
+
+
+def test_the_benefit_of_the_doubt_ranks_a_trial_at_its_intervals_favourable_end():
+    from prunetune.search.rungs import RungObjectives, favourable_vector
+
+    report = {"accuracy": 0.80, "accuracy_ci_low": 0.74, "accuracy_ci_high": 0.86, "latency_ms": 5.0}
+    # accuracy is maximised: its upper end; latency carries no interval: its estimate.
+    assert favourable_vector(report, ["accuracy", "latency_ms"], ACC_LAT) == [0.86, 5.0]
+    assert favourable_vector({"accuracy_drop": 0.02, "accuracy_drop_ci_low": -0.01}, ["accuracy_drop"],
+                             ["min"]) == [-0.01]
+    plain = RungObjectives(keys=("accuracy", "latency_ms"), directions=tuple(ACC_LAT))
+    doubted = RungObjectives(keys=("accuracy", "latency_ms"), directions=tuple(ACC_LAT), benefit_of_doubt=True)
+    assert plain.ranked_as(report) is None and doubted.ranked_as(report) == [0.86, 5.0]
+
+    def ladder_with_two_better():  # of three trials at the rung, two go on
+        ladder = RungLadder(rungs=[2], directions=ACC_LAT, reduction_factor=2)
+        for name, values in (("a", [0.85, 4.0]), ("b", [0.84, 4.5])):
+            ladder.on_report(name, 2, values)
+        return ladder
+
+    # Dominated by both on its estimates: moasha stops it. Within its interval it could beat both.
+    assert not ladder_with_two_better().on_report("c", 2, plain.recorded(report)).go_on
+    ladder = ladder_with_two_better()
+    assert ladder.on_report("c", 2, doubted.recorded(report), ranked_as=doubted.ranked_as(report)).go_on
+    assert ladder.records[2]["c"]["values"] == [0.80, 5.0]  # the later trials are ranked against its estimate

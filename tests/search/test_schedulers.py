@@ -30,7 +30,7 @@ def scheduler_config(scheduler: str, **search):
     })
 
 
-@pytest.mark.parametrize("scheduler", ["fifo", "asha", "moasha"])
+@pytest.mark.parametrize("scheduler", ["fifo", "asha", "moasha", "moasha-interval"])
 def test_small_search_with_each_scheduler(scheduler, tmp_path, ray_local):
     outcome = run_search(scheduler_config(scheduler), run_dir=tmp_path / "run", trial_fn=SyntheticTrial(steps=STEPS),
                          teacher_fn=synthetic_teacher)
@@ -137,4 +137,4 @@ def test_the_scheduler_for_a_users_own_tuner_is_checked_too():
     import prunetune
 
     with pytest.raises(ConfigError, match="no rung before the last step"):
-        prunetune.tune_scheduler(prunetune.load_config("quickstart", ["trial.max_steps=10", "search.grace_steps=10"]))
+        prunetune.tune_scheduler(prunetune.load_config("quickstart", ["search.scheduler=moasha", "search.grace_steps=60"]))

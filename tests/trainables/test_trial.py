@@ -185,8 +185,10 @@ def test_in_a_search_with_rungs_a_trial_reports_at_each_and_evaluates_only_there
     run_trial(config, output_dir=tmp_path / "trial", report=lambda m, c: reports.append((m, c is not None)))
     intermediate = {m[M.STEP]: (m, checkpointed) for m, checkpointed in reports[:-1]}
     assert sorted(intermediate) == [2, 4, 6, 8]  # the rungs and every eval_every steps; 12 is the end
-    for step in (2, 6):  # ranked: evaluated, with the objectives of stopping there
+    for step in (2, 6):  # ranked: evaluated, with the objectives of stopping there and how sure its figure is
         assert M.ACCURACY in intermediate[step][0] and M.LATENCY_MS in intermediate[step][0]
+        low, high = (intermediate[step][0][key] for key in M.interval_keys(M.ACCURACY))
+        assert low <= intermediate[step][0][M.ACCURACY] <= high
     for step in (4, 8):  # between rungs: a checkpoint and the loss, no evaluation
         assert M.ACCURACY not in intermediate[step][0] and M.TRAIN_LOSS in intermediate[step][0]
     assert all(checkpointed for _, checkpointed in intermediate.values())
