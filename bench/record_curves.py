@@ -4,7 +4,7 @@ Runs a quickstart search with the random sampler and no early stopping, every tr
 last step (90 steps, so that the replay's first rung at step 10 is a ninth of the training),
 its intermediate reports carrying the objectives it would score if it stopped there
 (``trial.report_objectives``, every 10 steps), then writes every report of every finished
-trial to one small Parquet table (``bench/curves/quickstart.parquet``): one row per report,
+trial to one small Parquet table (``bench/curves/quickstart-speed.parquet``): one row per report,
 with the seconds since the trial started, the sampled ``trial.*`` values, and the search's
 configuration and this command in the table's metadata.
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from prunetune.search.replay import write_curves  # noqa: E402
 
 BIN = Path(sys.executable).parent
-DEFAULT_OUT = REPO / "bench" / "curves" / "quickstart.parquet"
+DEFAULT_OUT = REPO / "bench" / "curves" / "quickstart-speed.parquet"
 
 
 def search_command(run_dir: Path, trials: int, eval_every: int, steps: int) -> list[str]:

@@ -10,8 +10,8 @@ The budget is random + fifo's: ``--trials`` trials; its median simulated time is
 budget B and the median of its final hypervolumes the target. Every combination runs for
 ``--horizon`` x B of simulated time. Printed: the hypervolume (finished trials that meet the
 search's constraints) against simulated time, the time each combination needs to reach the
-target (median and quartiles over seeds), and, last, ``moasha speedup to target: X``, B over
-the best moasha combination's median time to the target.
+target (median and quartiles over seeds), and, last, ``<scheduler> speedup to target: X`` for
+moasha-interval and moasha, B over the scheduler's best combination's median time to the target.
 
     .venv/bin/python bench/replay.py [--seeds 10] [--trials 30] [--stopped-as values,infeasible]
 """
@@ -31,9 +31,10 @@ import optuna
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from prunetune.config import load  # noqa: E402
 from prunetune.search.replay import Curves, ReplayRun, Scorer, replay  # noqa: E402
 
-DEFAULT_CURVES = REPO / "bench" / "curves" / "quickstart.parquet"
+DEFAULT_CURVES = REPO / "bench" / "curves" / "quickstart-speed.parquet"
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -82,16 +83,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=30, help="random + fifo's budget, in trials")
     parser.add_argument("--samplers", default="random,tpe,nsga2,gp")
-    parser.add_argument("--schedulers", default="fifo,moasha")
+    parser.add_argument("--schedulers", default="fifo,moasha,moasha-interval")
     parser.add_argument("--stopped-as", default="values", help="how stopped trials are told to Optuna: values, "
                         "infeasible, or both (a comma list)")
+    parser.add_argument("--preset", default="quickstart", help="the preset whose starting points a live search "
+                        "evaluates first (the curves were recorded without them)")
     parser.add_argument("--horizon", type=float, default=1.5, help="simulated time of each replay, in budgets")
     args = parser.parse_args()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     curves = Curves.read(args.curves)
-    # Recorded without the published starting points (to cover the space); a live search starts from them.
-    curves.config = curves.config.with_values({"search.known_good_points": True})
+    # Recorded without starting points (to cover the space); a live search of the preset starts from its own.
+    preset = load(args.preset, check_model=False).search
+    curves.config = curves.config.with_values({"search.known_good_points": preset.known_good_points,
+                                               "search.starting_points": preset.starting_points})
     scorer = Scorer(curves)
     seeds = list(range(args.seeds))
     rung_fidelity(curves)
@@ -113,11 +118,16 @@ def main() -> None:
                 print(f"  replayed {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     print_curves(results, budget)
-    best_moasha = print_times(results, budget, target)
-    if best_moasha is not None:
-        name, median = best_moasha
-        print(f"best moasha combination: {name}")
-        print(f"moasha speedup to target: {budget / median:.2f}" if median > 0 else "moasha speedup to target: inf")
+    best = print_times(results, budget, target)
+    for scheduler in ("moasha-interval", "moasha"):
+        if scheduler in best:
+            name, median = best[scheduler]
+            print(f"best {scheduler} combination: {name}")
+            if math.isinf(median):
+                print(f"{scheduler} speedup to target: never (no combination reached it in half the seeds)")
+            else:
+                print(f"{scheduler} speedup to target: {budget / median:.2f}" if median > 0
+                      else f"{scheduler} speedup to target: inf")
 
 
 def print_curves(results: dict[str, list[ReplayRun]], budget: float) -> None:
@@ -131,10 +141,11 @@ def print_curves(results: dict[str, list[ReplayRun]], budget: float) -> None:
     print()
 
 
-def print_times(results: dict[str, list[ReplayRun]], budget: float, target: float) -> tuple[str, float] | None:
+def print_times(results: dict[str, list[ReplayRun]], budget: float, target: float) -> dict[str, tuple[str, float]]:
+    """The table of times to the target; returns, per early-stopping scheduler, its best combination."""
     print("time to random + fifo's full-budget hypervolume, simulated minutes (median [quartiles]); trials per "
           "search (mean started, stopped)")
-    best: tuple[str, float] | None = None
+    best: dict[str, tuple[str, float]] = {}
     for name, runs in results.items():
         times = [run.time_to(target) for run in runs]
         low, median, high = quartiles(times)
@@ -144,8 +155,9 @@ def print_times(results: dict[str, list[ReplayRun]], budget: float, target: floa
         speedup = "-" if math.isinf(median) else f"x{budget / median:.2f}"
         print(f"{name:<30} {minutes(median):>6} [{minutes(low)}, {minutes(high)}]  reached {reached}/{len(runs)}  "
               f"{speedup:>6}  trials {started:.0f}, stopped {stopped:.0f}")
-        if "moasha" in name and (best is None or median < best[1]):
-            best = (name, median)
+        scheduler = runs[0].scheduler
+        if scheduler != "fifo" and (scheduler not in best or median < best[scheduler][1]):
+            best[scheduler] = (name, median)
     print()
     return best
 

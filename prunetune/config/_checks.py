@@ -138,7 +138,7 @@ def target_speedup_problems(config: Config) -> list[str]:
 
 
 def scheduler_problems(config: Config) -> list[str]:
-    """An early-stopping scheduler needs rungs on evaluation steps and objectives a rung can rank."""
+    """An early-stopping scheduler needs a rung below the last step and objectives a rung can rank."""
     from prunetune.metrics import rung_metrics
 
     search, trial = config.search, config.trial

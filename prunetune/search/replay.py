@@ -43,6 +43,9 @@ from prunetune.search._results import float_or_none, read_rows
 #: Columns of a curves table besides the trial's ``trial.*`` values.
 TRIAL, STEP, SECONDS, FINAL, FAILED = "trial", M.STEP, "seconds", "final", M.FAILED
 CURVE_METRICS: tuple[str, ...] = (*M.RUNG_METRICS, *M.RUNG_INTERVALS, M.PROJECTION_SECONDS)
+#: Seconds a report spent evaluating and checkpointing (its trial's rung time less its projections, shared
+#: evenly by its reports): what a live trial saves at a report between rungs, where it evaluates nothing.
+EVALUATION_SECONDS = "evaluation_seconds"
 #: Keys of the table's metadata.
 CONFIG_KEY, COMMAND_KEY = b"prunetune.config", b"prunetune.command"
 
@@ -66,6 +69,17 @@ def write_curves(run_dir: str | Path, out: str | Path, *, command: str) -> pa.Ta
     return table
 
 
+def _evaluation_seconds(trial: Mapping[str, Any], reports: Sequence[Mapping[str, Any]]) -> float | None:
+    """The seconds each intermediate report of the trial spent on anything but projecting (None when
+    its row has no time split)."""
+    rung_seconds = float_or_none(trial.get(M.RUNG_SECONDS))
+    intermediate = [r for r in reports if M.missing_final_keys(r) and not r.get(M.FAILED)]
+    if rung_seconds is None or not intermediate:
+        return None
+    projected = sum(float_or_none(r.get(M.PROJECTION_SECONDS)) or 0.0 for r in intermediate)
+    return max(0.0, rung_seconds - projected) / len(intermediate)
+
+
 def _newest_result_file(run_dir: Path, trial_id: str) -> Path | None:
     """The trial's reports in the newest Tune experiment that ran it (a resumed search runs a trial
     that was cut short again, under ``tune/resumed-N/``)."""
@@ -84,6 +98,7 @@ def _trial_reports(trial: Mapping[str, Any], result_file: Path) -> list[dict[str
     failed = trial[STATUS] == ERRORED
     wall = float(trial[WALL_SECONDS])
     start_offset = wall - float(reports[-1]["time_total_s"]) if reports else wall
+    evaluation = _evaluation_seconds(trial, reports)
     rows = []
     for report in reports:
         final = not M.missing_final_keys(report) or bool(report.get(M.FAILED))
@@ -91,6 +106,7 @@ def _trial_reports(trial: Mapping[str, Any], result_file: Path) -> list[dict[str
             TRIAL: trial[TRIAL_ID], STEP: int(report.get(M.STEP) or 0), FINAL: final, FAILED: failed,
             SECONDS: wall if final else float(report["time_total_s"]) + start_offset,
             **{key: float_or_none(report.get(key)) for key in CURVE_METRICS}, **values,
+            EVALUATION_SECONDS: None if final else evaluation,
         })
     if failed and not any(row[FINAL] for row in rows):
         rows.append({TRIAL: trial[TRIAL_ID], STEP: 0, FINAL: True, FAILED: True, SECONDS: wall,
@@ -110,6 +126,7 @@ class Report:
     seconds: float
     values: dict[str, float]
     projection_seconds: float = 0.0
+    evaluation_seconds: float = 0.0  # what it spent evaluating and checkpointing
 
 
 @dataclass(frozen=True)
@@ -183,7 +200,8 @@ def recorded_trials(rows: Sequence[Mapping[str, Any]], config: Config) -> list[R
 def _report(row: Mapping[str, Any]) -> Report:
     values = {key: float(row[key]) for key in (*M.RUNG_METRICS, *M.RUNG_INTERVALS) if row.get(key) is not None}
     return Report(step=int(row[STEP]), seconds=float(row[SECONDS]), values=values,
-                  projection_seconds=float(row.get(M.PROJECTION_SECONDS) or 0.0))
+                  projection_seconds=float(row.get(M.PROJECTION_SECONDS) or 0.0),
+                  evaluation_seconds=float(row.get(EVALUATION_SECONDS) or 0.0))
 
 
 # --------------------------------------------------------------------------- the simulated search
@@ -307,15 +325,19 @@ class _Simulation:
         self.run_.started += 1
         recorded = self.curves.nearest(self.searcher.suggest(trial_id))
         self.live[trial_id], self.answers[trial_id] = now, recorded
-        fifo = self.ladder is None
-        projected = 0.0
+        # The recording projected objectives at every report. A live trial in a FIFO search projects
+        # none; in a search with rungs, it evaluates and projects at the rungs only (a report between
+        # them is a checkpoint). Its reports and its end come that much sooner.
+        rungs = set() if self.ladder is None else set(self.ladder.rungs)
+        saved = 0.0
         for report in recorded.reports:
-            projected += report.projection_seconds
-            if not fifo:
-                self._push(now + report.seconds, trial_id, report)
-        # A FIFO search does not project objectives at its reports: its trials take that much less.
-        final_time = recorded.final.seconds - (projected if fifo else 0.0)
-        self._push(now + final_time, trial_id, None)
+            if self.ladder is None:
+                saved += report.projection_seconds
+            elif report.step in rungs:
+                self._push(now + report.seconds - saved, trial_id, report)
+            else:
+                saved += report.projection_seconds + report.evaluation_seconds
+        self._push(now + recorded.final.seconds - saved, trial_id, None)
 
     def _push(self, time: float, trial_id: str, report: Report | None) -> None:
         self.order += 1

@@ -99,7 +99,7 @@ def test_a_curves_table_round_trips_through_parquet(tmp_path):
     (run / "tune" / "t1").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(tiny_config().to_dict()))
     reports = [{M.STEP: 10, "time_total_s": 4.0, M.ACCURACY: 0.5, M.LATENCY_MS: 3.0, M.PROJECTION_SECONDS: 0.5},
-               {**{key: 1.0 for key in M.FINAL_METRIC_KEYS}, M.STEP: 30, "time_total_s": 9.0}]
+               {**{key: 1.0 for key in M.FINAL_METRIC_KEYS}, M.STEP: 30, "time_total_s": 9.0, M.RUNG_SECONDS: 3.0}]
     (run / "tune" / "t1" / "result.json").write_text("\n".join(json.dumps(r) for r in reports))
     write_results([trial_row(trial_id="t1", status="TERMINATED", trial={"trial.sparsity": 0.4}, result=reports[-1],
                              started_at=0.0, finished_at=10.0, trial_dir=str(run / "trials" / "t1"))],
@@ -113,6 +113,7 @@ def test_a_curves_table_round_trips_through_parquet(tmp_path):
     # The clock includes the worker's start: the trial's wall time (10 s) ends it, 1 s before Tune's first.
     assert recorded.reports[0].seconds == 5.0 and recorded.final.seconds == 10.0
     assert recorded.reports[0].values[M.ACCURACY] == 0.5 and recorded.reports[0].projection_seconds == 0.5
+    assert recorded.reports[0].evaluation_seconds == 2.5  # its rung time less its projection
 
 
 def test_a_recording_that_was_resumed_reads_each_trial_from_the_experiment_that_finished_it(tmp_path):
@@ -152,3 +153,17 @@ def test_moasha_interval_keeps_the_trial_whose_rung_interval_reaches_the_front(c
     # As with moasha, A finishes at 10 s; B is ranked at 15 s with 0.92 and goes on, to finish at 20 s.
     assert run.stopped == 0 and run.times == [10.0, 20.0]
     assert replay(curves, sampler="random", scheduler="moasha", seed=0, num_trials=4, horizon=14.0).stopped == 1
+
+
+def test_a_report_between_rungs_costs_a_live_trial_no_evaluation():
+    # Recorded with a report at every 10 steps; moasha's only rung is step 10 (30 is the end).
+    reports = (Report(10, 5.0, {M.ACCURACY: 0.9, M.LATENCY_MS: 10.0}, projection_seconds=1.0, evaluation_seconds=2.0),
+               Report(20, 10.0, {M.ACCURACY: 0.92, M.LATENCY_MS: 10.0}, projection_seconds=1.0,
+                      evaluation_seconds=2.0))
+    final = Report(30, 15.0, {M.ACCURACY: 0.95, M.LATENCY_MS: 10.0, M.ACCURACY_DROP: 0.05})
+    curves = Curves(config=tiny_config(), trials=[RecordedTrial("A", {"trial.sparsity": 0.1}, reports, final,
+                                                                 failed=False)])
+    moasha = replay(curves, sampler="random", scheduler="moasha", seed=0, num_trials=1, horizon=1.0, max_trials=1)
+    assert moasha.times == [12.0]  # the report at step 20 is a checkpoint: no evaluation, no projection
+    fifo = replay(curves, sampler="random", scheduler="fifo", seed=0, num_trials=1, horizon=1.0, max_trials=1)
+    assert fifo.times == [13.0]  # every report evaluates; none projects
