@@ -256,7 +256,7 @@ def test_rung_settings_with_the_fifo_scheduler_are_refused():
             "search.grace_steps") in text
     assert "search.reduction_factor = 4 with search.scheduler = 'fifo'" in text
     # Choosing fifo over a preset's moasha replaces its rung settings.
-    assert C.load("quickstart", ["search.scheduler=fifo"], check_model=False).search.grace_steps is None
+    assert C.load("bbc-news-gpu", ["search.scheduler=fifo"], check_model=False).search.grace_steps is None
 
 
 def test_an_override_with_an_empty_key_part_names_the_whole_override():

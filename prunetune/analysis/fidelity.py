@@ -13,6 +13,10 @@ import pandas as pd
 from prunetune import metrics as M
 from prunetune.analysis import runs as R
 from prunetune.analysis.runs import RunData
+from prunetune.names import CONFIG_PREFIX
+
+RUNTIME_KEY = f"{CONFIG_PREFIX}runtime"
+PRECISION_KEY = f"{CONFIG_PREFIX}inference_precision"
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,67 @@ def notes(run: RunData) -> list[str]:
     if found.noisy:
         lines.append(f"The latency of {', '.join(found.noisy)} stayed noisy (round medians spread wider than "
                      "trial.latency.max_spread after every attempt).")
+    lines.extend(table_agreement_lines(run))
     if found.energy_estimated:
         lines.append("Energy and emissions are estimates: CodeCarbon had no energy counters (RAPL) to read and "
                      "estimated CPU power from the CPU's TDP and its load.")
     return lines
+
+
+@dataclass(frozen=True)
+class TableAgreement:
+    """How close the latency table's predicted speed-ups came to the measured ones, for one serving."""
+
+    serving: str  # "<runtime> <precision>"
+    ratios: pd.Series  # measured / predicted speedup_same_runtime, one per finished trial
+    quiet_ratios: pd.Series  # the same, of the trials re-timed quietly
+
+    @property
+    def median(self) -> float:
+        return float(self.ratios.median())
+
+
+def table_agreement(run: RunData) -> list[TableAgreement]:
+    """Per runtime and precision, measured ``speedup_same_runtime`` over the table's ``predicted_speedup``.
+
+    Only trials pruned to a target speed-up have a prediction. A re-timed trial's measured
+    figure is its quiet one, which is why the quiet trials are also given apart.
+    """
+    trials = run.trials[run.trials[R.STATUS] == R.TERMINATED]
+    if M.PREDICTED_SPEEDUP not in trials or M.SPEEDUP_SAME_RUNTIME not in trials:
+        return []
+    ratios = pd.to_numeric(trials[M.SPEEDUP_SAME_RUNTIME], errors="coerce") / pd.to_numeric(
+        trials[M.PREDICTED_SPEEDUP], errors="coerce")
+    ratios = ratios[ratios.notna() & (ratios > 0)]
+    if ratios.empty:
+        return []
+    serving = _setting(run, trials, RUNTIME_KEY) + " " + _setting(run, trials, PRECISION_KEY)
+    quiet = _true(trials, M.RETIMED)
+    return [TableAgreement(name, ratios[serving[ratios.index] == name],
+                           ratios[(serving[ratios.index] == name) & quiet[ratios.index]])
+            for name in sorted(serving[ratios.index].unique())]
+
+
+def table_agreement_lines(run: RunData) -> list[str]:
+    lines = []
+    for found in table_agreement(run):
+        quiet = (f"; the {len(found.quiet_ratios)} re-timed quietly {_ratio_spread(found.quiet_ratios)}"
+                 if len(found.quiet_ratios) else "")
+        lines.append(f"Latency table in {found.serving}: measured {M.SPEEDUP_SAME_RUNTIME} over "
+                     f"{M.PREDICTED_SPEEDUP} {_ratio_spread(found.ratios)} over {len(found.ratios)} trial(s){quiet}.")
+    return lines
+
+
+def _setting(run: RunData, trials: pd.DataFrame, key: str) -> pd.Series:
+    """A trial's value of ``key``, else the run's fixed one."""
+    fixed = (run.config.get("trial") or {}).get(key.removeprefix(CONFIG_PREFIX))
+    return _column(trials, key).where(lambda values: values.notna(), fixed).astype(str)
+
+
+def _ratio_spread(ratios: pd.Series) -> str:
+    if len(ratios) == 1:
+        return f"{ratios.iloc[0]:.3f}"
+    return f"median {ratios.median():.3f} ({ratios.min():.3f} to {ratios.max():.3f})"
 
 
 def trial_notes(row: pd.Series) -> list[str]:

@@ -76,6 +76,48 @@ def test_the_table_takes_the_one_off_cost_out_of_its_uniform_layers(tiny_family_
     assert table.predict([key.num_heads, 0], [key.ffn_width, 0]) == pytest.approx(base + kept + true_layer)
 
 
+def test_the_fit_keeps_an_additive_grid_and_spreads_a_single_outlier():
+    heads, widths = (1, 2, 4), (8, 32, 64)
+    exact = tuple(tuple(0.5 + 1.0 * h + 0.05 * w for w in widths) for h in heads)
+    assert [v for row in T.additive_fit(exact) for v in row] == pytest.approx([v for row in exact for v in row])
+    slow_corner = tuple(tuple(v * (1.3 if (i, j) == (2, 2) else 1.0) for j, v in enumerate(row))
+                        for i, row in enumerate(exact))
+    fitted = T.additive_fit(slow_corner)
+    raw_error, fitted_error = slow_corner[2][2] / exact[2][2] - 1, fitted[2][2] / exact[2][2] - 1
+    assert fitted_error < raw_error * 0.6  # (1/3 + 1/3 - 1/9) of the outlier is left on a 3 x 3 grid
+    assert T.additive_fit(((1.0, 2.0, 3.0),)) == ((1.0, 2.0, 3.0),)  # one row: nothing to average over
+
+
+def test_one_slow_grid_point_does_not_decide_the_dense_prediction(tiny_family_dir, monkeypatch):
+    """The dense corner, every predicted speed-up's denominator, timed 30% slow moves the table far less."""
+    from transformers import AutoModelForSequenceClassification
+
+    from prunetune.trainables.measure import latency as L
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
+    per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
+    full_heads, full_width = model.config.num_attention_heads, model.config.intermediate_size
+
+    def fake_timing(models, **kwargs):
+        (served,) = models.values()
+        config = served.config
+        shapes = list(zip(config.layer_heads, config.layer_intermediate_sizes))
+        ms = base + sum(fixed + per_head * h + per_neuron * w for h, w in shapes if h or w)
+        if all(shape == (full_heads, full_width) for shape in shapes):
+            ms *= 1.3  # a transient on the machine while the dense corner was timed
+        return {"model": L.Latency(median_ms=ms, p95_ms=ms, runs=1)}
+
+    monkeypatch.setattr(L, "measure_alternating", fake_timing)
+    key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
+    table = T.measure_table(model, key, device=CPU, min_width=8)
+    true_dense = base + key.num_layers * (fixed + per_head * full_heads + per_neuron * full_width)
+    raw_corner = table.measured_layer_ms[-1][-1]
+    true_layer = fixed + per_head * full_heads + per_neuron * full_width
+    assert raw_corner > 1.25 * true_layer  # the file keeps what was timed
+    assert abs(table.dense_ms / true_dense - 1) < 0.5 * (raw_corner / true_layer - 1)
+    assert T.LatencyTable.from_json(table.to_json()) == table
+
+
 def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkeypatch):
     model = tiny_classifier(layers=2)
     settings = dict(runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1, min_width=8)
