@@ -148,4 +148,5 @@ def test_a_latency_table_times_the_family_shapes(family):
                       seq_len=8, threads=1)
     table = T.measure_table(model, key, device=torch.device("cpu"), min_width=16, point_run_time=0.01)
     assert table.heads == ((2, 4) if family == "eurobert" else (1, 2, 3, 4))  # EuroBERT's groups of 2 heads
-    assert table.dense_ms > 0 and table.layer(table.heads[0], 16) > 0
+    # The family's smallest shape was timed; the fitted figure a tiny model's noise may clip to zero.
+    assert table.dense_ms > 0 and table.measured_layer_ms[0][0] > 0 and table.layer(table.heads[0], 16) >= 0
