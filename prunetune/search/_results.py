@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray.exceptions
 from ray.tune import Callback
 
 from prunetune import metrics as M
@@ -310,10 +311,21 @@ def error_reason(trial) -> str:
         # A task error wraps the trial's own exception; a dead worker (killed for memory) has none.
         cause = getattr(error, "cause", None)
         cause = cause if isinstance(cause, BaseException) else error
-        return f"{type(cause).__name__}: {str(cause).strip()}"
+        reason = f"{type(cause).__name__}: {str(cause).strip()}"
+        return f"{WORKER_LOST}: {reason}" if _is_worker_loss(cause) else reason
     text = _read_text(getattr(trial, "error_file", None))
     lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("Failure #")]
     return lines[-1] if lines else "unknown error"
+
+
+#: How a trial's error begins when its Ray worker died under it (its node left the cluster, or the
+#: process was killed) and Tune gave up on it: out of retries, or lost while a reused worker was
+#: being handed to it, which Tune never retries.
+WORKER_LOST = "the worker running this trial was lost"
+
+
+def _is_worker_loss(error: BaseException) -> bool:
+    return isinstance(error, ray.exceptions.RayActorError)
 
 
 def _pickled_error(trial) -> BaseException | None:

@@ -45,3 +45,18 @@ def test_quiet_prints_nothing(capsys):
     progress = ProgressCallback(OBJECTIVES, num_trials=1, verbosity=0)
     progress.on_trial_start(0, [], trial("a"))
     assert capsys.readouterr().out == ""
+
+
+def test_a_trial_whose_worker_died_says_so_and_its_own_errors_read_as_raised():
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from prunetune.search._results import WORKER_LOST, error_reason
+
+    def failed(error):
+        return SimpleNamespace(trial_id="t", pickled_error_file=None, error_file=None,
+                               get_pickled_error=lambda: error)
+
+    lost = error_reason(failed(ActorDiedError()))
+    assert lost.startswith(f"{WORKER_LOST}: ActorDiedError:"), lost
+    own = RayTaskError("train", "Traceback ...", ValueError("trial.sparsity = 1.5"))
+    assert error_reason(failed(own)) == "ValueError: trial.sparsity = 1.5"
