@@ -19,6 +19,19 @@ Runtime int8 here; it is measured on a model with one dense layer and taken out 
 A model's predicted latency is the cost without layers, plus the one-off cost when a layer
 is kept, plus each layer's cost at its own shape.
 
+The machine's speed drifts over the minutes a table takes (a shared CPU, its clock, what
+else just ran), and a table whose small shapes were timed in a fast moment and its dense
+corner in a slow one promises speed-ups that every trial of the search then misses by the
+same factor. And a burst of a few seconds moves whatever is timed during it: timed row by
+row, a whole row of the grid (every shape with one head count) came out 10-20% slow or fast
+against a second table, which no fit can tell from a real cost, and a search whose students
+all kept 6 heads was promised speed-ups 14% too high. So the grid is timed in groups that
+hold one point of each row and each column (its wrapped diagonals), each group in
+alternating rounds with the dense uniform model; a burst then moves one point per row and
+per column, which the fit below spreads thin, and the dense model's trend over the groups
+(log-linear, fitted robustly) is divided out of every point as the machine's drift. The
+trend, not each group's own dense timing: that is as noisy as any point.
+
 A grid point is timed for a fraction of a second, and one point alone can be off by 15-20%
 (two tables of the same key measured minutes apart on an idle machine here differed by a
 median 4% and up to 19% per point). The worst point to be off is the dense corner: it is the
@@ -45,6 +58,7 @@ import copy
 import hashlib
 import json
 import platform
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -60,10 +74,12 @@ TABLE_DIR = "latency-tables"
 #: Grid points along each axis (both ends included); a model with fewer heads uses them all.
 HEAD_POINTS = 7
 WIDTH_POINTS = 7
-#: Timing per grid point, over two rounds (the points themselves are what the table averages).
+#: Timing per grid point (the points themselves are what the table averages), over ROW_ROUNDS
+#: alternating rounds with its group's anchors: finer rounds cancel shorter bursts on the machine.
 POINT_RUN_TIME = 0.3
+ROW_ROUNDS = 4
 #: Bumped when the way tables are measured changes, so that old caches are not read.
-TABLE_VERSION = 5
+TABLE_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -161,12 +177,21 @@ def _bracket(points: tuple[int, ...], value: float) -> tuple[int, float]:
     return i, (value - points[i]) / (points[i + 1] - points[i])
 
 
-def grid(maximum: int, points: int, minimum: int = 1) -> tuple[int, ...]:
-    """``points`` integers spread from ``minimum`` to ``maximum`` (fewer when the range is short)."""
+def grid(maximum: int, points: int, minimum: int = 1, *, step: int = 1) -> tuple[int, ...]:
+    """``points`` integers spread from ``minimum`` to ``maximum`` (fewer when the range is short),
+    each between the ends rounded to a multiple of ``step``.
+
+    The FFN widths a pruner reaches are multiples of its group size, and a grid point between
+    them is a shape no student has: in PyTorch int8 (FBGEMM) widths such as 283 or 1035 ran
+    slower per neuron than the aligned widths around them, and a table timed on them predicted
+    every student's speed-up about 6% too low here.
+    """
     if maximum <= minimum:
         return (maximum,)
     count = min(points, maximum - minimum + 1)
-    return tuple(sorted({round(minimum + (maximum - minimum) * k / (count - 1)) for k in range(count)}))
+    spread = (minimum + (maximum - minimum) * k / (count - 1) for k in range(1, count - 1))
+    inner = {min(max(step * round(value / step), minimum), maximum) for value in spread}
+    return tuple(sorted({minimum, maximum, *inner}))
 
 
 def device_kind(device: torch.device) -> str:
@@ -249,44 +274,148 @@ def _group_size(model: torch.nn.Module) -> int:
 
 def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device, min_width: int = 1,
                   point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
-    """Time the grid (see the module docstring); every point is served as the trial serves its student."""
-    from prunetune.trainables.measure.latency import measure_alternating, timing_slot
+    """Time the grid (see the module docstring); every point is served as the trial serves its student.
+
+    The grid is timed in groups of one point per row and column (``latin_groups``), each group
+    in alternating rounds with four anchors: the dense uniform model, the model without layers,
+    the model that keeps one dense layer and the one that removes every layer. The dense
+    anchor's trend over the groups is the machine's drift, taken out of every figure of its group.
+    """
+    from prunetune.trainables.measure.latency import timing_slot
     from prunetune.trainables.runtimes import runtime_of
 
     started = time.perf_counter()
     # Grouped-query attention loses whole groups: its head counts are multiples of the group size.
     group = _group_size(model)
     heads = tuple(group * units for units in grid(key.num_heads // group, HEAD_POINTS))
-    widths = grid(key.ffn_width, WIDTH_POINTS, minimum=min_width)
+    widths = grid(key.ffn_width, WIDTH_POINTS, minimum=min_width, step=min_width)
+    layers = key.num_layers
+    dense_shape = (key.num_heads, key.ffn_width)
 
-    def milliseconds(layers: int, h: int, w: int, *, kept: int | None = None, run_time: float = point_run_time) -> float:
-        candidate = uniform_model(model, layers=layers, heads=h, width=w, kept=kept)
-        with tempfile.TemporaryDirectory(prefix="prunetune-table-") as work:
-            served = runtime_of(key.runtime).serve(candidate, precision=key.precision, device=device,
-                                                   threads=key.threads, work_dir=work)
-            timed = measure_alternating({"model": served.model}, batch_size=key.batch_size, seq_len=key.seq_len,
-                                        vocab_size=int(model.config.vocab_size), device=served.device,
-                                        min_run_time=run_time, threads=key.threads, rounds=2,
-                                        max_spread=1.0)
-        return timed["model"].median_ms
+    # One timing slot for the whole table: no other measurement on the node interleaves with it.
+    with tempfile.TemporaryDirectory(prefix="prunetune-table-") as work, timing_slot():
+        def serve(name: str, **shape):
+            candidate = uniform_model(model, **shape)
+            return runtime_of(key.runtime).serve(candidate, precision=key.precision, device=device,
+                                                 threads=key.threads, work_dir=f"{work}/{name}")
+
+        anchors = _Anchors(
+            dense=serve("dense", layers=layers, heads=dense_shape[0], width=dense_shape[1]),
+            base=serve("base", layers=0, heads=1, width=1),
+            one_layer=serve("one_layer", layers=layers, heads=dense_shape[0], width=dense_shape[1], kept=1),
+            removed=serve("removed", layers=layers, heads=0, width=0),
+            key=key, vocab_size=int(model.config.vocab_size))
+        timed: dict[tuple[int, int], tuple[float, int]] = {}  # (heads, width) -> (milliseconds, its group)
+        for group in latin_groups(len(heads), len(widths)):
+            shapes = {(heads[i], widths[j]) for i, j in group} - {dense_shape}  # the dense corner is an anchor
+            points = {f"{h}x{w}": serve(f"{h}x{w}", layers=layers, heads=h, width=w) for h, w in shapes}
+            group_ms = anchors.time_group(points, run_time=point_run_time)
+            timed.update({(h, w): (group_ms[f"{h}x{w}"], anchors.groups - 1) for h, w in shapes})
+            del points  # a group's served models and files go before the next group's are built
+            _remove_served(work, keep=anchors.names)
+    drift = anchors.drift()
+    base = anchors.corrected("base", drift)
+    dense = anchors.corrected("dense", drift)
 
     def per_layer(h: int, w: int) -> float:
-        return max((milliseconds(key.num_layers, h, w) - base) / key.num_layers, 0.0)
+        """Divided by the machine's speed while its group was timed; the one-off cost spread over the layers."""
+        ms = dense if (h, w) == dense_shape else timed[h, w][0] / drift[timed[h, w][1]]
+        return max((ms - base) / layers, 0.0)
 
-    with timing_slot():  # one slot for the whole table: no other measurement interleaves with it
-        # The two points every prediction uses get longer timing than a grid point.
-        base = milliseconds(0, 1, 1, run_time=3 * point_run_time)
-        measured = tuple(tuple(per_layer(h, w) for w in widths) for h in heads)  # with the one-off cost spread
-        removed = per_layer(0, 0)
-        one_layer = milliseconds(key.num_layers, key.num_heads, key.ffn_width, kept=1, run_time=3 * point_run_time)
-    spread = additive_fit(measured)
-    layers = key.num_layers
-    # one_layer = base + kept + dense + (L-1) removed, and each grid point holds kept/L beside its layer.
-    kept = max(0.0, (one_layer - base - spread[-1][-1] - (layers - 1) * removed) * layers / (layers - 1)) \
-        if layers > 1 else 0.0
-    layer_ms = tuple(tuple(max(value - kept / layers, 0.0) for value in row) for row in spread)
+    measured = tuple(tuple(per_layer(h, w) for w in widths) for h in heads)
+    removed = max((anchors.corrected("removed", drift) - base) / layers, 0.0)
+    kept = _kept_ms(one_layer=anchors.corrected("one_layer", drift) - base, dense=dense - base, removed=removed,
+                    layers=layers)
+    layer_ms = tuple(tuple(max(value - kept / layers, 0.0) for value in row) for row in additive_fit(measured))
     return LatencyTable(key, heads, widths, layer_ms, base, removed, seconds=time.perf_counter() - started,
                         kept_ms=kept, measured_layer_ms=measured)
+
+
+def latin_groups(rows: int, columns: int) -> list[list[tuple[int, int]]]:
+    """The grid's (row, column) points in groups timed together: the wrapped diagonals, so that a
+    group holds at most one point of each row and of each column.
+
+    A burst on the machine while one group is timed then moves one point of each head count and
+    of each width, which the additive fit spreads over the grid, instead of a whole row (every
+    shape with that head count) at once.
+    """
+    size = max(rows, columns)
+    return [[(i, j) for i in range(rows) for j in range(columns) if (j - i) % size == k] for k in range(size)]
+
+
+def _kept_ms(*, one_layer: float, dense: float, removed: float, layers: int) -> float:
+    """The one-off cost of keeping any layer, from two models timed beside the model without layers.
+
+    Above that model, the dense one costs ``kept + L * layer`` and the one with a single dense
+    layer (the others removed) ``kept + layer + (L - 1) * removed``; their difference gives the
+    layer and then ``kept``, both from timings of the same rounds and none from the grid's fit.
+    """
+    if layers < 2:
+        return 0.0
+    layer = (dense - one_layer) / (layers - 1) + removed
+    return max(one_layer - layer - (layers - 1) * removed, 0.0)
+
+
+def _remove_served(work: str, *, keep: tuple[str, ...]) -> None:
+    import shutil
+
+    for path in Path(work).iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _Anchors:
+    """The models timed in every group of grid points, in the same alternating rounds: the dense
+    uniform model (whose timings over the groups track the machine's speed), the model without
+    layers, and the two that give the costs beside the grid (one dense layer kept; every layer
+    removed)."""
+
+    def __init__(self, *, key: TableKey, vocab_size: int, **served):
+        self.served = served
+        self.names = tuple(served)
+        self.key, self.vocab_size = key, vocab_size
+        self.timed: dict[str, list[float]] = {name: [] for name in served}
+
+    @property
+    def groups(self) -> int:
+        """How many groups have been timed so far."""
+        return len(self.timed["dense"])
+
+    def time_group(self, points: dict[str, Any], *, run_time: float) -> dict[str, float]:
+        """Median milliseconds of each point and anchor, all timed in the same alternating rounds."""
+        from prunetune.trainables.measure.latency import measure_alternating
+
+        served = {**self.served, **points}
+        timed = measure_alternating({name: each.model for name, each in served.items()},
+                                    batch_size=self.key.batch_size, seq_len=self.key.seq_len,
+                                    vocab_size=self.vocab_size, device=self.served["dense"].device,
+                                    min_run_time=run_time, threads=self.key.threads, rounds=ROW_ROUNDS,
+                                    max_spread=1.0)
+        for name in self.names:
+            self.timed[name].append(timed[name].median_ms)
+        return {name: latency.median_ms for name, latency in timed.items()}
+
+    def drift(self) -> list[float]:
+        """Each group's speed factor: the dense anchor's trend over the groups (log-linear,
+        Theil-Sen), 1 at the middle group.
+
+        The trend, not each group's own anchor: one anchor timing is as noisy as one point (off by
+        up to 20% here); the trend follows a machine that slows down or speeds up over the table
+        and is not moved by one noisy group.
+        """
+        import numpy as np
+        from scipy.stats import theilslopes
+
+        dense = np.log(np.asarray(self.timed["dense"], dtype=float))
+        if len(dense) < 3:
+            return [1.0] * len(dense)
+        groups = np.arange(len(dense), dtype=float)
+        slope = theilslopes(dense, groups).slope
+        return [float(factor) for factor in np.exp(slope * (groups - groups.mean()))]
+
+    def corrected(self, name: str, drift: list[float]) -> float:
+        """An anchor's median over the groups, each group's timing divided by its drift factor."""
+        return statistics.median(ms / factor for ms, factor in zip(self.timed[name], drift))
 
 
 def additive_fit(grid: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
