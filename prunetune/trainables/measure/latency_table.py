@@ -273,7 +273,7 @@ def _group_size(model: torch.nn.Module) -> int:
 
 
 def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device, min_width: int = 1,
-                  point_run_time: float = POINT_RUN_TIME) -> LatencyTable:
+                  point_run_time: float | None = None) -> LatencyTable:
     """Time the grid (see the module docstring); every point is served as the trial serves its student.
 
     The grid is timed in groups of one point per row and column (``latin_groups``), each group
@@ -284,6 +284,7 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
     from prunetune.trainables.measure.latency import timing_slot
     from prunetune.trainables.runtimes import runtime_of
 
+    point_run_time = POINT_RUN_TIME if point_run_time is None else point_run_time
     started = time.perf_counter()
     # Grouped-query attention loses whole groups: its head counts are multiples of the group size.
     group = _group_size(model)
