@@ -140,38 +140,51 @@ def test_one_slow_grid_point_does_not_decide_the_dense_prediction(tiny_family_di
     assert T.LatencyTable.from_json(table.to_json()) == table
 
 
+class LinearCosts:
+    """Fake timings of a table's models: a base, then per kept layer a fixed part, a part per head
+    and a part per FFN neuron; the n-th call to the timer (from 1) multiplied by ``slowdown(n)``."""
+
+    per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
+
+    def __init__(self, monkeypatch, slowdown):
+        from prunetune.trainables.measure import latency as L
+
+        self.calls = 0
+
+        def timing(models, **kwargs):
+            self.calls += 1
+            return {name: L.Latency(median_ms=self.ms(list(zip(served.config.layer_heads,
+                                                               served.config.layer_intermediate_sizes)))
+                                    * slowdown(self.calls), p95_ms=1.0, runs=1) for name, served in models.items()}
+
+        monkeypatch.setattr(L, "measure_alternating", timing)
+
+    def ms(self, shapes) -> float:
+        return self.base + sum(self.fixed + self.per_head * h + self.per_neuron * w for h, w in shapes if h or w)
+
+    def speedup(self, dense, shapes) -> float:
+        return self.ms(dense) / self.ms(shapes)
+
+
+def predicted_speedup(table, shapes) -> float:
+    return table.dense_ms / table.predict(*map(list, zip(*shapes)))
+
+
 def test_a_machine_that_drifts_while_the_table_is_timed_does_not_move_its_speedups(tiny_family_dir, monkeypatch):
     """Every call to the timer runs 15% slower than the one before (a VM's neighbours waking up):
-    the speed-ups the table predicts stay those of an idle machine, since each row is read
-    against anchors timed in its own rounds."""
+    the speed-ups the table predicts stay those of an idle machine, since the dense anchor's
+    trend over the groups is divided out."""
     from transformers import AutoModelForSequenceClassification
 
-    from prunetune.trainables.measure import latency as L
-
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
-    per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
-    full_heads, full_width = model.config.num_attention_heads, model.config.intermediate_size
-    calls = []
-
-    def true_ms(shapes):
-        return base + sum(fixed + per_head * h + per_neuron * w for h, w in shapes if h or w)
-
-    def drifting_timing(models, **kwargs):
-        calls.append(1)
-        slowdown = 1.15 ** len(calls)
-        return {name: L.Latency(median_ms=true_ms(list(zip(served.config.layer_heads,
-                                                            served.config.layer_intermediate_sizes))) * slowdown,
-                                p95_ms=1.0, runs=1) for name, served in models.items()}
-
-    monkeypatch.setattr(L, "measure_alternating", drifting_timing)
+    costs = LinearCosts(monkeypatch, slowdown=lambda call: 1.15 ** call)
     key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
     table = T.measure_table(model, key, device=CPU, min_width=8)
     layers = key.num_layers
-    dense = [(full_heads, full_width)] * layers
-    assert len(calls) > 2
-    for shapes in ([(1, 8)] * layers, [(1, 8)] + [(0, 0)] * (layers - 1), [(full_heads, 8)] * layers):
-        predicted_speedup = table.dense_ms / table.predict(*map(list, zip(*shapes)))
-        assert predicted_speedup == pytest.approx(true_ms(dense) / true_ms(shapes), rel=0.02), shapes
+    dense = [(model.config.num_attention_heads, model.config.intermediate_size)] * layers
+    assert costs.calls > 2
+    for shapes in ([(1, 8)] * layers, [(1, 8)] + [(0, 0)] * (layers - 1), [(dense[0][0], 8)] * layers):
+        assert predicted_speedup(table, shapes) == pytest.approx(costs.speedup(dense, shapes), rel=0.02), shapes
 
 
 def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkeypatch):
@@ -410,33 +423,15 @@ def test_the_grid_is_timed_in_groups_of_one_point_per_row_and_column():
 def test_a_burst_while_one_group_is_timed_moves_no_head_count_far(monkeypatch):
     """Every model of one timing call runs 25% slow: on a 7 x 7 grid the table's speed-ups stay
     within a few percent for every shape, where a grid timed row by row had one head count 25% off."""
-    from prunetune.trainables.measure import latency as L
-
     model = tiny_classifier(hidden=28, heads=7, ffn=64, layers=2)
-    per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
-    full_heads, full_width = model.config.num_attention_heads, model.config.intermediate_size
-    calls = []
-
-    def true_ms(shapes):
-        return base + sum(fixed + per_head * h + per_neuron * w for h, w in shapes if h or w)
-
-    def bursty_timing(models, **kwargs):
-        calls.append(1)
-        burst = 1.25 if len(calls) == 2 else 1.0
-        return {name: L.Latency(median_ms=true_ms(list(zip(served.config.layer_heads,
-                                                            served.config.layer_intermediate_sizes))) * burst,
-                                p95_ms=1.0, runs=1) for name, served in models.items()}
-
-    monkeypatch.setattr(L, "measure_alternating", bursty_timing)
+    costs = LinearCosts(monkeypatch, slowdown=lambda call: 1.25 if call == 2 else 1.0)
     key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
     table = T.measure_table(model, key, device=CPU, min_width=8)
-    layers = key.num_layers
-    dense = [(full_heads, full_width)] * layers
+    dense = [(7, 64)] * key.num_layers
     for heads in table.heads:
         for width in table.widths:
-            shapes = [(heads, width)] * layers
-            predicted_speedup = table.dense_ms / table.predict(*map(list, zip(*shapes)))
-            assert predicted_speedup == pytest.approx(true_ms(dense) / true_ms(shapes), rel=0.06), shapes
+            shapes = [(heads, width)] * key.num_layers
+            assert predicted_speedup(table, shapes) == pytest.approx(costs.speedup(dense, shapes), rel=0.06), shapes
 
 
 def test_the_width_grid_holds_only_widths_a_pruner_reaches():
