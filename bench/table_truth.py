@@ -53,6 +53,7 @@ def main() -> None:
     from prunetune.trainables.families.compaction import load_model_dir
     from prunetune.trainables.measure import latency_table as T
     from prunetune.trainables.measure.latency import measure_alternating
+    from prunetune.trainables.methods._speed import table_min_width
     from prunetune.trainables.runtimes import runtime_of
 
     runtime, precision = sys.argv[1].split("/")
@@ -63,12 +64,9 @@ def main() -> None:
     print(f"CPU: {cpu_model()}; {runtime} {precision}, batch {BATCH} x {SEQ_LEN} tokens, {THREADS} thread(s)")
     key = T.table_key(teacher, runtime=runtime, precision=precision, device=cpu, batch_size=BATCH, seq_len=SEQ_LEN,
                       threads=THREADS)
-    width = max(teacher.config.intermediate_size, 1)
-    from prunetune.trainables.methods._speed import ffn_group_size
-
     tables = []
     for attempt in range(2):
-        table = T.measure_table(teacher, key, device=cpu, min_width=ffn_group_size(width))
+        table = T.measure_table(teacher, key, device=cpu, min_width=table_min_width(teacher))
         tables.append(table)
         print(f"table {attempt + 1}: {table.seconds:.0f} s, base {table.base_ms:.3f} ms, kept {table.kept_ms:.3f} ms, "
               f"dense {table.dense_ms:.3f} ms", flush=True)

@@ -300,6 +300,16 @@ def failure_of(result: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+#: How a trial's error begins when its Ray worker died under it (its node left the cluster, or the
+#: process was killed) and Tune gave up on it: out of retries, or lost while a reused worker was
+#: being handed to it, which Tune never retries.
+WORKER_LOST = "the worker running this trial was lost"
+
+
+def _is_worker_loss(error: BaseException) -> bool:
+    return isinstance(error, ray.exceptions.RayActorError)
+
+
 def error_reason(trial) -> str:
     """``ExceptionType: message`` of the trial's error, without Ray's wrapping and traceback.
 
@@ -316,16 +326,6 @@ def error_reason(trial) -> str:
     text = _read_text(getattr(trial, "error_file", None))
     lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("Failure #")]
     return lines[-1] if lines else "unknown error"
-
-
-#: How a trial's error begins when its Ray worker died under it (its node left the cluster, or the
-#: process was killed) and Tune gave up on it: out of retries, or lost while a reused worker was
-#: being handed to it, which Tune never retries.
-WORKER_LOST = "the worker running this trial was lost"
-
-
-def _is_worker_loss(error: BaseException) -> bool:
-    return isinstance(error, ray.exceptions.RayActorError)
 
 
 def _pickled_error(trial) -> BaseException | None:

@@ -74,10 +74,10 @@ TABLE_DIR = "latency-tables"
 #: Grid points along each axis (both ends included); a model with fewer heads uses them all.
 HEAD_POINTS = 7
 WIDTH_POINTS = 7
-#: Timing per grid point (the points themselves are what the table averages), over ROW_ROUNDS
+#: Timing per grid point (the points themselves are what the table averages), over GROUP_ROUNDS
 #: alternating rounds with its group's anchors: finer rounds cancel shorter bursts on the machine.
 POINT_RUN_TIME = 0.3
-ROW_ROUNDS = 4
+GROUP_ROUNDS = 4
 #: Bumped when the way tables are measured changes, so that old caches are not read.
 TABLE_VERSION = 6
 
@@ -307,11 +307,11 @@ def measure_table(model: torch.nn.Module, key: TableKey, *, device: torch.device
             removed=serve("removed", layers=layers, heads=0, width=0),
             key=key, vocab_size=int(model.config.vocab_size))
         timed: dict[tuple[int, int], tuple[float, int]] = {}  # (heads, width) -> (milliseconds, its group)
-        for group in latin_groups(len(heads), len(widths)):
+        for index, group in enumerate(latin_groups(len(heads), len(widths))):
             shapes = {(heads[i], widths[j]) for i, j in group} - {dense_shape}  # the dense corner is an anchor
             points = {f"{h}x{w}": serve(f"{h}x{w}", layers=layers, heads=h, width=w) for h, w in shapes}
             group_ms = anchors.time_group(points, run_time=point_run_time)
-            timed.update({(h, w): (group_ms[f"{h}x{w}"], anchors.groups - 1) for h, w in shapes})
+            timed.update({(h, w): (group_ms[f"{h}x{w}"], index) for h, w in shapes})
             del points  # a group's served models and files go before the next group's are built
             _remove_served(work, keep=anchors.names)
     drift = anchors.drift()
@@ -377,11 +377,6 @@ class _Anchors:
         self.key, self.vocab_size = key, vocab_size
         self.timed: dict[str, list[float]] = {name: [] for name in served}
 
-    @property
-    def groups(self) -> int:
-        """How many groups have been timed so far."""
-        return len(self.timed["dense"])
-
     def time_group(self, points: dict[str, Any], *, run_time: float) -> dict[str, float]:
         """Median milliseconds of each point and anchor, all timed in the same alternating rounds."""
         from prunetune.trainables.measure.latency import measure_alternating
@@ -390,7 +385,7 @@ class _Anchors:
         timed = measure_alternating({name: each.model for name, each in served.items()},
                                     batch_size=self.key.batch_size, seq_len=self.key.seq_len,
                                     vocab_size=self.vocab_size, device=self.served["dense"].device,
-                                    min_run_time=run_time, threads=self.key.threads, rounds=ROW_ROUNDS,
+                                    min_run_time=run_time, threads=self.key.threads, rounds=GROUP_ROUNDS,
                                     max_spread=1.0)
         for name in self.names:
             self.timed[name].append(timed[name].median_ms)

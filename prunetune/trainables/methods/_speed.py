@@ -204,10 +204,14 @@ def table_for(model, cache_dir, settings, *, runtime: str, precision: str, devic
     from prunetune.trainables.runtimes import runtime_of
 
     device = runtime_of(runtime).serving_device(precision, device)
-    width = max(view.ffn_width for view in _views(model))
     return cached_table(model, cache_dir, runtime=runtime, precision=precision, device=device,
                         batch_size=settings.latency.batch_size, seq_len=settings.latency.seq_len, threads=threads,
-                        min_width=ffn_group_size(width), measurer=measurer)
+                        min_width=table_min_width(model), measurer=measurer)
+
+
+def table_min_width(model) -> int:
+    """The narrowest FFN width a table times: one FFN group, the step a pruner removes."""
+    return ffn_group_size(max(view.ffn_width for view in _views(model)))
 
 
 def prepare_tables(config, model_dir, cache_dir, measurer=None) -> list[LatencyTable]:

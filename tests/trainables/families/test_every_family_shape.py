@@ -143,7 +143,7 @@ def test_a_latency_table_times_the_family_shapes(family, monkeypatch):
     """Grouped-query attention in whole groups; ModernBERT's per-layer attention kinds for any layer count."""
     from prunetune.trainables.measure import latency_table as T
 
-    monkeypatch.setattr(T, "ROW_ROUNDS", 1)  # the shapes are what is checked, not the timings' precision
+    monkeypatch.setattr(T, "GROUP_ROUNDS", 1)  # the shapes are what is checked, not the timings' precision
 
     model = tiny_classifier(family, layers=2)
     key = T.table_key(model, runtime="torch", precision="fp32", device=torch.device("cpu"), batch_size=1,

@@ -22,7 +22,7 @@ def few_runs_per_table_point(monkeypatch):
     the timer's calibration (about 25 ms) whatever its run time."""
     from prunetune.trainables.measure import latency as L
 
-    monkeypatch.setattr(T, "ROW_ROUNDS", 1)
+    monkeypatch.setattr(T, "GROUP_ROUNDS", 1)
     monkeypatch.setattr(T, "POINT_RUN_TIME", 0.02)
     monkeypatch.setattr(L, "MIN_LATENCY_RUNS", 3)
 
@@ -102,47 +102,10 @@ def test_the_fit_keeps_an_additive_grid_and_spreads_a_single_outlier():
     assert T.additive_fit(((1.0, 2.0, 3.0),)) == ((1.0, 2.0, 3.0),)  # one row: nothing to average over
 
 
-def test_one_slow_grid_point_does_not_decide_the_dense_prediction(tiny_family_dir, monkeypatch):
-    """A grid point timed 30% slow moves the table's predictions far less than it is off."""
-    from transformers import AutoModelForSequenceClassification
-
-    from prunetune.trainables.measure import latency as L
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
-    per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
-    full_heads, full_width = model.config.num_attention_heads, model.config.intermediate_size
-
-    def true_ms(shapes):
-        return base + sum(fixed + per_head * h + per_neuron * w for h, w in shapes if h or w)
-
-    widths = T.grid(full_width, T.WIDTH_POINTS, minimum=8, step=8)
-    half = (full_heads, widths[len(widths) // 2])
-
-    def fake_timing(models, **kwargs):
-        timed = {}
-        for name, served in models.items():
-            ms = true_ms(list(zip(served.config.layer_heads, served.config.layer_intermediate_sizes)))
-            if name == f"{half[0]}x{half[1]}":
-                ms *= 1.3  # a transient on the machine while this point was timed
-            timed[name] = L.Latency(median_ms=ms, p95_ms=ms, runs=1)
-        return timed
-
-    monkeypatch.setattr(L, "measure_alternating", fake_timing)
-    key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
-    table = T.measure_table(model, key, device=CPU, min_width=8)
-    layers = key.num_layers
-    true_layer = (true_ms([half] * layers) - base) / layers
-    assert table.measured_layer_ms[-1][len(table.widths) // 2] > 1.25 * true_layer  # the file keeps what was timed
-    for shapes in ([half] * layers, [(1, 8)] + [(0, 0)] * (layers - 1), [(full_heads, full_width)] * layers):
-        predicted_speedup = table.dense_ms / table.predict(*map(list, zip(*shapes)))
-        true_speedup = true_ms([(full_heads, full_width)] * layers) / true_ms(shapes)
-        assert predicted_speedup == pytest.approx(true_speedup, rel=0.1), shapes
-    assert T.LatencyTable.from_json(table.to_json()) == table
-
-
 class LinearCosts:
     """Fake timings of a table's models: a base, then per kept layer a fixed part, a part per head
-    and a part per FFN neuron; the n-th call to the timer (from 1) multiplied by ``slowdown(n)``."""
+    and a part per FFN neuron; the model named ``name`` in the n-th call to the timer (from 1)
+    multiplied by ``slowdown(n, name)``."""
 
     per_head, per_neuron, fixed, base = 0.2, 0.01, 0.3, 1.0
 
@@ -155,7 +118,7 @@ class LinearCosts:
             self.calls += 1
             return {name: L.Latency(median_ms=self.ms(list(zip(served.config.layer_heads,
                                                                served.config.layer_intermediate_sizes)))
-                                    * slowdown(self.calls), p95_ms=1.0, runs=1) for name, served in models.items()}
+                                    * slowdown(self.calls, name), p95_ms=1.0, runs=1) for name, served in models.items()}
 
         monkeypatch.setattr(L, "measure_alternating", timing)
 
@@ -170,6 +133,27 @@ def predicted_speedup(table, shapes) -> float:
     return table.dense_ms / table.predict(*map(list, zip(*shapes)))
 
 
+def test_one_slow_grid_point_does_not_decide_the_dense_prediction(tiny_family_dir, monkeypatch):
+    """A grid point timed 30% slow moves the table's predictions far less than it is off."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
+    full_heads, full_width = model.config.num_attention_heads, model.config.intermediate_size
+    widths = T.grid(full_width, T.WIDTH_POINTS, minimum=8, step=8)
+    half = (full_heads, widths[len(widths) // 2])
+    # A transient on the machine while that point was timed.
+    costs = LinearCosts(monkeypatch, slowdown=lambda call, name: 1.3 if name == f"{half[0]}x{half[1]}" else 1.0)
+    key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
+    table = T.measure_table(model, key, device=CPU, min_width=8)
+    layers = key.num_layers
+    dense = [(full_heads, full_width)] * layers
+    true_layer = (costs.ms([half] * layers) - costs.base) / layers
+    assert table.measured_layer_ms[-1][len(table.widths) // 2] > 1.25 * true_layer  # the file keeps what was timed
+    for shapes in ([half] * layers, [(1, 8)] + [(0, 0)] * (layers - 1), dense):
+        assert predicted_speedup(table, shapes) == pytest.approx(costs.speedup(dense, shapes), rel=0.1), shapes
+    assert T.LatencyTable.from_json(table.to_json()) == table
+
+
 def test_a_machine_that_drifts_while_the_table_is_timed_does_not_move_its_speedups(tiny_family_dir, monkeypatch):
     """Every call to the timer runs 15% slower than the one before (a VM's neighbours waking up):
     the speed-ups the table predicts stay those of an idle machine, since the dense anchor's
@@ -177,7 +161,7 @@ def test_a_machine_that_drifts_while_the_table_is_timed_does_not_move_its_speedu
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_family_dir("bert")), num_labels=2)
-    costs = LinearCosts(monkeypatch, slowdown=lambda call: 1.15 ** call)
+    costs = LinearCosts(monkeypatch, slowdown=lambda call, name: 1.15 ** call)
     key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
     table = T.measure_table(model, key, device=CPU, min_width=8)
     layers = key.num_layers
@@ -190,7 +174,6 @@ def test_a_machine_that_drifts_while_the_table_is_timed_does_not_move_its_speedu
 def test_table_is_measured_once_per_key_and_read_from_the_cache(tmp_path, monkeypatch):
     model = tiny_classifier(layers=2)
     settings = dict(runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1, min_width=8)
-    monkeypatch.setattr(T, "POINT_RUN_TIME", 0.01)
     measured = []
     real = T.measure_table
     monkeypatch.setattr(T, "measure_table", lambda *a, **k: measured.append(1) or real(*a, point_run_time=0.01, **k))
@@ -424,7 +407,7 @@ def test_a_burst_while_one_group_is_timed_moves_no_head_count_far(monkeypatch):
     """Every model of one timing call runs 25% slow: on a 7 x 7 grid the table's speed-ups stay
     within a few percent for every shape, where a grid timed row by row had one head count 25% off."""
     model = tiny_classifier(hidden=28, heads=7, ffn=64, layers=2)
-    costs = LinearCosts(monkeypatch, slowdown=lambda call: 1.25 if call == 2 else 1.0)
+    costs = LinearCosts(monkeypatch, slowdown=lambda call, name: 1.25 if call == 2 else 1.0)
     key = T.table_key(model, runtime="torch", precision="fp32", device=CPU, batch_size=1, seq_len=8, threads=1)
     table = T.measure_table(model, key, device=CPU, min_width=8)
     dense = [(7, 64)] * key.num_layers
